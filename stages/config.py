@@ -1,0 +1,177 @@
+"""Typed params: params.yaml is parsed once, here, into frozen objects.
+
+An unknown key, a wrong type or an out-of-range value is a PipelineError naming the key
+(`train.epochs`), never a KeyError deep inside a stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stages.errors import PipelineError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+class DatasetParams(Section):
+    """Shared by every stage: what is predicted, the schema, the seed."""
+
+    target: str = Field(min_length=1, description="Column to predict.")
+    schema_path: str = Field(
+        alias="schema", min_length=1, description="pandera YAML schema of the raw table."
+    )
+    seed: int = Field(ge=0, description="Seed for the split, weight initialisation and shuffling.")
+
+
+class CollectParams(Section):
+    """How to read the source into a table."""
+
+    source: str = Field(min_length=1, description="Path of the CSV/TSV file to read.")
+    delimiter: str = Field(",", min_length=1, description="Field delimiter.")
+    header: bool = Field(True, description="Whether the first line holds the column names.")
+    names: list[str] | None = Field(
+        None, description="Column names, in file order, for a file without a header row."
+    )
+    na_values: list[str] = Field(
+        default_factory=list, description="Extra strings read as missing values."
+    )
+    skip_initial_space: bool = Field(False, description="Drop spaces after each delimiter.")
+    encoding: str = Field("utf-8", description="Text encoding of the file.")
+    max_rows: int | None = Field(None, gt=0, description="Read at most this many rows.")
+
+    @model_validator(mode="after")
+    def _names_when_headerless(self) -> CollectParams:
+        if not self.header and not self.names:
+            raise ValueError("a file without a header row needs `names`")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            raise ValueError("`names` has duplicates")
+        return self
+
+
+class PrepareParams(Section):
+    """Cleaning rules applied before encoding."""
+
+    missing_tokens: list[str] = Field(
+        default_factory=lambda: ["", "?", "NA", "N/A"],
+        description="Text values (after trimming) that mean 'missing'.",
+    )
+    drop_duplicates: bool = Field(True, description="Drop exact duplicate rows.")
+
+
+class SplitParams(Section):
+    """Fractions of the prepared rows held out for validation and test."""
+
+    validation: float = Field(gt=0, lt=1, description="Fraction of rows for validation.")
+    test: float = Field(gt=0, lt=1, description="Fraction of rows for the test set.")
+    stratify: bool = Field(True, description="Keep class proportions equal across splits.")
+
+    @model_validator(mode="after")
+    def _leaves_train_rows(self) -> SplitParams:
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must be below 1 to leave rows for training")
+        return self
+
+
+class TrainParams(Section):
+    """The network and how it is fitted."""
+
+    hidden_units: list[int] = Field(min_length=1, description="Width of each hidden layer.")
+    activation: Literal["relu", "gelu", "silu", "elu", "tanh"] = Field(
+        "relu", description="Activation of the hidden layers."
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout rate after each hidden layer.")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on the hidden layers' kernels.")
+    initializer: Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform"] = Field(
+        "he_normal", description="Kernel initializer of the dense layers."
+    )
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
+    learning_rate: float = Field(gt=0, description="Optimizer learning rate.")
+    batch_size: int = Field(gt=0, description="Rows per gradient step.")
+    epochs: int = Field(gt=0, description="Most epochs to train.")
+    patience: int = Field(
+        5, ge=0, description="Epochs without validation improvement before stopping (0: never)."
+    )
+    monitor: Literal["val_loss", "val_accuracy"] = Field(
+        "val_loss", description="Validation metric for early stopping and the best epoch."
+    )
+    deterministic: bool = Field(
+        True, description="Deterministic ops: the same inputs give bit-identical weights."
+    )
+    overfit_gap: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Flag an epoch when validation accuracy trails training accuracy by more.",
+    )
+
+    @model_validator(mode="after")
+    def _positive_units(self) -> TrainParams:
+        if any(units <= 0 for units in self.hidden_units):
+            raise ValueError("every hidden layer needs at least one unit")
+        return self
+
+
+class Params(Section):
+    dataset: DatasetParams
+    collect: CollectParams
+    prepare: PrepareParams = Field(default_factory=PrepareParams)
+    split: SplitParams
+    train: TrainParams
+
+
+SECTIONS: dict[str, type[Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Params.model_fields.items()
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "missing key"
+    return f"{key}: {message}" if key else message
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; errors name each bad key."""
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        details = [_describe(error) for error in exc.errors()]
+        raise PipelineError(f"{source}: invalid params", details) from None
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: params file not found") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML", [str(exc)]) from None
+
+
+def load_params(
+    path: str | Path = "params.yaml", overrides: dict[str, dict[str, Any]] | None = None
+) -> Params:
+    """Read params.yaml, apply command-line overrides per section, validate."""
+    raw = read_params_file(path)
+    for section, values in (overrides or {}).items():
+        if values:
+            if not isinstance(raw.get(section), dict):
+                raw[section] = {}
+            raw[section] = {**raw[section], **values}
+    return parse_params(raw, source=str(path))

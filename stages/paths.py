@@ -1,0 +1,35 @@
+"""Where every stage reads and writes, relative to the repository root.
+
+dvc.yaml declares the same paths; tests/test_layout.py checks that the two agree.
+"""
+
+PARAMS = "params.yaml"
+
+RAW_TABLE = "data/raw/table.parquet"
+COLLECT_REPORT = "reports/collect/report.json"
+
+VALIDATED_TABLE = "data/validated/table.parquet"
+VALIDATE_REPORT = "reports/validate/report.json"
+VALIDATE_FAILURES = "reports/validate/failure_cases.csv"
+
+PREPARED_TABLE = "data/prepared/table.parquet"
+ENCODING_SPEC = "data/prepared/encoding.json"
+PREPARE_REPORT = "reports/prepare/report.json"
+
+SPLIT_DIR = "data/split"
+SPLIT_NAMES = ("train", "validation", "test")
+SPLIT_REPORT = "reports/split/report.json"
+
+MODEL = "models/model.keras"
+TRAIN_DIR = "reports/train"
+TRAIN_METRICS = "reports/train/metrics.json"
+TRAIN_PLOTS = "reports/train/plots"
+TRAIN_REPORT = "reports/train/report.json"
+
+EVALUATE_METRICS = "reports/evaluate/metrics.json"
+EVALUATE_PLOTS = "reports/evaluate/plots"
+
+
+def split_table(name: str) -> str:
+    """Path of one split's table: train, validation or test."""
+    return f"{SPLIT_DIR}/{name}.parquet"

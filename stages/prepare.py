@@ -1,0 +1,162 @@
+"""prepare: clean the validated rows and encode every feature to numbers.
+
+Reads data/validated/table.parquet and the schema. Writes data/prepared/table.parquet
+(a `row_id`, the float32 feature columns and the target as a class index),
+data/prepared/encoding.json (the encoding spec) and reports/prepare/report.json.
+
+Nothing here is learned from data: the encoding is a pure function of (row, schema), so a
+row encodes the same whether it is alone, in a batch, in training or at prediction time.
+Categories come from the vocabulary the schema declares and an unknown or missing category
+encodes to all zeros; a missing number becomes 0 plus a 1 in its `__missing` column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from stages.encoding import ROW_ID, EncodingSpec, FeatureSpec
+from stages.errors import PipelineError
+from stages.schema import non_features
+
+
+def _vocabulary(column: pa.Column) -> list[str] | None:
+    for check in column.checks:
+        if check.name == "isin":
+            return [str(value) for value in check.statistics["allowed_values"]]
+    return None
+
+
+def spec_from_schema(schema: pa.DataFrameSchema, *, target: str) -> EncodingSpec:
+    """Derive the encoding from the schema alone: kinds, nullability and vocabularies."""
+    if target not in schema.columns:
+        raise PipelineError(f"target column '{target}' is not in the schema")
+    classes = _vocabulary(schema.columns[target])
+    if not classes or len(classes) < 2:
+        raise PipelineError(
+            f"schema column '{target}' (the target) needs an isin check listing at least two classes"
+        )
+    excluded = non_features(schema)
+    features = []
+    for name, column in schema.columns.items():
+        if name == target or name in excluded:
+            continue
+        dtype = column.dtype.type
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            features.append(FeatureSpec(name=name, kind="numeric", nullable=column.nullable))
+        elif pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+            vocabulary = _vocabulary(column)
+            if not vocabulary:
+                raise PipelineError(
+                    f"schema column '{name}' is text without an isin vocabulary: declare its "
+                    "categories, or list it under metadata.non_features with a reason"
+                )
+            features.append(
+                FeatureSpec(
+                    name=name, kind="categorical", nullable=column.nullable, vocabulary=vocabulary
+                )
+            )
+        else:
+            raise PipelineError(
+                f"schema column '{name}' has dtype {column.dtype}, which cannot be encoded: "
+                "list it under metadata.non_features with a reason"
+            )
+    if not features:
+        raise PipelineError("the schema declares no feature columns besides the target")
+    return EncodingSpec(target=target, classes=classes, features=features, excluded=excluded)
+
+
+def clean_frame(
+    frame: pd.DataFrame, *, spec: EncodingSpec, missing_tokens: list[str], drop_duplicates: bool
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Trim text, turn missing-value tokens into NA, drop duplicates and unlabelled rows."""
+    missing = [f.name for f in spec.features if f.name not in frame.columns]
+    if spec.target not in frame.columns:
+        missing.append(spec.target)
+    if missing:
+        raise PipelineError(f"missing columns: {', '.join(missing)}")
+    out = frame.copy()
+    if ROW_ID not in out.columns:
+        out.insert(0, ROW_ID, np.arange(len(out), dtype="int64"))
+    tokens = set(missing_tokens)
+    for name in out.columns:
+        column = out[name]
+        if pd.api.types.is_string_dtype(column):
+            trimmed = column.str.strip()
+            out[name] = trimmed.mask(trimmed.isin(tokens))
+    counts = {"rows_in": len(out)}
+    data_columns = [name for name in out.columns if name != ROW_ID]
+    before = len(out)
+    if drop_duplicates:
+        out = out.drop_duplicates(subset=data_columns, keep="first")
+    counts["duplicates_dropped"] = before - len(out)
+    before = len(out)
+    out = out[out[spec.target].notna()]
+    counts["unlabelled_dropped"] = before - len(out)
+    counts["rows_out"] = len(out)
+    return out.reset_index(drop=True), counts
+
+
+def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
+    """Encode the feature columns of `frame` into float32 columns named as in the spec."""
+    encoded: dict[str, np.ndarray] = {}
+    for feature in spec.features:
+        if feature.name not in frame.columns:
+            raise PipelineError(f"missing feature column '{feature.name}'")
+        column = frame[feature.name]
+        if feature.kind == "numeric":
+            values = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
+            absent = np.isnan(values)
+            encoded[feature.name] = np.where(absent, 0.0, values).astype("float32")
+            if feature.nullable:
+                encoded[f"{feature.name}__missing"] = absent.astype("float32")
+        else:
+            vocabulary = feature.vocabulary or []
+            codes = pd.Categorical(column, categories=vocabulary).codes
+            onehot = np.zeros((len(column), len(vocabulary)), dtype="float32")
+            known = codes >= 0
+            onehot[np.flatnonzero(known), codes[known]] = 1.0
+            for position, value in enumerate(vocabulary):
+                encoded[f"{feature.name}={value}"] = onehot[:, position]
+    return pd.DataFrame(encoded, index=frame.index, columns=spec.feature_columns)
+
+
+def encode_target(labels: pd.Series, *, classes: list[str]) -> np.ndarray:
+    """Class index of each label; a label outside `classes` is an error."""
+    codes = pd.Categorical(labels.astype(str), categories=classes).codes
+    unknown = codes < 0
+    if unknown.any():
+        examples = sorted(set(labels[unknown].astype(str)))[:5]
+        raise PipelineError(
+            f"target column '{labels.name}' has labels outside the schema's classes: {examples}"
+        )
+    return codes.astype("int32")
+
+
+def prepare_frame(
+    frame: pd.DataFrame, *, spec: EncodingSpec, missing_tokens: list[str], drop_duplicates: bool
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Clean then encode. Returns the prepared table and a report."""
+    clean, counts = clean_frame(
+        frame, spec=spec, missing_tokens=missing_tokens, drop_duplicates=drop_duplicates
+    )
+    features = encode_features(clean, spec=spec)
+    target = encode_target(clean[spec.target], classes=spec.classes)
+    prepared = pd.concat(
+        [
+            clean[[ROW_ID]],
+            features,
+            pd.DataFrame({spec.target: target}, index=clean.index),
+        ],
+        axis=1,
+    )
+    report = {
+        **counts,
+        "features_in": len(spec.features),
+        "features_out": len(spec.feature_columns),
+        "excluded_columns": spec.excluded,
+    }
+    return prepared, report

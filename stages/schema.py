@@ -1,0 +1,61 @@
+"""Loading the pandera schema that declares the raw table.
+
+The schema file is pandera's own YAML. Its top-level `metadata.non_features` maps a column
+to the reason it is not a model input (an identifier, a sampling weight, free text).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from stages.errors import PipelineError
+
+FINITE_CHECK = "finite"
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce").astype("float64")
+    return pd.Series(np.isfinite(values) | series.isna(), index=series.index)
+
+
+def load_schema(path: str | Path) -> pa.DataFrameSchema:
+    """Read a pandera YAML schema; float columns also get a check that rejects inf."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: schema file not found (params: dataset.schema)")
+    try:
+        schema = pa.DataFrameSchema.from_yaml(path)
+    except Exception as exc:  # pandera raises many types for a malformed file
+        raise PipelineError(f"{path}: not a valid pandera schema ({exc})") from None
+    if not schema.columns:
+        raise PipelineError(f"{path}: the schema declares no columns")
+    finite = pa.Check(_finite, name=FINITE_CHECK, error="finite")
+    updates = {
+        name: {"checks": [*column.checks, finite]}
+        for name, column in schema.columns.items()
+        if pd.api.types.is_float_dtype(column.dtype.type)
+    }
+    return schema.update_columns(updates) if updates else schema
+
+def non_features(schema: pa.DataFrameSchema) -> dict[str, str]:
+    """Columns the schema marks as not model inputs, with the reason for each."""
+    declared = (schema.metadata or {}).get("non_features") or {}
+    if not isinstance(declared, dict):
+        raise PipelineError("schema metadata.non_features must map column names to reasons")
+    unknown = sorted(set(declared) - set(schema.columns))
+    if unknown:
+        raise PipelineError(
+            f"schema metadata.non_features names columns the schema lacks: {', '.join(unknown)}"
+        )
+    return {str(name): str(reason) for name, reason in declared.items()}
+
+
+def require_target(schema: pa.DataFrameSchema, target: str, schema_path: str | Path) -> None:
+    if target not in schema.columns:
+        raise PipelineError(
+            f"{schema_path}: target column '{target}' (params: dataset.target) is not in the schema"
+        )
