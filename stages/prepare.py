@@ -100,6 +100,11 @@ def clean_frame(
     return out.reset_index(drop=True), counts
 
 
+def _codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    """Position of each value in `vocabulary`; -1 for a missing or unlisted value."""
+    return pd.Index(vocabulary, dtype=object).get_indexer(values.to_numpy(dtype=object))
+
+
 def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
     """Encode the feature columns of `frame` into float32 columns named as in the spec."""
     encoded: dict[str, np.ndarray] = {}
@@ -115,7 +120,7 @@ def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
                 encoded[f"{feature.name}__missing"] = absent.astype("float32")
         else:
             vocabulary = feature.vocabulary or []
-            codes = pd.Categorical(column, categories=vocabulary).codes
+            codes = _codes(column, vocabulary)
             onehot = np.zeros((len(column), len(vocabulary)), dtype="float32")
             known = codes >= 0
             onehot[np.flatnonzero(known), codes[known]] = 1.0
@@ -126,7 +131,7 @@ def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
 
 def encode_target(labels: pd.Series, *, classes: list[str]) -> np.ndarray:
     """Class index of each label; a label outside `classes` is an error."""
-    codes = pd.Categorical(labels.astype(str), categories=classes).codes
+    codes = _codes(labels, classes)
     unknown = codes < 0
     if unknown.any():
         examples = sorted(set(labels[unknown].astype(str)))[:5]

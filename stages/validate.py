@@ -28,7 +28,9 @@ def validate_frame(
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases.reindex(columns=FAILURE_COLUMNS)
         cases["column"] = cases["column"].fillna("<table>")
-        cases["failure_case"] = cases["failure_case"].astype(str)
+        cases["failure_case"] = [
+            "<missing>" if pd.isna(value) else str(value) for value in cases["failure_case"]
+        ]
         return None, cases.reset_index(drop=True)
     return validated, pd.DataFrame(columns=FAILURE_COLUMNS)
 

@@ -1,0 +1,108 @@
+"""dvc.yaml, stages/paths.py and stages/cli.py name the same stages, params, paths and code."""
+
+import ast
+from pathlib import Path
+
+import yaml
+
+from stages import paths
+from stages.cli import COMMAND_PARAMS
+
+from .conftest import REPO
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+OUTPUTS = {
+    "collect": {paths.RAW_TABLE, paths.COLLECT_REPORT},
+    "validate": {paths.VALIDATED_TABLE, paths.VALIDATE_REPORT, paths.VALIDATE_FAILURES},
+    "prepare": {paths.PREPARED_TABLE, paths.ENCODING_SPEC, paths.PREPARE_REPORT},
+    "split": {*(paths.split_table(name) for name in paths.SPLIT_NAMES), paths.SPLIT_REPORT},
+    "train": {paths.MODEL, paths.TRAIN_REPORT, paths.TRAIN_PLOTS, paths.TRAIN_METRICS},
+    "evaluate": {paths.EVALUATE_PLOTS, paths.EVALUATE_METRICS},
+}
+
+
+def stages_imports(nodes: list[ast.stmt]) -> set[str]:
+    """stages.* modules imported anywhere inside `nodes`."""
+    found = set()
+    for node in (inner for outer in nodes for inner in ast.walk(outer)):
+        if isinstance(node, ast.ImportFrom) and node.module == "stages":
+            found.update(f"stages.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stages."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("stages."))
+    return found
+
+
+def module_closure(modules: set[str]) -> set[str]:
+    """Every stages.* module reachable from `modules` through imports."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
+        todo.extend(stages_imports(tree.body))
+    return seen
+
+
+def code_used_by(stage: str) -> set[str]:
+    """The stages/*.py files `python -m stages <stage>` imports: cli.py, what it imports at
+    the top, what the stage's command imports, and so on through those modules."""
+    cli_tree = ast.parse((REPO / "stages/cli.py").read_text())
+    top_level = [node for node in cli_tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    command = [n for n in cli_tree.body if isinstance(n, ast.FunctionDef) and n.name == stage]
+    modules = {"stages.cli"} | module_closure(stages_imports(top_level + command))
+    return {module.replace(".", "/") + ".py" for module in modules}
+
+
+def test_stages_in_order_each_running_its_command():
+    assert list(DVC) == ["collect", "validate", "prepare", "split", "train", "evaluate"]
+    assert list(DVC) == list(COMMAND_PARAMS)
+    for name, stage in DVC.items():
+        assert stage["cmd"] == f"python -m stages {name}"
+
+
+def test_each_stage_lists_exactly_the_params_it_reads():
+    for name, stage in DVC.items():
+        expected = set()
+        for section, keys in COMMAND_PARAMS[name].items():
+            expected |= {section} if keys is None else {f"{section}.{key}" for key in keys}
+        assert set(stage.get("params", [])) == expected, name
+
+
+def test_outputs_match_the_paths_module():
+    for name, stage in DVC.items():
+        declared = {*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])}
+        assert declared == OUTPUTS[name], name
+
+
+def test_each_stage_depends_on_exactly_the_code_it_runs():
+    for name, stage in DVC.items():
+        code = {dep for dep in stage["deps"] if dep.startswith("stages/")}
+        assert code == code_used_by(name), name
+        assert f"stages/{name}.py" in code
+
+
+def test_each_stage_reads_what_the_previous_ones_write():
+    written: set[str] = set()
+    for name, stage in DVC.items():
+        data_deps = {d for d in stage["deps"] if not d.startswith(("stages/", "${"))}
+        assert data_deps <= written, (name, data_deps - written)
+        written |= OUTPUTS[name]
+
+
+def test_metrics_and_plots_are_declared_for_dvc():
+    top_plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    files = {file for plot in top_plots for spec in plot.values() for file in spec["y"]}
+    assert files == {
+        "reports/train/plots/metrics/train/loss.tsv",
+        "reports/train/plots/metrics/eval/loss.tsv",
+        "reports/train/plots/metrics/train/accuracy.tsv",
+        "reports/train/plots/metrics/eval/accuracy.tsv",
+        *(f"reports/evaluate/plots/{name}.csv" for name in ("confusion", "roc", "precision_recall", "calibration")),
+    }
+    assert Path(paths.TRAIN_METRICS).name == "metrics.json"

@@ -1,0 +1,60 @@
+import pandas as pd
+import pytest
+
+from stages.errors import PipelineError
+from stages.split import split_frame, split_report
+
+from .conftest import labelled_frame
+
+
+def split(frame, **overrides):
+    options = dict(target="label", validation=0.1, test=0.2, seed=7, stratify=True)
+    return split_frame(frame, **{**options, **overrides})
+
+
+def test_no_row_in_two_splits_and_none_lost():
+    frame = labelled_frame(1000)
+    splits = split(frame)
+    ids = {name: set(rows["row_id"]) for name, rows in splits.items()}
+    assert not ids["train"] & ids["validation"]
+    assert not ids["train"] & ids["test"]
+    assert not ids["validation"] & ids["test"]
+    assert ids["train"] | ids["validation"] | ids["test"] == set(frame["row_id"])
+    assert {name: len(rows) for name, rows in splits.items()} == {
+        "train": 700,
+        "validation": 100,
+        "test": 200,
+    }
+
+
+def test_stratified_class_shares_match_the_whole_table():
+    frame = labelled_frame(1000, positive_every=4)  # 25% positive
+    for name, rows in split(frame).items():
+        assert rows["label"].mean() == pytest.approx(0.25, abs=0.005), name
+
+
+def test_same_seed_same_split_other_seed_other_split():
+    frame = labelled_frame(500)
+    first, again, other = split(frame), split(frame), split(frame, seed=8)
+    pd.testing.assert_frame_equal(first["test"], again["test"])
+    assert set(first["test"]["row_id"]) != set(other["test"]["row_id"])
+
+
+def test_a_class_too_small_for_every_split_fails_clearly():
+    frame = labelled_frame(100, positive_every=25)  # 4 positive rows; validation takes 10%
+    with pytest.raises(PipelineError) as caught:
+        split(frame)
+    assert "class(es) too small to appear in every split of 'label': 1 (4 rows)" in str(caught.value)
+
+
+def test_a_single_class_fails_clearly():
+    frame = labelled_frame(50).assign(label=0)
+    with pytest.raises(PipelineError, match="has 1 class"):
+        split(frame)
+
+
+def test_report_counts_classes_per_split():
+    splits = split(labelled_frame(1000))
+    report = split_report(splits, target="label", classes=["neg", "pos"])
+    assert report["test"] == {"rows": 200, "fraction": 0.2, "classes": {"neg": 150, "pos": 50}}
+    assert sum(part["rows"] for part in report.values()) == 1000

@@ -1,0 +1,131 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.config import TrainParams
+from stages.encoding import EncodingSpec, FeatureSpec
+from stages.model import build_model, predict_proba, scaling_statistics
+from stages.split import split_frame
+from stages.train import OverfittingMonitor, best_epoch, overfit_epochs, train_model
+
+from .conftest import labelled_frame
+
+DIVERGING = {
+    "accuracy": [0.70, 0.78, 0.84, 0.90, 0.95],
+    "val_accuracy": [0.69, 0.76, 0.79, 0.80, 0.79],
+    "loss": [0.6, 0.5, 0.4, 0.3, 0.2],
+    "val_loss": [0.61, 0.52, 0.47, 0.49, 0.55],
+}
+HEALTHY = {
+    "accuracy": [0.70, 0.78, 0.82, 0.84, 0.85],
+    "val_accuracy": [0.71, 0.78, 0.81, 0.83, 0.84],
+    "loss": [0.6, 0.5, 0.45, 0.42, 0.40],
+    "val_loss": [0.6, 0.5, 0.46, 0.43, 0.41],
+}
+
+SPEC = EncodingSpec(
+    target="label",
+    classes=["neg", "pos"],
+    features=[
+        FeatureSpec(name="x1", kind="numeric", nullable=True),
+        FeatureSpec(name="x2", kind="numeric", nullable=False),
+    ],
+)
+
+
+def tiny_params(**overrides) -> TrainParams:
+    values = dict(
+        hidden_units=[8], learning_rate=0.01, batch_size=32, epochs=2, patience=0, dropout=0.0
+    )
+    return TrainParams(**{**values, **overrides})
+
+
+def prepared(rows: int) -> pd.DataFrame:
+    frame = labelled_frame(rows)
+    frame["x1__missing"] = np.float32(0)
+    frame.loc[frame.index % 10 == 3, ["x1", "x1__missing"]] = [0.0, 1.0]
+    return frame[["row_id", "x1", "x1__missing", "x2", "label"]]
+
+
+def test_overfitting_monitor_flags_a_diverging_history_and_not_a_healthy_one():
+    flagged = overfit_epochs(DIVERGING, gap=0.05)
+    assert [item["epoch"] for item in flagged] == [4, 5]
+    assert flagged[0]["gap"] == pytest.approx(0.10)
+    assert overfit_epochs(HEALTHY, gap=0.05) == []
+
+
+def test_overfitting_callback_records_epochs_as_they_end(capsys):
+    monitor = OverfittingMonitor(gap=0.05)
+    for epoch in range(5):
+        monitor.on_epoch_end(
+            epoch, {"accuracy": DIVERGING["accuracy"][epoch], "val_accuracy": DIVERGING["val_accuracy"][epoch]}
+        )
+    assert [item["epoch"] for item in monitor.flagged] == [4, 5]
+    assert "epoch 4: validation accuracy 0.8000 trails training accuracy 0.9000" in capsys.readouterr().out
+
+
+def test_best_epoch_follows_the_monitored_metric():
+    assert best_epoch(DIVERGING, monitor="val_loss") == 3
+    assert best_epoch(DIVERGING, monitor="val_accuracy") == 4
+
+
+def test_scaling_statistics_come_from_train_rows_only():
+    frame = prepared(400)
+    frame.loc[frame.index % 2 == 0, "x2"] += 100.0  # shift half the rows
+    splits = split_frame(frame, target="label", validation=0.1, test=0.2, seed=0)
+    train = splits["train"]
+    mean, variance = scaling_statistics(train[SPEC.feature_columns], spec=SPEC)
+    present = train.loc[train["x1__missing"] == 0, "x1"]
+    np.testing.assert_allclose(mean, [present.mean(), 0.0, train["x2"].mean()], rtol=1e-5)
+    np.testing.assert_allclose(variance, [present.var(ddof=0), 1.0, train["x2"].var(ddof=0)], rtol=1e-4)
+    assert mean[2] != pytest.approx(frame["x2"].mean(), rel=1e-3)
+
+    model = build_model(
+        n_features=3, n_classes=2, mean=mean, variance=variance, hidden_units=[4],
+        activation="relu", dropout=0.0, l2=0.0, initializer="he_normal",
+    )
+    scaling = model.get_layer("scaling")
+    np.testing.assert_allclose(np.ravel(scaling.mean), mean, rtol=1e-6)
+    np.testing.assert_allclose(np.ravel(scaling.variance), variance, rtol=1e-6)
+
+
+def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch):
+    import keras
+
+    monkeypatch.chdir(tmp_path)  # DVCLive looks for a git repository from here
+    frame = prepared(300)
+    splits = split_frame(frame, target="label", validation=0.2, test=0.2, seed=0)
+    model, report = train_model(
+        train=splits["train"], validation=splits["validation"], spec=SPEC,
+        params=tiny_params(), seed=3, live_dir=tmp_path / "live",
+    )
+    assert report["epochs_run"] == 2
+    assert report["train_rows"] == len(splits["train"])
+    assert report["seed"] == 3
+    assert set(report["best"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for name in ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv"):
+        lines = (tmp_path / "live/plots/metrics" / name).read_text().splitlines()
+        assert len(lines) == 3  # header plus one line per epoch
+
+    x_test = splits["test"][SPEC.feature_columns].to_numpy("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    proba = predict_proba(reloaded, x_test)
+    assert proba.shape == (len(x_test), 2)
+    np.testing.assert_allclose(proba, predict_proba(model, x_test), rtol=1e-6)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_same_seed_gives_identical_weights(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    splits = split_frame(prepared(200), target="label", validation=0.2, test=0.2, seed=0)
+    runs = [
+        train_model(
+            train=splits["train"], validation=splits["validation"], spec=SPEC,
+            params=tiny_params(), seed=11, live_dir=tmp_path / f"live{index}",
+        )[0].get_weights()
+        for index in range(2)
+    ]
+    for first, second in zip(*runs, strict=True):
+        np.testing.assert_array_equal(first, second)

@@ -1,0 +1,84 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.errors import PipelineError
+from stages.schema import load_schema, non_features
+from stages.validate import failure_message, validate_frame, validation_report
+
+
+def test_valid_frame_passes_and_is_coerced(schema, raw_frame):
+    raw = raw_frame.assign(age=raw_frame["age"].astype(str))
+    validated, cases = validate_frame(raw, schema=schema)
+    assert cases.empty
+    assert validated["age"].dtype == "int64"
+    assert validated["age"].tolist() == [25, 40, 33, 58, 19]
+    assert raw["age"].dtype != "int64"  # the input frame is not mutated
+
+
+def test_every_failure_is_reported(schema, raw_frame):
+    bad = raw_frame.copy()
+    bad.loc[0, "age"] = 150  # out of range
+    bad.loc[1, "color"] = "purple"  # not in the vocabulary
+    bad.loc[2, "color"] = "orange"
+    bad.loc[3, "hours"] = np.inf  # not finite
+    bad.loc[4, "label"] = None  # target must be present
+    validated, cases = validate_frame(bad, schema=schema)
+    assert validated is None
+    found = {(row.column, row.check, row.failure_case, row.index) for row in cases.itertuples()}
+    assert ("age", "in_range(0, 120)", "150", 0) in found
+    assert ("color", "isin(['red', 'green', 'blue'])", "purple", 1) in found
+    assert ("color", "isin(['red', 'green', 'blue'])", "orange", 2) in found
+    assert ("hours", "finite", "inf", 3) in found
+    assert ("label", "not_nullable", "<missing>", 4) in found
+
+    report = validation_report(bad, cases, schema_path="schema.yaml")
+    assert report["valid"] is False
+    assert report["invalid_rows"] == 5
+    by_check = {(item["column"], item["check"]): item["failures"] for item in report["failures"]}
+    assert by_check[("color", "isin(['red', 'green', 'blue'])")] == 2
+
+    error = failure_message(report, source="data/raw/table.parquet")
+    assert error.message.startswith("data/raw/table.parquet: 5 of 5 rows failed the schema")
+    assert any(
+        line.startswith("column 'color', check isin(['red', 'green', 'blue']): 2 failures")
+        for line in error.details
+    )
+
+
+def test_missing_and_unexpected_columns(schema, raw_frame):
+    bad = raw_frame.drop(columns=["hours"]).assign(extra=1)
+    _, cases = validate_frame(bad, schema=schema)
+    checks = set(zip(cases["check"], cases["failure_case"], strict=True))
+    assert ("column_in_dataframe", "hours") in checks
+    assert ("column_in_schema", "extra") in checks
+    report = validation_report(bad, cases, schema_path="schema.yaml")
+    assert failure_message(report, source="raw").message.startswith("raw: the table failed")
+
+
+def test_non_features_come_from_schema_metadata(schema):
+    assert non_features(schema) == {"id": "an identifier, not a property of the row"}
+
+
+def test_schema_errors(tmp_path):
+    with pytest.raises(PipelineError, match="schema file not found"):
+        load_schema(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("columns:\n  a:\n    dtype: not-a-dtype\n")
+    with pytest.raises(PipelineError, match="not a valid pandera schema"):
+        load_schema(broken)
+
+
+def test_shipped_schema_accepts_the_shipped_data():
+    from stages.collect import read_source
+    from stages.config import load_params
+
+    from .conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+    collect = params.collect.model_copy(update={"source": str(REPO / params.collect.source)})
+    frame = read_source(params=collect)
+    validated, cases = validate_frame(frame, schema=load_schema(REPO / params.dataset.schema_path))
+    assert cases.empty, cases.head()
+    assert len(validated) == 32561
+    assert pd.api.types.is_integer_dtype(validated["age"])
