@@ -88,7 +88,9 @@ def _param_options(command: str) -> list[tuple[str, str, click.Option]]:
             else:
                 metavar = "LIST" if _is_list(field.annotation) else "VALUE"
                 option = click.Option(
-                    [f"--{flag}", f"{section}__{key}"], default=None, metavar=metavar,
+                    [f"--{flag}", f"{section}__{key}"],
+                    default=None,
+                    metavar=metavar,
                     help=help_text,
                 )
             options.append((section, key, option))

@@ -8,8 +8,6 @@ confusion.csv (one row per test row), roc.csv, precision_recall.csv and calibrat
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
@@ -28,7 +26,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
     if n_classes == 2:
         roc_auc = skm.roc_auc_score(y_true, proba[:, 1])
     else:
-        roc_auc = skm.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels)
+        roc_auc = skm.roc_auc_score(
+            y_true, proba, multi_class="ovr", average="macro", labels=labels
+        )
     values = {
         "accuracy": skm.accuracy_score(y_true, y_pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
@@ -66,9 +66,7 @@ def plot_tables(
         "confusion": pd.DataFrame(
             {"actual": names[y_true], "predicted": names[proba.argmax(axis=1)]}
         ),
-        "roc": pd.DataFrame(
-            {"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)}
-        ),
+        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)}),
         "precision_recall": pd.DataFrame(
             {
                 "recall": recall[:-1],
@@ -80,4 +78,3 @@ def plot_tables(
             {"predicted_probability": predicted, "observed_frequency": observed}
         ),
     }
-

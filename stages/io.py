@@ -28,7 +28,9 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}-", suffix=suffix, dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f"{TMP_PREFIX}{target.name}-", suffix=suffix, dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

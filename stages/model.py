@@ -12,7 +12,9 @@ import pandas as pd
 from stages.encoding import EncodingSpec
 
 
-def scaling_statistics(features: pd.DataFrame, *, spec: EncodingSpec) -> tuple[np.ndarray, np.ndarray]:
+def scaling_statistics(
+    features: pd.DataFrame, *, spec: EncodingSpec
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and variance for the model's Normalization layer.
 
     Computed from the rows given (the train split only). Numeric columns are scaled over

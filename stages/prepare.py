@@ -37,7 +37,8 @@ def spec_from_schema(schema: pa.DataFrameSchema, *, target: str) -> EncodingSpec
     classes = _vocabulary(schema.columns[target])
     if not classes or len(classes) < 2:
         raise PipelineError(
-            f"schema column '{target}' (the target) needs an isin check listing at least two classes"
+            f"schema column '{target}' (the target) needs an isin check listing "
+            "at least two classes"
         )
     excluded = non_features(schema)
     features = []

@@ -41,6 +41,7 @@ def load_schema(path: str | Path) -> pa.DataFrameSchema:
     }
     return schema.update_columns(updates) if updates else schema
 
+
 def non_features(schema: pa.DataFrameSchema) -> dict[str, str]:
     """Columns the schema marks as not model inputs, with the reason for each."""
     declared = (schema.metadata or {}).get("non_features") or {}

@@ -67,7 +67,9 @@ def split_frame(
     return {name: rows.reset_index(drop=True) for name, rows in splits.items()}
 
 
-def split_report(splits: dict[str, pd.DataFrame], *, target: str, classes: list[str]) -> dict[str, Any]:
+def split_report(
+    splits: dict[str, pd.DataFrame], *, target: str, classes: list[str]
+) -> dict[str, Any]:
     total = sum(len(rows) for rows in splits.values())
     report: dict[str, Any] = {}
     for name, rows in splits.items():

@@ -18,14 +18,14 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import keras
+import numpy as np
+import pandas as pd
 
-from stages.config import TrainParams  # noqa: E402
-from stages.encoding import EncodingSpec, to_arrays  # noqa: E402
-from stages.errors import PipelineError  # noqa: E402
-from stages.model import build_model, compile_model, scaling_statistics  # noqa: E402
+from stages.config import TrainParams
+from stages.encoding import EncodingSpec, to_arrays
+from stages.errors import PipelineError
+from stages.model import build_model, compile_model, scaling_statistics
 
 
 def overfit_epochs(history: dict[str, list[float]], *, gap: float) -> list[dict[str, float]]:

@@ -103,6 +103,9 @@ def test_metrics_and_plots_are_declared_for_dvc():
         "reports/train/plots/metrics/eval/loss.tsv",
         "reports/train/plots/metrics/train/accuracy.tsv",
         "reports/train/plots/metrics/eval/accuracy.tsv",
-        *(f"reports/evaluate/plots/{name}.csv" for name in ("confusion", "roc", "precision_recall", "calibration")),
+        *(
+            f"reports/evaluate/plots/{name}.csv"
+            for name in ("confusion", "roc", "precision_recall", "calibration")
+        ),
     }
     assert Path(paths.TRAIN_METRICS).name == "metrics.json"

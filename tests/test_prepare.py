@@ -46,7 +46,9 @@ def test_exact_encoding_of_a_few_rows(spec, raw_frame):
     assert list(encoded.columns) == spec.feature_columns
     assert (encoded.dtypes == "float32").all()
     np.testing.assert_array_equal(encoded.to_numpy(), expected)
-    np.testing.assert_array_equal(encode_target(raw_frame["label"], classes=spec.classes), [0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(
+        encode_target(raw_frame["label"], classes=spec.classes), [0, 1, 0, 1, 0]
+    )
 
 
 def test_unknown_category_encodes_to_all_zeros(spec, raw_frame):
@@ -89,7 +91,9 @@ def test_keep_duplicates_when_asked(spec, raw_frame):
 
 
 def test_prepare_frame_layout(spec, raw_frame):
-    prepared, report = prepare_frame(raw_frame, spec=spec, missing_tokens=TOKENS, drop_duplicates=True)
+    prepared, report = prepare_frame(
+        raw_frame, spec=spec, missing_tokens=TOKENS, drop_duplicates=True
+    )
     assert list(prepared.columns) == ["row_id", *spec.feature_columns, "label"]
     assert prepared["label"].tolist() == [0, 1, 0, 1, 0]
     assert "id" not in prepared.columns
@@ -106,7 +110,9 @@ def test_text_column_without_vocabulary_is_refused():
     schema = pa.DataFrameSchema(
         {"name": pa.Column("str"), "y": pa.Column("str", pa.Check.isin(["a", "b"]))}
     )
-    with pytest.raises(PipelineError, match="schema column 'name' is text without an isin vocabulary"):
+    with pytest.raises(
+        PipelineError, match="schema column 'name' is text without an isin vocabulary"
+    ):
         spec_from_schema(schema, target="y")
 
 

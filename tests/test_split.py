@@ -44,7 +44,9 @@ def test_a_class_too_small_for_every_split_fails_clearly():
     frame = labelled_frame(100, positive_every=25)  # 4 positive rows; validation takes 10%
     with pytest.raises(PipelineError) as caught:
         split(frame)
-    assert "class(es) too small to appear in every split of 'label': 1 (4 rows)" in str(caught.value)
+    assert "class(es) too small to appear in every split of 'label': 1 (4 rows)" in str(
+        caught.value
+    )
 
 
 def test_a_single_class_fails_clearly():

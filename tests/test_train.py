@@ -58,10 +58,17 @@ def test_overfitting_callback_records_epochs_as_they_end(capsys):
     monitor = OverfittingMonitor(gap=0.05)
     for epoch in range(5):
         monitor.on_epoch_end(
-            epoch, {"accuracy": DIVERGING["accuracy"][epoch], "val_accuracy": DIVERGING["val_accuracy"][epoch]}
+            epoch,
+            {
+                "accuracy": DIVERGING["accuracy"][epoch],
+                "val_accuracy": DIVERGING["val_accuracy"][epoch],
+            },
         )
     assert [item["epoch"] for item in monitor.flagged] == [4, 5]
-    assert "epoch 4: validation accuracy 0.8000 trails training accuracy 0.9000" in capsys.readouterr().out
+    assert (
+        "epoch 4: validation accuracy 0.8000 trails training accuracy 0.9000"
+        in capsys.readouterr().out
+    )
 
 
 def test_best_epoch_follows_the_monitored_metric():
@@ -77,12 +84,21 @@ def test_scaling_statistics_come_from_train_rows_only():
     mean, variance = scaling_statistics(train[SPEC.feature_columns], spec=SPEC)
     present = train.loc[train["x1__missing"] == 0, "x1"]
     np.testing.assert_allclose(mean, [present.mean(), 0.0, train["x2"].mean()], rtol=1e-5)
-    np.testing.assert_allclose(variance, [present.var(ddof=0), 1.0, train["x2"].var(ddof=0)], rtol=1e-4)
+    np.testing.assert_allclose(
+        variance, [present.var(ddof=0), 1.0, train["x2"].var(ddof=0)], rtol=1e-4
+    )
     assert mean[2] != pytest.approx(frame["x2"].mean(), rel=1e-3)
 
     model = build_model(
-        n_features=3, n_classes=2, mean=mean, variance=variance, hidden_units=[4],
-        activation="relu", dropout=0.0, l2=0.0, initializer="he_normal",
+        n_features=3,
+        n_classes=2,
+        mean=mean,
+        variance=variance,
+        hidden_units=[4],
+        activation="relu",
+        dropout=0.0,
+        l2=0.0,
+        initializer="he_normal",
     )
     scaling = model.get_layer("scaling")
     np.testing.assert_allclose(np.ravel(scaling.mean), mean, rtol=1e-6)
@@ -96,8 +112,12 @@ def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch):
     frame = prepared(300)
     splits = split_frame(frame, target="label", validation=0.2, test=0.2, seed=0)
     model, report = train_model(
-        train=splits["train"], validation=splits["validation"], spec=SPEC,
-        params=tiny_params(), seed=3, live_dir=tmp_path / "live",
+        train=splits["train"],
+        validation=splits["validation"],
+        spec=SPEC,
+        params=tiny_params(),
+        seed=3,
+        live_dir=tmp_path / "live",
     )
     assert report["epochs_run"] == 2
     assert report["train_rows"] == len(splits["train"])
@@ -122,8 +142,12 @@ def test_same_seed_gives_identical_weights(tmp_path, monkeypatch):
     splits = split_frame(prepared(200), target="label", validation=0.2, test=0.2, seed=0)
     runs = [
         train_model(
-            train=splits["train"], validation=splits["validation"], spec=SPEC,
-            params=tiny_params(), seed=11, live_dir=tmp_path / f"live{index}",
+            train=splits["train"],
+            validation=splits["validation"],
+            spec=SPEC,
+            params=tiny_params(),
+            seed=11,
+            live_dir=tmp_path / f"live{index}",
         )[0].get_weights()
         for index in range(2)
     ]

@@ -1,0 +1,142 @@
+"""End to end: `dvc repro` in a temporary copy of the repository, on shrunken params."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        # dvc.yaml runs `python -m stages ...`: the interpreter running the tests comes first
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@localhost",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@localhost",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, (
+        f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+def stages_run(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """The project's files (as git sees them, without dvc.lock) in a fresh git repository."""
+    target = tmp_path_factory.mktemp("pipeline") / "repo"
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if name == "dvc.lock" or not source.is_file():
+            continue
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / name)
+    params_path = target / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["collect"]["max_rows"] = 400
+    params["train"].update(epochs=2, batch_size=32, learning_rate=0.01)
+    params["split"].update(validation=0.15, test=0.25)
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], target)
+    run(["git", "add", "-A"], target)
+    run(["git", "commit", "-qm", "copy"], target)  # DVCLive needs a commit
+    return target
+
+
+@pytest.fixture(scope="module")
+def first_repro(repo: Path) -> subprocess.CompletedProcess:
+    return run(["dvc", "repro"], repo)
+
+
+def test_repro_runs_every_stage_and_writes_every_output(repo: Path, first_repro):
+    assert stages_run(first_repro.stdout) == [
+        "collect",
+        "validate",
+        "prepare",
+        "split",
+        "train",
+        "evaluate",
+    ]
+    assert "collect: 400 rows x 15 columns" in first_repro.stdout
+    assert json.loads((repo / "reports/collect/report.json").read_text())["rows"] == 400
+    assert json.loads((repo / "reports/validate/report.json").read_text())["valid"] is True
+
+    splits = {
+        n: pd.read_parquet(repo / f"data/split/{n}.parquet")
+        for n in ("train", "validation", "test")
+    }
+    ids = [set(frame["row_id"]) for frame in splits.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert (
+        sum(map(len, ids))
+        == json.loads((repo / "reports/prepare/report.json").read_text())["rows_out"]
+    )
+
+    train_report = json.loads((repo / "reports/train/report.json").read_text())
+    assert train_report["epochs_run"] == 2
+    assert train_report["seed"] == 42
+    eval_loss = (repo / "reports/train/plots/metrics/eval/loss.tsv").read_text().splitlines()
+    assert eval_loss[0] == "step\tloss" and len(eval_loss) == 3
+
+    metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    assert metrics["test_rows"] == len(splits["test"])
+    # 2 epochs on 240 rows already rank most test rows right (majority-class accuracy: 0.76)
+    assert 0.7 < metrics["roc_auc"] <= 1 and 0.7 < metrics["accuracy"] <= 1
+    for name in ("confusion", "roc", "precision_recall", "calibration"):
+        assert (repo / f"reports/evaluate/plots/{name}.csv").stat().st_size > 0
+    assert (repo / "models/model.keras").stat().st_size > 0
+    assert not list(repo.rglob(".tmp-*"))  # no partial file left behind
+
+
+def test_second_repro_runs_nothing(repo: Path, first_repro):
+    second = run(["dvc", "repro"], repo)
+    assert stages_run(second.stdout) == []
+    assert "Data and pipelines are up to date" in second.stdout
+
+
+def test_metrics_and_plots_show(repo: Path, first_repro):
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    (workspace,) = metrics.values()
+    files = workspace["data"]
+    assert {"reports/train/metrics.json", "reports/evaluate/metrics.json"} <= set(files)
+    assert "roc_auc" in files["reports/evaluate/metrics.json"]["data"]
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
+    assert {"loss", "accuracy", "confusion", "roc"} <= set(plots["data"])
+
+
+def test_changing_train_params_reruns_only_train_and_evaluate(repo: Path, first_repro):
+    before = json.loads((repo / "reports/split/report.json").read_text())
+    params_path = repo / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["train"]["epochs"] = 3
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    rerun = run(["dvc", "repro"], repo)
+    assert stages_run(rerun.stdout) == ["train", "evaluate"]
+    assert json.loads((repo / "reports/train/report.json").read_text())["epochs_run"] == 3
+    assert json.loads((repo / "reports/split/report.json").read_text()) == before
