@@ -236,13 +236,13 @@ def split(params: Params) -> None:
 def train(params: Params) -> None:
     """Train the Keras model on the train split, checking the validation split every epoch."""
     from stages.encoding import EncodingSpec
-    from stages.io import atomic_dir, atomic_path, read_table, write_json
+    from stages.io import atomic_path, read_table, staging_dir, write_json
     from stages.train import train_model
 
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     train_rows = read_table(paths.split_table("train"))
     validation_rows = read_table(paths.split_table("validation"))
-    with atomic_dir(paths.TRAIN_DIR) as live_dir:
+    with staging_dir(paths.TRAIN_DIR) as live_dir:
         model, report = train_model(
             train=train_rows,
             validation=validation_rows,

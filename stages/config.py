@@ -81,6 +81,12 @@ class SplitParams(Section):
 class TrainParams(Section):
     """The network and how it is fitted."""
 
+    numeric_bins: int = Field(
+        16,
+        ge=0,
+        description="Most piecewise-linear bins per numeric column, edges fitted on train "
+        "rows (0: scaled values only).",
+    )
     hidden_units: list[int] = Field(min_length=1, description="Width of each hidden layer.")
     activation: Literal["relu", "gelu", "silu", "elu", "tanh"] = Field(
         "relu", description="Activation of the hidden layers."

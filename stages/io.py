@@ -41,16 +41,23 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; it replaces `target` if the block succeeds."""
+def staging_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `target`; if the block succeeds, move each entry
+    written there into `target`, replacing the entry of the same name.
+
+    Only the entries written are replaced: other files in `target`, such as the .gitignore
+    DVC keeps there, stay. Each entry lands by one rename.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}-", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        for entry in sorted(tmp.iterdir()):
+            destination = target / entry.name
+            if destination.is_dir() and not destination.is_symlink():
+                shutil.rmtree(destination)
+            os.replace(entry, destination)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,15 +1,35 @@
-"""The network: a multilayer perceptron with its input scaling built in.
+"""The network: a multilayer perceptron with its input transformations built in.
 
 Pure builders, no file access. Model code uses backend-agnostic Keras 3 only (no tf.* ops),
-so the same model runs on TensorFlow (the default) or JAX.
+so the same model runs on TensorFlow (the default) or JAX. Everything the model learns
+from data besides its weights (scaling statistics, bin edges) is computed from train rows
+only and saved inside the model.
 """
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
 import numpy as np
 import pandas as pd
+from keras import ops
+from sklearn.tree import DecisionTreeClassifier
 
 from stages.encoding import EncodingSpec
+
+# A bin holds at least this share of the train rows, so edges do not chase noise.
+MIN_BIN_SHARE = 0.0025
+
+
+def _present_values(features: pd.DataFrame, name: str) -> np.ndarray:
+    """Mask of the rows where numeric column `name` is not missing."""
+    indicator = f"{name}__missing"
+    if indicator in features.columns:
+        return features[indicator].to_numpy() == 0
+    return np.ones(len(features), dtype=bool)
 
 
 def scaling_statistics(
@@ -28,15 +48,81 @@ def scaling_statistics(
         if feature.kind != "numeric":
             continue
         values = features[feature.name].to_numpy(dtype="float64")
-        indicator = f"{feature.name}__missing"
-        if indicator in features.columns:
-            values = values[features[indicator].to_numpy() == 0]
+        values = values[_present_values(features, feature.name)]
         if values.size:
             index = position[feature.name]
             mean[index] = values.mean()
             spread = values.var()
             variance[index] = spread if spread > 0 else 1.0
     return mean, variance
+
+
+def bin_edges(
+    features: pd.DataFrame, labels: np.ndarray, *, spec: EncodingSpec, max_bins: int, seed: int
+) -> tuple[list[int], list[list[float]]]:
+    """Target-aware bin edges per numeric column, for piecewise-linear encoding.
+
+    For each numeric column, a decision tree of at most `max_bins` leaves fitted on that
+    column alone (train rows only) places the edges where the label changes most; the
+    column's train minimum and maximum close the outer bins. Returns the position of each
+    numeric column among the encoded columns and its sorted edges.
+    """
+    indices, edges = [], []
+    min_rows = max(1, round(MIN_BIN_SHARE * len(features)))
+    for index, name in enumerate(spec.feature_columns):
+        if name not in spec.numeric_columns:
+            continue
+        present = _present_values(features, name)
+        values = features[name].to_numpy(dtype="float64")[present]
+        if values.size == 0:
+            continue
+        tree = DecisionTreeClassifier(
+            max_leaf_nodes=max(max_bins, 2), min_samples_leaf=min_rows, random_state=seed
+        ).fit(values[:, None], labels[present])
+        thresholds = tree.tree_.threshold[tree.tree_.feature >= 0]
+        column_edges = np.unique(np.concatenate([[values.min(), values.max()], thresholds]))
+        if column_edges.size < 2:  # a constant column: one bin of width 1
+            column_edges = np.array([column_edges[0], column_edges[0] + 1.0])
+        indices.append(index)
+        edges.append([float(edge) for edge in column_edges])
+    return indices, edges
+
+
+@keras.saving.register_keras_serializable(package="stages")
+class PiecewiseLinearEncoding(keras.layers.Layer):
+    """Encodes each chosen input column as one value in [0, 1] per bin between its edges.
+
+    Bin t of a column reads 0 below its left edge, 1 above its right edge and rises
+    linearly in between (Gorishniy et al., 2022, "On Embeddings for Numerical Features in
+    Tabular Deep Learning"). Columns with fewer edges have their spare bins fixed at 0.
+    """
+
+    def __init__(self, indices: list[int], edges: list[list[float]], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.indices = [int(index) for index in indices]
+        self.edges = [[float(edge) for edge in column] for column in edges]
+        bins = max(len(column) for column in self.edges) - 1
+        left = np.zeros((len(self.edges), bins), dtype="float32")
+        width = np.ones((len(self.edges), bins), dtype="float32")
+        mask = np.zeros((len(self.edges), bins), dtype="float32")
+        for row, column in enumerate(self.edges):
+            count = len(column) - 1
+            left[row, :count] = column[:-1]
+            width[row, :count] = np.maximum(np.diff(column), 1e-12)
+            mask[row, :count] = 1.0
+        self._left, self._width, self._mask = left, width, mask
+        self.bins = bins
+
+    def call(self, inputs):
+        values = ops.take(inputs, self.indices, axis=1)[:, :, None]
+        ramps = ops.clip((values - self._left) / self._width, 0.0, 1.0) * self._mask
+        return ops.reshape(ramps, (-1, len(self.indices) * self.bins))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.indices) * self.bins)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "indices": self.indices, "edges": self.edges}
 
 
 def build_model(
@@ -50,12 +136,16 @@ def build_model(
     dropout: float,
     l2: float,
     initializer: str,
-):
-    """An MLP: Normalization, then Dense (+ Dropout) blocks, then a sigmoid or softmax head."""
-    import keras
-
+    bins: tuple[list[int], list[list[float]]] | None = None,
+) -> keras.Model:
+    """An MLP: scaled inputs (plus piecewise-linear bins of the numeric columns, when
+    `bins` gives their edges), then Dense (+ Dropout) blocks, then a sigmoid or softmax head.
+    """
     inputs = keras.Input(shape=(n_features,), name="features")
     x = keras.layers.Normalization(mean=mean, variance=variance, name="scaling")(inputs)
+    if bins is not None and bins[0]:
+        encoded = PiecewiseLinearEncoding(*bins, name="numeric_bins")(inputs)
+        x = keras.layers.Concatenate(name="inputs_and_bins")([x, encoded])
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     for index, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(
@@ -74,10 +164,10 @@ def build_model(
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def compile_model(model, *, n_classes: int, optimizer: str, learning_rate: float) -> None:
+def compile_model(
+    model: keras.Model, *, n_classes: int, optimizer: str, learning_rate: float
+) -> None:
     """Attach the optimizer and the loss that fits the task."""
-    import keras
-
     optimizers = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
@@ -92,7 +182,9 @@ def compile_model(model, *, n_classes: int, optimizer: str, learning_rate: float
     )
 
 
-def predict_proba(model, features: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+def predict_proba(
+    model: keras.Model, features: np.ndarray, *, batch_size: int = 4096
+) -> np.ndarray:
     """Class probabilities, shape (rows, classes), whatever the head."""
     raw = np.asarray(model.predict(features, batch_size=batch_size, verbose=0), dtype="float64")
     if raw.shape[1] == 1:

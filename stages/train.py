@@ -25,7 +25,7 @@ import pandas as pd
 from stages.config import TrainParams
 from stages.encoding import EncodingSpec, to_arrays
 from stages.errors import PipelineError
-from stages.model import build_model, compile_model, scaling_statistics
+from stages.model import bin_edges, build_model, compile_model, scaling_statistics
 
 
 def overfit_epochs(history: dict[str, list[float]], *, gap: float) -> list[dict[str, float]]:
@@ -125,7 +125,13 @@ def train_model(
     set_determinism(seed, params.deterministic)
     x_train, y_train = to_arrays(train, spec)
     x_val, y_val = to_arrays(validation, spec)
-    mean, variance = scaling_statistics(train[spec.feature_columns], spec=spec)
+    train_features = train[spec.feature_columns]
+    mean, variance = scaling_statistics(train_features, spec=spec)
+    bins = None
+    if params.numeric_bins > 0:
+        bins = bin_edges(
+            train_features, y_train, spec=spec, max_bins=params.numeric_bins, seed=seed
+        )
     model = build_model(
         n_features=x_train.shape[1],
         n_classes=len(spec.classes),
@@ -136,6 +142,7 @@ def train_model(
         dropout=params.dropout,
         l2=params.l2,
         initializer=params.initializer,
+        bins=bins,
     )
     compile_model(
         model,

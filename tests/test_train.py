@@ -153,3 +153,38 @@ def test_same_seed_gives_identical_weights(tmp_path, monkeypatch):
     ]
     for first, second in zip(*runs, strict=True):
         np.testing.assert_array_equal(first, second)
+
+
+def test_piecewise_linear_encoding_exact_values():
+    from stages.model import PiecewiseLinearEncoding
+
+    layer = PiecewiseLinearEncoding(indices=[0, 2], edges=[[0.0, 10.0, 20.0], [1.0, 3.0]])
+    inputs = np.array(
+        [[5.0, 99.0, 2.0], [15.0, 99.0, 0.0], [-3.0, 99.0, 3.0], [25.0, 99.0, 9.0]],
+        dtype="float32",
+    )
+    expected = [
+        [0.5, 0.0, 0.5, 0.0],  # column 0 half way up bin 1; column 2 half way; spare bin 0
+        [1.0, 0.5, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+        [1.0, 1.0, 1.0, 0.0],
+    ]
+    np.testing.assert_allclose(np.asarray(layer(inputs)), expected, atol=1e-6)
+
+
+def test_bin_edges_are_fitted_on_the_rows_given_and_follow_the_label():
+    from stages.model import bin_edges
+
+    rng = np.random.default_rng(0)
+    x1 = rng.uniform(0, 100, size=2000)
+    frame = pd.DataFrame(
+        {"x1": x1, "x1__missing": 0.0, "x2": rng.normal(size=2000)}, dtype="float32"
+    )
+    labels = (x1 > 60).astype(int)  # the label flips at 60
+    indices, edges = bin_edges(frame, labels, spec=SPEC, max_bins=4, seed=0)
+    assert indices == [0, 2]  # positions of x1 and x2 among the encoded columns
+    assert edges[0][0] == pytest.approx(frame["x1"].min())
+    assert edges[0][-1] == pytest.approx(frame["x1"].max())
+    assert any(abs(edge - 60) < 1 for edge in edges[0])
+    first_half = bin_edges(frame.iloc[:1000], labels[:1000], spec=SPEC, max_bins=4, seed=0)
+    assert first_half[1][0][-1] == pytest.approx(frame["x1"].iloc[:1000].max())
