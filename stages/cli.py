@@ -236,7 +236,8 @@ def split(params: Params) -> None:
 def train(params: Params) -> None:
     """Train the Keras model on the train split, checking the validation split every epoch."""
     from stages.encoding import EncodingSpec
-    from stages.io import atomic_path, read_table, staging_dir, write_json
+    from stages.io import read_table, staging_dir, write_json
+    from stages.model import save_model
     from stages.train import train_model
 
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
@@ -252,8 +253,7 @@ def train(params: Params) -> None:
             live_dir=live_dir,
         )
         write_json(report, live_dir / Path(paths.TRAIN_REPORT).name)
-        with atomic_path(paths.MODEL, suffix=".keras") as tmp:
-            model.save(tmp)
+        save_model(model, paths.MODEL)
     best = report["best"]
     _report(
         "train",
@@ -266,18 +266,14 @@ def train(params: Params) -> None:
 @stage_command(cli)
 def evaluate(params: Params) -> None:
     """Score the trained model on the unseen test split; write metrics and plot data."""
-    import keras
-
     from stages.encoding import EncodingSpec, to_arrays
     from stages.evaluate import classification_metrics, plot_tables
     from stages.io import read_table, write_csv, write_json
-    from stages.model import predict_proba
+    from stages.model import load_model, predict_proba
 
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     features, target = to_arrays(read_table(paths.split_table("test")), spec)
-    if not Path(paths.MODEL).is_file():
-        raise PipelineError(f"{paths.MODEL}: not found; run the train stage first")
-    model = keras.models.load_model(paths.MODEL)
+    model = load_model(paths.MODEL)
     proba = predict_proba(model, features)
     metrics = classification_metrics(target, proba)
     write_json({**metrics, "test_rows": len(target)}, paths.EVALUATE_METRICS)

@@ -130,6 +130,14 @@ def test_metrics_and_plots_show(repo: Path, first_repro):
     assert {"loss", "accuracy", "confusion", "roc"} <= set(plots["data"])
 
 
+def test_training_again_reproduces_the_same_model_byte_for_byte(repo: Path, first_repro):
+    lock = (repo / "dvc.lock").read_text()
+    forced = run(["dvc", "repro", "--force", "--single-item", "train"], repo)
+    assert stages_run(forced.stdout) == ["train"]
+    assert (repo / "dvc.lock").read_text() == lock
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo).stdout
+
+
 def test_changing_train_params_reruns_only_train_and_evaluate(repo: Path, first_repro):
     before = json.loads((repo / "reports/split/report.json").read_text())
     params_path = repo / "params.yaml"

@@ -188,3 +188,32 @@ def test_bin_edges_are_fitted_on_the_rows_given_and_follow_the_label():
     assert any(abs(edge - 60) < 1 for edge in edges[0])
     first_half = bin_edges(frame.iloc[:1000], labels[:1000], spec=SPEC, max_bins=4, seed=0)
     assert first_half[1][0][-1] == pytest.approx(frame["x1"].iloc[:1000].max())
+
+
+def test_saved_model_files_are_byte_identical_for_identical_weights(tmp_path):
+    import time
+
+    import keras
+
+    from stages.model import save_model
+
+    model = build_model(
+        n_features=3,
+        n_classes=3,
+        mean=np.zeros(3),
+        variance=np.ones(3),
+        hidden_units=[4],
+        activation="relu",
+        dropout=0.0,
+        l2=0.0,
+        initializer="he_normal",
+        bins=([0], [[0.0, 1.0, 2.0]]),
+    )
+    save_model(model, tmp_path / "a.keras")
+    time.sleep(1.1)  # Keras would stamp a different save time
+    save_model(model, tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    reloaded = keras.models.load_model(tmp_path / "a.keras")  # safe mode
+    x = np.array([[0.5, 1.0, -1.0]], dtype="float32")
+    np.testing.assert_allclose(predict_proba(reloaded, x), predict_proba(model, x), rtol=1e-6)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
