@@ -11,7 +11,6 @@ import functools
 import time
 import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -29,7 +28,7 @@ COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "prepare": {"dataset": ["target", "schema"], "prepare": None},
     "split": {"dataset": ["target", "seed"], "split": None},
     "train": {"dataset": ["seed"], "train": None},
-    "evaluate": {},
+    "evaluate": {"dataset": ["seed"], "evaluate": None},
 }
 
 
@@ -145,145 +144,52 @@ def cli() -> None:
     """
 
 
-def _report(stage: str, message: str) -> None:
-    click.echo(f"{stage}: {message}")
-
-
 @stage_command(cli)
 def collect(params: Params) -> None:
     """Read the source (collect.source) into data/raw/table.parquet, as read."""
-    from stages.collect import collect_report, read_source
-    from stages.io import write_json, write_table
+    from stages.collect import run
 
-    frame = read_source(params=params.collect)
-    write_table(frame, paths.RAW_TABLE)
-    write_json(collect_report(frame, source=Path(params.collect.source)), paths.COLLECT_REPORT)
-    _report("collect", f"{len(frame):,} rows x {frame.shape[1]} columns -> {paths.RAW_TABLE}")
+    run(params)
 
 
 @stage_command(cli)
 def validate(params: Params) -> None:
     """Check the raw table against the pandera schema (dataset.schema), every row."""
-    from stages.io import read_table, write_csv, write_json, write_table
-    from stages.schema import load_schema, require_target
-    from stages.validate import failure_message, validate_frame, validation_report
+    from stages.validate import run
 
-    schema_path = params.dataset.schema_path
-    schema = load_schema(schema_path)
-    require_target(schema, params.dataset.target, schema_path)
-    frame = read_table(paths.RAW_TABLE)
-    validated, cases = validate_frame(frame, schema=schema)
-    report = validation_report(frame, cases, schema_path=schema_path)
-    write_csv(cases, paths.VALIDATE_FAILURES)
-    write_json(report, paths.VALIDATE_REPORT)
-    if validated is None:
-        raise failure_message(report, source=paths.RAW_TABLE)
-    write_table(validated, paths.VALIDATED_TABLE)
-    _report("validate", f"{len(validated):,} rows valid -> {paths.VALIDATED_TABLE}")
+    run(params)
 
 
 @stage_command(cli)
 def prepare(params: Params) -> None:
     """Clean the validated rows and encode every feature to numbers, from the schema alone."""
-    from stages.io import read_table, write_json, write_table
-    from stages.prepare import prepare_frame, spec_from_schema
-    from stages.schema import load_schema
+    from stages.prepare import run
 
-    spec = spec_from_schema(load_schema(params.dataset.schema_path), target=params.dataset.target)
-    prepared, report = prepare_frame(
-        read_table(paths.VALIDATED_TABLE),
-        spec=spec,
-        missing_tokens=params.prepare.missing_tokens,
-        drop_duplicates=params.prepare.drop_duplicates,
-    )
-    write_table(prepared, paths.PREPARED_TABLE)
-    spec.save(paths.ENCODING_SPEC)
-    write_json(report, paths.PREPARE_REPORT)
-    _report(
-        "prepare",
-        f"{report['rows_out']:,} rows ({report['duplicates_dropped']} duplicates, "
-        f"{report['unlabelled_dropped']} unlabelled dropped), {report['features_out']} "
-        f"encoded columns -> {paths.PREPARED_TABLE}",
-    )
+    run(params)
 
 
 @stage_command(cli)
 def split(params: Params) -> None:
     """Split the prepared rows into train, validation and test sets (stratified, seeded)."""
-    from stages.encoding import EncodingSpec
-    from stages.io import read_table, write_json, write_table
-    from stages.split import split_frame, split_report
+    from stages.split import run
 
-    spec = EncodingSpec.load(paths.ENCODING_SPEC)
-    splits = split_frame(
-        read_table(paths.PREPARED_TABLE),
-        target=params.dataset.target,
-        validation=params.split.validation,
-        test=params.split.test,
-        seed=params.dataset.seed,
-        stratify=params.split.stratify,
-    )
-    for name, rows in splits.items():
-        write_table(rows, paths.split_table(name))
-    write_json(
-        split_report(splits, target=params.dataset.target, classes=spec.classes), paths.SPLIT_REPORT
-    )
-    counts = ", ".join(f"{name} {len(rows):,}" for name, rows in splits.items())
-    _report("split", f"{counts} rows -> {paths.SPLIT_DIR}/")
+    run(params)
 
 
 @stage_command(cli)
 def train(params: Params) -> None:
     """Train the Keras model on the train split, checking the validation split every epoch."""
-    from stages.encoding import EncodingSpec
-    from stages.io import read_table, staging_dir, write_json
-    from stages.model import save_model
-    from stages.train import train_model
+    from stages.train import run
 
-    spec = EncodingSpec.load(paths.ENCODING_SPEC)
-    train_rows = read_table(paths.split_table("train"))
-    validation_rows = read_table(paths.split_table("validation"))
-    with staging_dir(paths.TRAIN_DIR) as live_dir:
-        model, report = train_model(
-            train=train_rows,
-            validation=validation_rows,
-            spec=spec,
-            params=params.train,
-            seed=params.dataset.seed,
-            live_dir=live_dir,
-        )
-        write_json(report, live_dir / Path(paths.TRAIN_REPORT).name)
-        save_model(model, paths.MODEL)
-    best = report["best"]
-    _report(
-        "train",
-        f"{report['train_rows']:,} rows, {report['epochs_run']} epochs, best epoch "
-        f"{report['best_epoch']} (val accuracy {best.get('val_accuracy', float('nan')):.4f}), "
-        f"{len(report['overfit_epochs'])} epoch(s) flagged for overfitting -> {paths.MODEL}",
-    )
+    run(params)
 
 
 @stage_command(cli)
 def evaluate(params: Params) -> None:
-    """Score the trained model on the unseen test split; write metrics and plot data."""
-    from stages.encoding import EncodingSpec, to_arrays
-    from stages.evaluate import classification_metrics, plot_tables
-    from stages.io import read_table, write_csv, write_json
-    from stages.model import load_model, predict_proba
+    """Score the model on the unseen test split beside baselines; check the gates."""
+    from stages.evaluate import run
 
-    spec = EncodingSpec.load(paths.ENCODING_SPEC)
-    features, target = to_arrays(read_table(paths.split_table("test")), spec)
-    model = load_model(paths.MODEL)
-    proba = predict_proba(model, features)
-    metrics = classification_metrics(target, proba)
-    write_json({**metrics, "test_rows": len(target)}, paths.EVALUATE_METRICS)
-    for name, table in plot_tables(target, proba, classes=spec.classes).items():
-        write_csv(table, f"{paths.EVALUATE_PLOTS}/{name}.csv")
-    _report(
-        "evaluate",
-        f"{len(target):,} test rows: accuracy {metrics['accuracy']:.4f}, "
-        f"ROC AUC {metrics['roc_auc']:.4f} -> {paths.EVALUATE_METRICS}",
-    )
+    run(params)
 
 
 def main() -> None:

@@ -15,8 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from stages.config import CollectParams
+from stages import paths
+from stages.config import CollectParams, Params
 from stages.errors import PipelineError
+from stages.io import say, write_json, write_table
 
 
 def file_sha256(path: Path) -> str:
@@ -85,3 +87,11 @@ def collect_report(frame: pd.DataFrame, *, source: Path) -> dict[str, Any]:
         "columns": frame.shape[1],
         "column_names": list(frame.columns),
     }
+
+
+def run(params: Params) -> None:
+    """The collect command: read the source, write the raw table and the report."""
+    frame = read_source(params=params.collect)
+    write_table(frame, paths.RAW_TABLE)
+    write_json(collect_report(frame, source=Path(params.collect.source)), paths.COLLECT_REPORT)
+    say("collect", f"{len(frame):,} rows x {frame.shape[1]} columns -> {paths.RAW_TABLE}")

@@ -6,6 +6,7 @@ An unknown key, a wrong type or an out-of-range value is a PipelineError naming 
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,12 +124,71 @@ class TrainParams(Section):
         return self
 
 
+Metric = Literal[
+    "accuracy",
+    "balanced_accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "roc_auc",
+    "log_loss",
+]
+METRICS: tuple[str, ...] = typing.get_args(Metric)
+LOWER_IS_BETTER = frozenset({"log_loss"})
+Baseline = Literal["majority", "logistic", "hist_gradient_boosting"]
+
+
+class GateParams(Section):
+    """Thresholds the model must meet on the test set, or evaluate fails."""
+
+    minimum: dict[Metric, float] = Field(
+        default_factory=dict, description="Lowest allowed value per metric."
+    )
+    maximum: dict[Metric, float] = Field(
+        default_factory=dict, description="Highest allowed value per metric (e.g. log_loss)."
+    )
+    baseline: Baseline | None = Field(
+        None, description="Baseline that `max_shortfall` compares the model with."
+    )
+    max_shortfall: dict[Metric, float] = Field(
+        default_factory=dict,
+        description="Largest allowed shortfall of the model against `baseline`, per metric.",
+    )
+
+    @model_validator(mode="after")
+    def _shortfall_needs_baseline(self) -> GateParams:
+        if self.max_shortfall and self.baseline is None:
+            raise ValueError("max_shortfall needs `baseline`, the baseline to compare with")
+        if any(value < 0 for value in self.max_shortfall.values()):
+            raise ValueError("max_shortfall values must be 0 or more")
+        return self
+
+
+class EvaluateParams(Section):
+    """Baselines fitted beside the model, and the gates the model must pass."""
+
+    baselines: list[Baseline] = Field(
+        default_factory=lambda: ["majority", "logistic", "hist_gradient_boosting"],
+        description="Baselines fitted on the train split and scored on the test split.",
+    )
+    gates: GateParams = Field(default_factory=GateParams, description="Gates on test metrics.")
+
+    @model_validator(mode="after")
+    def _gate_baseline_is_fitted(self) -> EvaluateParams:
+        if self.gates.baseline is not None and self.gates.baseline not in self.baselines:
+            raise ValueError(
+                f"gates.baseline '{self.gates.baseline}' is not listed in evaluate.baselines"
+            )
+        return self
+
+
 class Params(Section):
     dataset: DatasetParams
     collect: CollectParams
     prepare: PrepareParams = Field(default_factory=PrepareParams)
     split: SplitParams
     train: TrainParams
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
 
 
 SECTIONS: dict[str, type[Section]] = {

@@ -1,18 +1,36 @@
-"""evaluate: judge the trained model on the unseen test split.
+"""evaluate: judge the trained model on the unseen test split, against baselines and gates.
 
-Reads models/model.keras, data/split/test.parquet and data/prepared/encoding.json.
-Writes reports/evaluate/metrics.json (accuracy, balanced accuracy, macro precision,
-recall and F1, ROC AUC, log loss) and the data of `dvc plots`: reports/evaluate/plots/
-confusion.csv (one row per test row), roc.csv, precision_recall.csv and calibration.csv.
+Reads models/model.keras, data/split/{train,test}.parquet and data/prepared/encoding.json.
+Fits the baselines in `evaluate.baselines` on the train split (never on test rows) and
+scores them on the same test split as the model. Writes reports/evaluate/metrics.json
+(accuracy, balanced accuracy, macro precision, recall and F1, ROC AUC, log loss for the
+model; the same under `baseline.<name>` for each baseline), the data of `dvc plots` in
+reports/evaluate/plots/ (confusion.csv with one row per test row, roc.csv,
+precision_recall.csv, calibration.csv), the test predictions
+(reports/evaluate/predictions.parquet) and, when every gate in `evaluate.gates` passes,
+reports/evaluate/verdict.json; a missed gate fails the stage naming metric, value and gate.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
-from sklearn.preprocessing import label_binarize
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler, label_binarize
+
+from stages import paths
+from stages.config import LOWER_IS_BETTER, GateParams, Params
+from stages.encoding import ROW_ID, EncodingSpec, to_arrays
+from stages.errors import PipelineError
+from stages.io import read_table, say, write_csv, write_json, write_table
+from stages.model import load_model, predict_proba
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -36,7 +54,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
         "recall_macro": recall,
         "f1_macro": f1,
         "roc_auc": roc_auc,
-        "log_loss": skm.log_loss(y_true, np.clip(proba, 1e-7, 1 - 1e-7), labels=labels),
+        "log_loss": skm.log_loss(y_true, proba / proba.sum(axis=1, keepdims=True), labels=labels),
     }
     return {name: round(float(value), 6) for name, value in values.items()}
 
@@ -78,3 +96,125 @@ def plot_tables(
             {"predicted_probability": predicted, "observed_frequency": observed}
         ),
     }
+
+
+def baseline_estimator(name: str, *, seed: int):
+    """An unfitted scikit-learn baseline."""
+    if name == "majority":
+        return DummyClassifier(strategy="prior")
+    if name == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    if name == "hist_gradient_boosting":
+        return HistGradientBoostingClassifier(random_state=seed)
+    raise ValueError(f"unknown baseline {name}")
+
+
+def baseline_metrics(
+    names: list[str],
+    *,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """Fit each baseline on the train rows, score it on the test rows."""
+    scores = {}
+    for name in names:
+        estimator = baseline_estimator(name, seed=seed).fit(x_train, y_train)
+        proba = np.zeros((len(x_test), n_classes))
+        classes = np.asarray(estimator.classes_, dtype=int)
+        proba[:, classes] = estimator.predict_proba(x_test)  # a class absent from train stays 0
+        scores[name] = classification_metrics(y_test, proba)
+    return scores
+
+
+def check_gates(
+    metrics: dict[str, float], baselines: dict[str, dict[str, float]], gates: GateParams
+) -> list[dict[str, Any]]:
+    """Every gate with the value it saw and whether it passed."""
+    results = []
+    for metric, bound in gates.minimum.items():
+        value = metrics[metric]
+        results.append(
+            {"metric": metric, "gate": f">= {bound}", "value": value, "passed": value >= bound}
+        )
+    for metric, bound in gates.maximum.items():
+        value = metrics[metric]
+        results.append(
+            {"metric": metric, "gate": f"<= {bound}", "value": value, "passed": value <= bound}
+        )
+    for metric, allowed in gates.max_shortfall.items():
+        reference = baselines[gates.baseline][metric]
+        value = metrics[metric]
+        shortfall = value - reference if metric in LOWER_IS_BETTER else reference - value
+        results.append(
+            {
+                "metric": metric,
+                "gate": f"at most {allowed} short of {gates.baseline} ({reference})",
+                "value": value,
+                "shortfall": round(shortfall, 6),
+                "passed": shortfall <= allowed,
+            }
+        )
+    return results
+
+
+def prediction_table(
+    row_ids: pd.Series, y_true: np.ndarray, proba: np.ndarray, *, classes: list[str]
+) -> pd.DataFrame:
+    """One row per test row: its row_id, actual and predicted class, class probabilities."""
+    names = np.asarray(classes, dtype=object)
+    table = pd.DataFrame(
+        {
+            "row_id": row_ids.to_numpy(),
+            "actual": names[y_true],
+            "predicted": names[proba.argmax(axis=1)],
+        }
+    )
+    for index, label in enumerate(classes):
+        table[f"probability_{label}"] = proba[:, index]
+    return table
+
+
+def run(params: Params) -> None:
+    """The evaluate command: score model and baselines on the test split, check the gates."""
+    spec = EncodingSpec.load(paths.ENCODING_SPEC)
+    test_rows = read_table(paths.split_table("test"))
+    x_test, y_test = to_arrays(test_rows, spec)
+    x_train, y_train = to_arrays(read_table(paths.split_table("train")), spec)
+    proba = predict_proba(load_model(paths.MODEL), x_test)
+    metrics = classification_metrics(y_test, proba)
+    baselines = baseline_metrics(
+        params.evaluate.baselines,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        n_classes=len(spec.classes),
+        seed=params.dataset.seed,
+    )
+    write_json({**metrics, "test_rows": len(y_test), "baseline": baselines}, paths.EVALUATE_METRICS)
+    for name, table in plot_tables(y_test, proba, classes=spec.classes).items():
+        write_csv(table, f"{paths.EVALUATE_PLOTS}/{name}.csv")
+    write_table(
+        prediction_table(test_rows[ROW_ID], y_test, proba, classes=spec.classes),
+        paths.EVALUATE_PREDICTIONS,
+    )
+    against = ", ".join(f"{name} {scores['accuracy']:.4f}" for name, scores in baselines.items())
+    say(
+        "evaluate",
+        f"{len(y_test):,} test rows: accuracy {metrics['accuracy']:.4f}, "
+        f"ROC AUC {metrics['roc_auc']:.4f} (baselines' accuracy: {against or 'none'}) "
+        f"-> {paths.EVALUATE_METRICS}",
+    )
+    gates = check_gates(metrics, baselines, params.evaluate.gates)
+    missed = [gate for gate in gates if not gate["passed"]]
+    if missed:
+        raise PipelineError(
+            f"{len(missed)} of {len(gates)} gates missed (params: evaluate.gates)",
+            [f"{gate['metric']} = {gate['value']}: needs {gate['gate']}" for gate in missed],
+        )
+    write_json({"passed": True, "gates": gates}, paths.EVALUATE_VERDICT)
+    say("evaluate", f"{len(gates)} gate(s) passed -> {paths.EVALUATE_VERDICT}")

@@ -62,6 +62,11 @@ def staging_dir(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def say(stage: str, message: str) -> None:
+    """One progress line of a stage, e.g. `collect: 32,561 rows x 15 columns -> ...`."""
+    print(f"{stage}: {message}", flush=True)
+
+
 def write_json(data: Any, target: str | Path) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -28,6 +28,8 @@ TRAIN_REPORT = "reports/train/report.json"
 
 EVALUATE_METRICS = "reports/evaluate/metrics.json"
 EVALUATE_PLOTS = "reports/evaluate/plots"
+EVALUATE_PREDICTIONS = "reports/evaluate/predictions.parquet"
+EVALUATE_VERDICT = "reports/evaluate/verdict.json"
 
 
 def split_table(name: str) -> str:

@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from stages import paths
+from stages.config import Params
 from stages.encoding import ROW_ID, EncodingSpec, FeatureSpec
 from stages.errors import PipelineError
-from stages.schema import non_features
+from stages.io import read_table, say, write_json, write_table
+from stages.schema import load_schema, non_features
 
 
 def _vocabulary(column: pa.Column) -> list[str] | None:
@@ -166,3 +169,23 @@ def prepare_frame(
         "excluded_columns": spec.excluded,
     }
     return prepared, report
+
+
+def run(params: Params) -> None:
+    """The prepare command: clean and encode the validated table, write the spec."""
+    spec = spec_from_schema(load_schema(params.dataset.schema_path), target=params.dataset.target)
+    prepared, report = prepare_frame(
+        read_table(paths.VALIDATED_TABLE),
+        spec=spec,
+        missing_tokens=params.prepare.missing_tokens,
+        drop_duplicates=params.prepare.drop_duplicates,
+    )
+    write_table(prepared, paths.PREPARED_TABLE)
+    spec.save(paths.ENCODING_SPEC)
+    write_json(report, paths.PREPARE_REPORT)
+    say(
+        "prepare",
+        f"{report['rows_out']:,} rows ({report['duplicates_dropped']} duplicates, "
+        f"{report['unlabelled_dropped']} unlabelled dropped), {report['features_out']} "
+        f"encoded columns -> {paths.PREPARED_TABLE}",
+    )

@@ -12,7 +12,11 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from stages import paths
+from stages.config import Params
+from stages.encoding import EncodingSpec
 from stages.errors import PipelineError
+from stages.io import read_table, say, write_json, write_table
 
 
 def split_frame(
@@ -80,3 +84,23 @@ def split_report(
             "classes": {label: int(counts.get(index, 0)) for index, label in enumerate(classes)},
         }
     return report
+
+
+def run(params: Params) -> None:
+    """The split command: split the prepared table, write the splits and the report."""
+    spec = EncodingSpec.load(paths.ENCODING_SPEC)
+    splits = split_frame(
+        read_table(paths.PREPARED_TABLE),
+        target=params.dataset.target,
+        validation=params.split.validation,
+        test=params.split.test,
+        seed=params.dataset.seed,
+        stratify=params.split.stratify,
+    )
+    for name, rows in splits.items():
+        write_table(rows, paths.split_table(name))
+    write_json(
+        split_report(splits, target=params.dataset.target, classes=spec.classes), paths.SPLIT_REPORT
+    )
+    counts = ", ".join(f"{name} {len(rows):,}" for name, rows in splits.items())
+    say("split", f"{counts} rows -> {paths.SPLIT_DIR}/")

@@ -22,10 +22,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.config import TrainParams
+from stages import paths
+from stages.config import Params, TrainParams
 from stages.encoding import EncodingSpec, to_arrays
 from stages.errors import PipelineError
-from stages.model import bin_edges, build_model, compile_model, scaling_statistics
+from stages.io import read_table, say, staging_dir, write_json
+from stages.model import bin_edges, build_model, compile_model, save_model, scaling_statistics
 
 
 def overfit_epochs(history: dict[str, list[float]], *, gap: float) -> list[dict[str, float]]:
@@ -212,3 +214,28 @@ def _tensorflow_version() -> str | None:
     except ImportError:
         return None
     return tf.__version__
+
+
+def run(params: Params) -> None:
+    """The train command: fit on the train split, write the model and the reports."""
+    spec = EncodingSpec.load(paths.ENCODING_SPEC)
+    train_rows = read_table(paths.split_table("train"))
+    validation_rows = read_table(paths.split_table("validation"))
+    with staging_dir(paths.TRAIN_DIR) as live_dir:
+        model, report = train_model(
+            train=train_rows,
+            validation=validation_rows,
+            spec=spec,
+            params=params.train,
+            seed=params.dataset.seed,
+            live_dir=live_dir,
+        )
+        write_json(report, live_dir / Path(paths.TRAIN_REPORT).name)
+        save_model(model, paths.MODEL)
+    best = report["best"]
+    say(
+        "train",
+        f"{report['train_rows']:,} rows, {report['epochs_run']} epochs, best epoch "
+        f"{report['best_epoch']} (val accuracy {best.get('val_accuracy', float('nan')):.4f}), "
+        f"{len(report['overfit_epochs'])} epoch(s) flagged for overfitting -> {paths.MODEL}",
+    )

@@ -14,7 +14,11 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
+from stages import paths
+from stages.config import Params
 from stages.errors import PipelineError
+from stages.io import read_table, say, write_csv, write_json, write_table
+from stages.schema import load_schema, require_target
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "index"]
 
@@ -83,3 +87,19 @@ def failure_message(report: dict[str, Any], *, source: str) -> PipelineError:
         f"({report['failure_cases']} failure cases, all in reports/validate/)",
         details,
     )
+
+
+def run(params: Params) -> None:
+    """The validate command: validate the raw table, write the report, then the table."""
+    schema_path = params.dataset.schema_path
+    schema = load_schema(schema_path)
+    require_target(schema, params.dataset.target, schema_path)
+    frame = read_table(paths.RAW_TABLE)
+    validated, cases = validate_frame(frame, schema=schema)
+    report = validation_report(frame, cases, schema_path=schema_path)
+    write_csv(cases, paths.VALIDATE_FAILURES)
+    write_json(report, paths.VALIDATE_REPORT)
+    if validated is None:
+        raise failure_message(report, source=paths.RAW_TABLE)
+    write_table(validated, paths.VALIDATED_TABLE)
+    say("validate", f"{len(validated):,} rows valid -> {paths.VALIDATED_TABLE}")

@@ -130,3 +130,18 @@ def test_a_damaged_model_is_a_clear_error(workdir: Path):
     assert result.exit_code == 1
     assert result.output.startswith("error: models/model.keras: cannot load the model")
     assert not Path(paths.EVALUATE_METRICS).exists()
+
+
+def test_a_missed_gate_fails_evaluate_and_a_met_one_writes_the_verdict(workdir: Path):
+    for stage in ("collect", "validate", "prepare", "split"):
+        assert invoke(stage).exit_code == 0
+    assert invoke("train", "--epochs", "2", "--hidden-units", "8").exit_code == 0
+    missed = invoke("evaluate", "--gates", "{minimum: {accuracy: 0.999}}")
+    assert missed.exit_code == 1
+    assert "error: 1 of 1 gates missed (params: evaluate.gates)" in missed.output
+    assert "  accuracy = " in missed.output and ": needs >= 0.999" in missed.output
+    assert not Path(paths.EVALUATE_VERDICT).exists()
+    met = invoke("evaluate", "--gates", "{minimum: {accuracy: 0.0}}")
+    assert met.exit_code == 0, met.output
+    verdict = json.loads(Path(paths.EVALUATE_VERDICT).read_text())
+    assert verdict["passed"] is True and verdict["gates"][0]["gate"] == ">= 0.0"

@@ -41,3 +41,62 @@ def test_plot_tables():
     assert roc["fpr"].is_monotonic_increasing
     assert set(tables["precision_recall"].columns) == {"recall", "precision", "threshold"}
     assert tables["calibration"]["observed_frequency"].between(0, 1).all()
+
+
+def test_baselines_are_fitted_on_train_rows_and_scored_on_test_rows():
+    from stages.evaluate import baseline_metrics
+
+    rng = np.random.default_rng(0)
+    x_train = rng.normal(size=(400, 2))
+    y_train = (x_train[:, 0] > 0.5).astype(int)  # about 31% positive
+    x_test = rng.normal(size=(200, 2))
+    y_test = (x_test[:, 0] > 0.5).astype(int)
+    scores = baseline_metrics(
+        ["majority", "logistic", "hist_gradient_boosting"],
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        n_classes=2,
+        seed=0,
+    )
+    assert scores["majority"]["accuracy"] == pytest.approx(1 - y_test.mean())
+    assert scores["majority"]["roc_auc"] == pytest.approx(0.5)
+    assert scores["logistic"]["accuracy"] > 0.95
+    assert scores["hist_gradient_boosting"]["accuracy"] > 0.95
+
+
+def test_gates_pass_and_miss():
+    from stages.config import GateParams
+    from stages.evaluate import check_gates
+
+    metrics = {"accuracy": 0.86, "roc_auc": 0.92, "log_loss": 0.30}
+    baselines = {"hist_gradient_boosting": {"accuracy": 0.87, "roc_auc": 0.93, "log_loss": 0.27}}
+    met = GateParams(
+        minimum={"accuracy": 0.85},
+        maximum={"log_loss": 0.35},
+        baseline="hist_gradient_boosting",
+        max_shortfall={"accuracy": 0.02, "log_loss": 0.05},
+    )
+    assert all(gate["passed"] for gate in check_gates(metrics, baselines, met))
+    missed = GateParams(
+        minimum={"roc_auc": 0.95},
+        baseline="hist_gradient_boosting",
+        max_shortfall={"accuracy": 0.005, "log_loss": 0.01},
+    )
+    results = check_gates(metrics, baselines, missed)
+    assert [gate["passed"] for gate in results] == [False, False, False]
+    assert results[1]["shortfall"] == pytest.approx(0.01)
+    assert results[2]["shortfall"] == pytest.approx(0.03)  # lower log loss is better
+    assert results[1]["gate"] == "at most 0.005 short of hist_gradient_boosting (0.87)"
+
+
+def test_gate_params_are_checked():
+    from stages.config import EvaluateParams, GateParams
+
+    with pytest.raises(ValueError, match="max_shortfall needs `baseline`"):
+        GateParams(max_shortfall={"accuracy": 0.01})
+    with pytest.raises(ValueError, match=r"not listed in evaluate\.baselines"):
+        EvaluateParams(baselines=["majority"], gates={"baseline": "logistic"})
+    with pytest.raises(ValueError):
+        GateParams(minimum={"acuracy": 0.9})

@@ -62,6 +62,7 @@ def repo(tmp_path_factory) -> Path:
     params["collect"]["max_rows"] = 400
     params["train"].update(epochs=2, batch_size=32, learning_rate=0.01)
     params["split"].update(validation=0.15, test=0.25)
+    params["evaluate"]["gates"] = {"minimum": {"accuracy": 0.7}}
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], target)
     run(["git", "add", "-A"], target)
@@ -108,6 +109,11 @@ def test_repro_runs_every_stage_and_writes_every_output(repo: Path, first_repro)
     assert metrics["test_rows"] == len(splits["test"])
     # 2 epochs on 240 rows already rank most test rows right (majority-class accuracy: 0.76)
     assert 0.7 < metrics["roc_auc"] <= 1 and 0.7 < metrics["accuracy"] <= 1
+    assert set(metrics["baseline"]) == {"majority", "logistic", "hist_gradient_boosting"}
+    verdict = json.loads((repo / "reports/evaluate/verdict.json").read_text())
+    assert verdict["passed"] is True and verdict["gates"][0]["metric"] == "accuracy"
+    predictions = pd.read_parquet(repo / "reports/evaluate/predictions.parquet")
+    assert predictions["row_id"].tolist() == splits["test"]["row_id"].tolist()
     for name in ("confusion", "roc", "precision_recall", "calibration"):
         assert (repo / f"reports/evaluate/plots/{name}.csv").stat().st_size > 0
     assert (repo / "models/model.keras").stat().st_size > 0
