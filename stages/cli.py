@@ -30,6 +30,11 @@ COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "train": {"dataset": ["seed"], "train": None},
     "evaluate": {"dataset": ["seed"], "evaluate": None},
 }
+# Commands that are not DVC stages: they read params but are run by hand.
+TOOL_PARAMS: dict[str, dict[str, list[str] | None]] = {
+    "predict": {"predict": None},
+    "export": {},
+}
 
 
 class StageGroup(click.Group):
@@ -74,7 +79,7 @@ def _parse_value(raw: str, annotation: Any) -> Any:
 def _param_options(command: str) -> list[tuple[str, str, click.Option]]:
     """Generated options for the keys a command reads: (section, params key, option)."""
     options = []
-    for section, keys in COMMAND_PARAMS[command].items():
+    for section, keys in {**COMMAND_PARAMS, **TOOL_PARAMS}[command].items():
         model = SECTIONS[section]
         for key in keys or [field.alias or name for name, field in model.model_fields.items()]:
             field = model.model_fields[_field_name(section, key)]
@@ -96,12 +101,16 @@ def _param_options(command: str) -> list[tuple[str, str, click.Option]]:
     return options
 
 
-def stage_command(group: click.Group) -> Callable[[Callable[[Params], None]], click.Command]:
-    """Register a stage: its docstring is its --help, its options come from its params."""
+def stage_command(
+    group: click.Group, extra: list[click.Parameter] | None = None
+) -> Callable[[Callable[..., None]], click.Command]:
+    """Register a command: its docstring is its --help, its options come from the params it
+    reads (COMMAND_PARAMS); `extra` arguments and options are passed to it by name."""
 
-    def decorate(function: Callable[[Params], None]) -> click.Command:
+    def decorate(function: Callable[..., None]) -> click.Command:
         name = function.__name__
         generated = _param_options(name)
+        extra_names = [parameter.name for parameter in extra or []]
 
         @functools.wraps(function)
         def callback(params_file: str, **values: Any) -> None:
@@ -114,7 +123,9 @@ def stage_command(group: click.Group) -> Callable[[Callable[[Params], None]], cl
                 value = raw if isinstance(raw, bool) else _parse_value(raw, field.annotation)
                 overrides.setdefault(section, {})[key] = value
             start = time.perf_counter()
-            function(load_params(params_file, overrides))
+            function(
+                load_params(params_file, overrides), **{key: values[key] for key in extra_names}
+            )
             click.echo(f"{name}: done in {time.perf_counter() - start:.1f} s")
 
         params_option = click.Option(
@@ -127,7 +138,7 @@ def stage_command(group: click.Group) -> Callable[[Callable[[Params], None]], cl
         command = click.Command(
             name,
             callback=callback,
-            params=[params_option, *(option for _, _, option in generated)],
+            params=[*(extra or []), params_option, *(option for _, _, option in generated)],
             help=function.__doc__,
         )
         group.add_command(command)
@@ -190,6 +201,77 @@ def evaluate(params: Params) -> None:
     from stages.evaluate import run
 
     run(params)
+
+
+@stage_command(
+    cli,
+    extra=[
+        click.Argument(["input_path"], metavar="INPUT", type=click.Path(dir_okay=False)),
+        click.Option(
+            ["--output", "output_path"],
+            required=True,
+            type=click.Path(dir_okay=False),
+            help="Where to write the predictions: .parquet, or .csv for anything else.",
+        ),
+    ],
+)
+def predict(params: Params, input_path: str, output_path: str) -> None:
+    """Predict the class of every raw row in INPUT, read like collect.source.
+
+    Rows are validated against the schema (the target column may be absent), cleaned and
+    encoded by the same functions as prepare, and scored by models/model.keras in batches.
+    The output has one row per input row, in order: `row`, `predicted`, one
+    `probability_<class>` per class, and `error`, the reason when a row is invalid.
+    """
+    from stages.predict import run
+
+    run(params, input_path=input_path, output_path=output_path)
+
+
+@stage_command(
+    cli,
+    extra=[
+        click.Option(
+            ["--output", "output_path"],
+            default=paths.SAVED_MODEL,
+            show_default=True,
+            type=click.Path(file_okay=False),
+            help="Folder to write the SavedModel to.",
+        )
+    ],
+)
+def export(params: Params, output_path: str) -> None:
+    """Export models/model.keras as a TensorFlow SavedModel for TF Serving."""
+    from stages.predict import export_saved_model
+
+    export_saved_model(paths.MODEL, output_path)
+
+
+@cli.command()
+@click.option("--rev", required=True, help="Git revision to compare with, e.g. main or HEAD~1.")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    default=["accuracy"],
+    show_default=True,
+    help="Metric to guard (repeat for several); nested keys with dots.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Largest allowed worsening.",
+)
+@click.option(
+    "--target", default=paths.EVALUATE_METRICS, show_default=True, help="The metrics file."
+)
+def compare(rev: str, metrics: tuple[str, ...], tolerance: float, target: str) -> None:
+    """Fail when a metric got worse than at git revision REV by more than a tolerance."""
+    from stages.compare import run
+
+    run(rev=rev, metrics=list(metrics), tolerance=tolerance, target=target)
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +33,71 @@ def file_sha256(path: Path) -> str:
 
 def read_source(*, params: CollectParams) -> pd.DataFrame:
     """Read a delimited text file with the read options in params."""
-    path = Path(params.source)
+    frames = list(read_chunks(params.source, params=params, chunk_rows=None))
+    return frames[0]
+
+
+def read_chunks(
+    source: str | Path,
+    *,
+    params: CollectParams,
+    chunk_rows: int | None,
+    optional_column: str | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Read `source` with the read options in params, whole or `chunk_rows` rows at a time.
+
+    For a file without a header, `optional_column` (the target, at prediction time) may be
+    missing from the file: when each line has one field fewer than `names`, it is left out.
+    """
+    path = Path(source)
     if not path.is_file():
-        raise PipelineError(f"{path}: source file not found (params: collect.source)")
-    options: dict[str, Any] = dict(
+        raise PipelineError(f"{path}: file not found (params: collect.source)")
+    with _parse_errors(path, params):
+        names = params.names
+        if not params.header and optional_column and names and optional_column in names:
+            width = pd.read_csv(path, **{**_options(params, None), "nrows": 1}).shape[1]
+            if width == len(names) - 1:
+                names = [name for name in names if name != optional_column]
+        options = _options(params, names)
+        if params.header:
+            header = pd.read_csv(path, **{**options, "header": None, "nrows": 1})
+            _reject_duplicate_names(path, [str(value) for value in header.iloc[0]])
+        if chunk_rows is None:
+            chunks: Iterable[pd.DataFrame] = [pd.read_csv(path, **options)]
+        else:
+            chunks = pd.read_csv(path, chunksize=chunk_rows, **options)
+        empty = True
+        for frame in chunks:
+            if frame.empty:
+                continue
+            empty = False
+            frame.columns = [str(column) for column in frame.columns]
+            yield frame
+        if empty:
+            raise PipelineError(f"{path}: no data rows")
+
+
+def _options(params: CollectParams, names: list[str] | None) -> dict[str, Any]:
+    return dict(
         sep=params.delimiter,
         header=0 if params.header else None,
-        names=params.names,
+        names=names,
         na_values=params.na_values,
         skipinitialspace=params.skip_initial_space,
         encoding=params.encoding,
         nrows=params.max_rows,
         index_col=False,
     )
+
+
+@contextmanager
+def _parse_errors(path: Path, params: CollectParams) -> Iterator[None]:
+    """Turn pandas' reading errors into one-line PipelineErrors that name the file."""
     try:
         with warnings.catch_warnings():
             # pandas only warns when a row has more fields than the header, then drops them
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            if params.header:
-                header = pd.read_csv(path, **{**options, "header": None, "nrows": 1})
-                _reject_duplicate_names(path, [str(value) for value in header.iloc[0]])
-            frame = pd.read_csv(path, **options)
+            yield
     except pd.errors.EmptyDataError:
         raise PipelineError(f"{path}: the file is empty") from None
     except UnicodeDecodeError as exc:
@@ -66,10 +112,6 @@ def read_source(*, params: CollectParams) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as exc:
         reason = " ".join(str(exc).split())
         raise PipelineError(f"{path}: cannot parse as delimited text ({reason})") from None
-    if frame.empty:
-        raise PipelineError(f"{path}: no data rows")
-    frame.columns = [str(column) for column in frame.columns]
-    return frame
 
 
 def _reject_duplicate_names(path: Path, names: list[str]) -> None:

@@ -182,6 +182,19 @@ class EvaluateParams(Section):
         return self
 
 
+class PredictParams(Section):
+    """How `stages predict` treats new rows."""
+
+    on_invalid: Literal["skip", "fail"] = Field(
+        "skip",
+        description="An invalid row: `skip` writes its reason instead of a prediction; "
+        "`fail` stops with every reason and writes nothing.",
+    )
+    batch_rows: int = Field(
+        100_000, gt=0, description="Rows read, validated and scored at a time (bounds memory)."
+    )
+
+
 class Params(Section):
     dataset: DatasetParams
     collect: CollectParams
@@ -189,6 +202,7 @@ class Params(Section):
     split: SplitParams
     train: TrainParams
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    predict: PredictParams = Field(default_factory=PredictParams)
 
 
 SECTIONS: dict[str, type[Section]] = {

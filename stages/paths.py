@@ -21,6 +21,7 @@ SPLIT_NAMES = ("train", "validation", "test")
 SPLIT_REPORT = "reports/split/report.json"
 
 MODEL = "models/model.keras"
+SAVED_MODEL = "models/saved_model"
 TRAIN_DIR = "reports/train"
 TRAIN_METRICS = "reports/train/metrics.json"
 TRAIN_PLOTS = "reports/train/plots"

@@ -73,6 +73,18 @@ def spec_from_schema(schema: pa.DataFrameSchema, *, target: str) -> EncodingSpec
     return EncodingSpec(target=target, classes=classes, features=features, excluded=excluded)
 
 
+def normalise_text(frame: pd.DataFrame, *, missing_tokens: list[str]) -> pd.DataFrame:
+    """Trim every text value and turn missing-value tokens into NA, row by row."""
+    out = frame.copy()
+    tokens = set(missing_tokens)
+    for name in out.columns:
+        column = out[name]
+        if pd.api.types.is_string_dtype(column):
+            trimmed = column.str.strip()
+            out[name] = trimmed.mask(trimmed.isin(tokens))
+    return out
+
+
 def clean_frame(
     frame: pd.DataFrame, *, spec: EncodingSpec, missing_tokens: list[str], drop_duplicates: bool
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -82,15 +94,9 @@ def clean_frame(
         missing.append(spec.target)
     if missing:
         raise PipelineError(f"missing columns: {', '.join(missing)}")
-    out = frame.copy()
+    out = normalise_text(frame, missing_tokens=missing_tokens)
     if ROW_ID not in out.columns:
         out.insert(0, ROW_ID, np.arange(len(out), dtype="int64"))
-    tokens = set(missing_tokens)
-    for name in out.columns:
-        column = out[name]
-        if pd.api.types.is_string_dtype(column):
-            trimmed = column.str.strip()
-            out[name] = trimmed.mask(trimmed.isin(tokens))
     counts = {"rows_in": len(out)}
     data_columns = [name for name in out.columns if name != ROW_ID]
     before = len(out)

@@ -87,7 +87,7 @@ def test_data_stages_run_by_hand_with_overrides(workdir: Path):
 def test_missing_source_exits_1_with_a_message_and_writes_nothing(workdir: Path):
     result = invoke("collect", "--source", "absent.csv")
     assert result.exit_code == 1
-    assert result.output.startswith("error: absent.csv: source file not found")
+    assert result.output.startswith("error: absent.csv: file not found")
     assert "Traceback" not in result.output
     assert not Path(paths.RAW_TABLE).exists()
 

@@ -75,5 +75,5 @@ def test_unreadable_sources_fail_clearly(tmp_path: Path, content, options, messa
 
 
 def test_missing_source_names_the_key(tmp_path: Path):
-    with pytest.raises(PipelineError, match=r"source file not found \(params: collect.source\)"):
+    with pytest.raises(PipelineError, match=r"file not found \(params: collect.source\)"):
         read_source(params=params(tmp_path / "absent.csv"))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -142,6 +143,60 @@ def test_training_again_reproduces_the_same_model_byte_for_byte(repo: Path, firs
     assert stages_run(forced.stdout) == ["train"]
     assert (repo / "dvc.lock").read_text() == lock
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo).stdout
+
+
+def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
+    from stages.collect import read_source
+    from stages.config import load_params
+    from stages.encoding import EncodingSpec
+    from stages.predict import feature_schema
+    from stages.prepare import encode_features, normalise_text
+    from stages.schema import load_schema
+    from stages.validate import validate_frame
+
+    evaluated = pd.read_parquet(repo / "reports/evaluate/predictions.parquet")
+    raw_lines = (repo / "data/adult.data").read_text().splitlines()
+    # The raw test rows as a user would have them: same format, label column removed.
+    lines = [raw_lines[row].rsplit(",", 1)[0] for row in evaluated["row_id"]]
+    (repo / "new_rows.data").write_text("\n".join(lines) + "\n")
+    run([sys.executable, "-m", "stages", "predict", "new_rows.data", "--output", "out.csv"], repo)
+    predicted = pd.read_csv(repo / "out.csv")
+    assert predicted["row"].tolist() == list(range(len(evaluated)))
+    assert predicted["error"].isna().all()
+    assert predicted["predicted"].tolist() == evaluated["predicted"].tolist()
+    for column in ("probability_<=50K", "probability_>50K"):
+        np.testing.assert_allclose(predicted[column], evaluated[column], rtol=1e-6, atol=1e-7)
+
+    # Encodings at predict time equal the training-time encodings, row for row.
+    params = load_params(repo / "params.yaml")
+    spec = EncodingSpec.load(repo / "data/prepared/encoding.json")
+    collect = params.collect.model_copy(
+        update={"source": str(repo / "new_rows.data"), "names": params.collect.names[:-1]}
+    )
+    schema = feature_schema(load_schema(repo / params.dataset.schema_path), target=spec.target)
+    validated, cases = validate_frame(read_source(params=collect), schema=schema)
+    assert cases.empty
+    at_predict = encode_features(
+        normalise_text(validated, missing_tokens=params.prepare.missing_tokens), spec=spec
+    )
+    prepared = pd.read_parquet(repo / "data/prepared/table.parquet").set_index("row_id")
+    at_training = prepared.loc[evaluated["row_id"], spec.feature_columns]
+    np.testing.assert_array_equal(at_predict.to_numpy(), at_training.to_numpy())
+
+
+def test_exported_saved_model_gives_the_same_outputs(repo: Path, first_repro):
+    import tensorflow as tf
+
+    from stages.model import load_model
+
+    run([sys.executable, "-m", "stages", "export", "--output", "models/saved_model"], repo)
+    test = pd.read_parquet(repo / "data/split/test.parquet")
+    spec_columns = [c for c in test.columns if c not in ("row_id", "income")]
+    features = test[spec_columns].to_numpy("float32")
+    reloaded = tf.saved_model.load(str(repo / "models/saved_model"))
+    served = np.asarray(reloaded.serve(tf.constant(features)))
+    direct = load_model(repo / "models/model.keras").predict(features, verbose=0)
+    np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)
 
 
 def test_changing_train_params_reruns_only_train_and_evaluate(repo: Path, first_repro):

@@ -1,0 +1,79 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.errors import PipelineError
+from stages.model import build_model, predict_proba
+from stages.predict import feature_schema, predict_frame
+from stages.prepare import encode_features, normalise_text
+
+TOKENS = ["", "?", "NA"]
+
+
+@pytest.fixture
+def model(spec):
+    n = len(spec.feature_columns)
+    return build_model(
+        n_features=n,
+        n_classes=2,
+        mean=np.zeros(n),
+        variance=np.ones(n),
+        hidden_units=[4],
+        activation="relu",
+        dropout=0.0,
+        l2=0.0,
+        initializer="he_normal",
+    )
+
+
+def predict(raw, schema, spec, model):
+    return predict_frame(
+        raw,
+        schema=feature_schema(schema, target="label"),
+        spec=spec,
+        model=model,
+        missing_tokens=TOKENS,
+    )
+
+
+def test_predictions_equal_the_model_on_the_prepare_encoding(schema, spec, model, raw_frame):
+    out = predict(raw_frame.drop(columns=["label"]), schema, spec, model)
+    expected = predict_proba(
+        model,
+        encode_features(normalise_text(raw_frame, missing_tokens=TOKENS), spec=spec).to_numpy(
+            "float32"
+        ),
+    )
+    np.testing.assert_allclose(
+        out[["probability_no", "probability_yes"]].to_numpy(), expected, rtol=1e-6
+    )
+    assert out["error"].isna().all()
+    assert out["predicted"].tolist() == np.array(["no", "yes"])[expected.argmax(axis=1)].tolist()
+
+
+def test_the_label_column_may_be_present_and_is_ignored(schema, spec, model, raw_frame):
+    with_label = predict(raw_frame, schema, spec, model)
+    without = predict(raw_frame.drop(columns=["label"]), schema, spec, model)
+    pd.testing.assert_frame_equal(with_label, without)
+
+
+def test_invalid_rows_get_a_reason_and_keep_their_place(schema, spec, model, raw_frame):
+    raw = raw_frame.drop(columns=["label"])
+    raw.loc[1, "color"] = "purple"  # unseen category
+    raw.loc[3, "age"] = None  # missing where the schema forbids it
+    raw.loc[4, "hours"] = None  # missing where the schema allows it
+    out = predict(raw, schema, spec, model)
+    assert len(out) == 5
+    assert out["error"][1] == "color: 'purple' fails not in the schema's vocabulary"
+    assert "age: '<missing>' fails not_nullable" in out["error"][3]
+    assert pd.isna(out["predicted"][1]) and pd.isna(out["predicted"][3])
+    assert np.isnan(out["probability_yes"][[1, 3]]).all()
+    valid = [0, 2, 4]
+    assert out["error"][valid].isna().all() and out["predicted"][valid].notna().all()
+    alone = predict(raw.iloc[[4]], schema, spec, model)  # a row predicts the same alone
+    assert alone["probability_yes"][0] == pytest.approx(out["probability_yes"][4], rel=1e-6)
+
+
+def test_a_missing_column_fails_the_whole_input(schema, spec, model, raw_frame):
+    with pytest.raises(PipelineError, match="do not have the schema's columns"):
+        predict(raw_frame.drop(columns=["color", "label"]), schema, spec, model)
