@@ -13,6 +13,7 @@ reports/evaluate/verdict.json; a missed gate fails the stage naming metric, valu
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,9 @@ from stages import paths
 from stages.config import LOWER_IS_BETTER, GateParams, Params
 from stages.encoding import ROW_ID, EncodingSpec, to_arrays
 from stages.errors import PipelineError
-from stages.io import read_table, say, write_csv, write_json, write_table
+from stages.io import atomic_path, read_json, read_table, say, write_csv, write_json, write_table
 from stages.model import load_model, predict_proba
+from stages.report import plot_history, render_report
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -210,6 +212,20 @@ def run(params: Params) -> None:
         f"-> {paths.EVALUATE_METRICS}",
     )
     gates = check_gates(metrics, baselines, params.evaluate.gates)
+    training = read_json(paths.TRAIN_REPORT)
+    plot_history(training["history"], best_epoch=training["best_epoch"], target=paths.CURVES_FIGURE)
+    report = render_report(
+        validation=read_json(paths.VALIDATE_REPORT),
+        splits=read_json(paths.SPLIT_REPORT),
+        training=training,
+        metrics=metrics,
+        baselines=baselines,
+        gates=gates,
+        curves=str(Path(paths.CURVES_FIGURE).relative_to(Path(paths.REPORT).parent)),
+        metrics_rows=len(y_test),
+    )
+    with atomic_path(paths.REPORT, suffix=".md") as tmp:
+        tmp.write_text(report, encoding="utf-8")
     missed = [gate for gate in gates if not gate["passed"]]
     if missed:
         raise PipelineError(

@@ -31,6 +31,8 @@ EVALUATE_METRICS = "reports/evaluate/metrics.json"
 EVALUATE_PLOTS = "reports/evaluate/plots"
 EVALUATE_PREDICTIONS = "reports/evaluate/predictions.parquet"
 EVALUATE_VERDICT = "reports/evaluate/verdict.json"
+CURVES_FIGURE = "reports/evaluate/figures/training_curves.png"
+REPORT = "reports/report.md"
 
 
 def split_table(name: str) -> str:

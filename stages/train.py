@@ -95,6 +95,18 @@ def open_live(live_dir: Path):
         ) from None
 
 
+def best_epoch_marker(history: dict[str, list[float]], *, best: int) -> pd.DataFrame:
+    """Two points at the best epoch spanning every curve: `dvc plots` draws them as a
+    vertical line on the loss and accuracy charts (steps count from 0, like DVCLive's)."""
+    rows = []
+    for metric in ("loss", "accuracy"):
+        values = [v for name, curve in history.items() if name.endswith(metric) for v in curve]
+        rows.append((min(values), max(values)))
+    return pd.DataFrame(
+        {"step": [best - 1, best - 1], "loss": list(rows[0]), "accuracy": list(rows[1])}
+    )
+
+
 def device_name() -> str:
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -194,6 +206,7 @@ def train_model(
         "overfit_gap": params.overfit_gap,
         "overfit_epochs": flagged,
         "overfitting": bool(flagged),
+        "history": {name: [round(float(v), 6) for v in values] for name, values in history.items()},
         "train_rows": len(x_train),
         "validation_rows": len(x_val),
         "features": x_train.shape[1],
@@ -231,6 +244,9 @@ def run(params: Params) -> None:
             live_dir=live_dir,
         )
         write_json(report, live_dir / Path(paths.TRAIN_REPORT).name)
+        best_epoch_marker(report["history"], best=report["best_epoch"]).to_csv(
+            live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False
+        )
         save_model(model, paths.MODEL)
     best = report["best"]
     say(

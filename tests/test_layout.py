@@ -23,6 +23,8 @@ OUTPUTS = {
         paths.EVALUATE_METRICS,
         paths.EVALUATE_PREDICTIONS,
         paths.EVALUATE_VERDICT,
+        str(Path(paths.CURVES_FIGURE).parent),
+        paths.REPORT,
     },
 }
 
@@ -108,6 +110,7 @@ def test_metrics_and_plots_are_declared_for_dvc():
         "reports/train/plots/metrics/eval/loss.tsv",
         "reports/train/plots/metrics/train/accuracy.tsv",
         "reports/train/plots/metrics/eval/accuracy.tsv",
+        "reports/train/plots/best_epoch.tsv",
         *(
             f"reports/evaluate/plots/{name}.csv"
             for name in ("confusion", "roc", "precision_recall", "calibration")

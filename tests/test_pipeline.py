@@ -118,6 +118,9 @@ def test_repro_runs_every_stage_and_writes_every_output(repo: Path, first_repro)
     for name in ("confusion", "roc", "precision_recall", "calibration"):
         assert (repo / f"reports/evaluate/plots/{name}.csv").stat().st_size > 0
     assert (repo / "models/model.keras").stat().st_size > 0
+    report = (repo / "reports/report.md").read_text()
+    assert "## Test metrics against baselines" in report and "| accuracy |" in report
+    assert (repo / "reports/evaluate/figures/training_curves.png").stat().st_size > 0
     assert not list(repo.rglob(".tmp-*"))  # no partial file left behind
 
 

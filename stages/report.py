@@ -1,0 +1,134 @@
+"""The run report people read without DVC: reports/report.md and its PNG figures.
+
+Written by evaluate from what the earlier stages reported: the validation summary, the
+split counts, the training curves with the best epoch marked, the overfitting verdict,
+the test metrics beside the baselines, and the gates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stages.config import METRICS
+from stages.io import atomic_path
+
+
+def plot_history(history: dict[str, list[float]], *, best_epoch: int, target: str | Path) -> None:
+    """Loss and accuracy per epoch, training against validation, best epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, label in (("", "training"), ("val_", "validation")):
+            values = history.get(f"{prefix}{metric}", [])
+            axis.plot(range(1, len(values) + 1), values, marker=".", label=label)
+        axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.legend()
+    with atomic_path(target, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(figure)
+
+
+def _metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
+    columns = ["model", *baselines]
+    lines = [
+        "| metric | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for name in METRICS:
+        values = [metrics[name], *(scores[name] for scores in baselines.values())]
+        lines.append(f"| {name} | " + " | ".join(f"{value:.4f}" for value in values) + " |")
+    return "\n".join(lines)
+
+
+def render_report(
+    *,
+    validation: dict[str, Any],
+    splits: dict[str, Any],
+    training: dict[str, Any],
+    metrics: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    gates: list[dict[str, Any]],
+    curves: str,
+    metrics_rows: int,
+) -> str:
+    """The report as Markdown; `curves` is the figure's path relative to the report."""
+    split_lines = "\n".join(
+        f"| {name} | {part['rows']:,} | {part['fraction']:.0%} | "
+        + ", ".join(f"{label}: {count:,}" for label, count in part["classes"].items())
+        + " |"
+        for name, part in splits.items()
+    )
+    flagged = training["overfit_epochs"]
+    if flagged:
+        worst = max(flagged, key=lambda item: item["gap"])
+        overfitting = (
+            f"**Overfitting flagged** in {len(flagged)} epoch(s) "
+            f"({', '.join(str(item['epoch']) for item in flagged)}): validation accuracy trailed "
+            f"training accuracy by up to {worst['gap']:.4f} (epoch {worst['epoch']}), more than "
+            f"the allowed gap of {training['overfit_gap']}."
+        )
+    else:
+        overfitting = (
+            "No overfitting flagged: validation accuracy never trailed training accuracy by "
+            f"more than {training['overfit_gap']}."
+        )
+    if gates:
+        gates_section = "| metric | value | gate | result |\n|---|---|---|---|\n" + "\n".join(
+            f"| {gate['metric']} | {gate['value']:.4f} | {gate['gate']} | "
+            f"{'passed' if gate['passed'] else '**missed**'} |"
+            for gate in gates
+        )
+    else:
+        gates_section = "No gates set (params: evaluate.gates)."
+    validity = (
+        "all valid"
+        if validation["valid"]
+        else f"{validation['invalid_rows']:,} invalid rows:\n\n"
+        + "\n".join(
+            f"- `{item['column']}`, {item['check']}: {item['failures']} failure(s)"
+            for item in validation["failures"]
+        )
+    )
+    best = training["best"]
+    return f"""# Pipeline report
+
+## Data validation
+
+{validation["rows"]:,} rows x {validation["columns"]} columns checked against
+`{validation["schema"]}`: {validity}
+
+## Splits
+
+| split | rows | share | classes |
+|---|---|---|---|
+{split_lines}
+
+## Training
+
+{training["epochs_run"]} epochs on {training["train_rows"]:,} rows; the best epoch is
+{training["best_epoch"]} by `{training["monitor"]}` (validation loss {best["val_loss"]:.4f},
+validation accuracy {best["val_accuracy"]:.4f}), and its weights are the model's.
+Seed {training["seed"]}, {training["device"]}, Keras {training["keras_version"]}.
+
+![Training and validation curves]({curves})
+
+{overfitting}
+
+## Test metrics against baselines
+
+Baselines are fitted on the same train split and scored on the same test split
+({metrics_rows:,} rows).
+
+{_metrics_table(metrics, baselines)}
+
+## Gates
+
+{gates_section}
+"""
