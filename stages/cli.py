@@ -211,7 +211,7 @@ def evaluate(params: Params) -> None:
             ["--output", "output_path"],
             required=True,
             type=click.Path(dir_okay=False),
-            help="Where to write the predictions: .parquet, or .csv for anything else.",
+            help="Where to write the predictions: CSV for a .csv name, else Parquet.",
         ),
     ],
 )

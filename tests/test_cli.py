@@ -48,8 +48,13 @@ def test_help_lists_the_six_stages_in_order_without_importing_tensorflow():
         "        pass\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'jax'}))\n"
     )
+    commands = [*STAGES, "predict", "export", "compare"]
     result = subprocess.run(
-        [sys.executable, "-c", code, *STAGES], capture_output=True, text=True, check=True, cwd=REPO
+        [sys.executable, "-c", code, *commands],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     )
     assert result.stdout.rstrip().endswith("[]"), result.stdout[-300:]
     listing = result.stdout.split("Commands:")[1]
