@@ -7,7 +7,7 @@ import pytest
 from stages.compare import compare_metrics
 from stages.errors import PipelineError
 
-from .test_pipeline import run
+from .helpers import run
 
 BASE = {"accuracy": 0.86, "log_loss": 0.30, "baseline": {"logistic": {"accuracy": 0.85}}}
 

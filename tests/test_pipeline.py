@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,61 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import REPO
+from .helpers import run, shrunk_copy, stages_run
 
 pytestmark = pytest.mark.slow
 
 
-def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        # dvc.yaml runs `python -m stages ...`: the interpreter running the tests comes first
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@localhost",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@localhost",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, (
-        f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result
-
-
-def stages_run(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """The project's files (as git sees them, without dvc.lock) in a fresh git repository."""
-    target = tmp_path_factory.mktemp("pipeline") / "repo"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if name == "dvc.lock" or not source.is_file():
-            continue
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target / name)
-    params_path = target / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    params["collect"]["max_rows"] = 400
-    params["train"].update(epochs=2, batch_size=32, learning_rate=0.01)
-    params["split"].update(validation=0.15, test=0.25)
-    params["evaluate"]["gates"] = {"minimum": {"accuracy": 0.7}}
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], target)
-    run(["git", "add", "-A"], target)
-    run(["git", "commit", "-qm", "copy"], target)  # DVCLive needs a commit
-    return target
+    return shrunk_copy(tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 @pytest.fixture(scope="module")
