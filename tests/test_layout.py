@@ -117,3 +117,18 @@ def test_metrics_and_plots_are_declared_for_dvc():
         ),
     }
     assert Path(paths.TRAIN_METRICS).name == "metrics.json"
+
+
+def test_the_users_ci_workflow_is_valid_and_mirrors_ci_run():
+    workflow = yaml.safe_load((REPO / ".github/workflows/pipeline.yml").read_text())
+    assert workflow["name"] == "pipeline"
+    assert {"push", "pull_request"} <= set(workflow[True])  # YAML 1.1 reads `on` as true
+    steps = workflow["jobs"]["pipeline"]["steps"]
+    commands = "\n".join(step.get("run", "") for step in steps)
+    ci_run = (REPO / ".ci/run").read_text()
+    for command in ("ruff check .", "python -m pytest", "pip install -q -e"):
+        assert command in commands and command in ci_run, command
+    assert "dvc repro --pull" in commands
+    assert "python -m stages compare --rev origin/main" in commands
+    assert all("uses" in step or "run" in step for step in steps)
+    assert "secrets.AWS_SECRET_ACCESS_KEY" in str(workflow["jobs"]["pipeline"]["env"])
