@@ -24,7 +24,7 @@ from stages.errors import PipelineError
 # the same keys under each stage's `params`; tests/test_layout.py checks that they agree.
 COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "collect": {"collect": None},
-    "validate": {"dataset": ["target", "schema"]},
+    "validate": {"dataset": ["target", "schema"], "validate": None},
     "prepare": {"dataset": ["target", "schema"], "prepare": None},
     "split": {"dataset": ["target", "seed"], "split": None},
     "train": {"dataset": ["seed"], "train": None},

@@ -1,14 +1,24 @@
 """collect: read the source named in params into a table, as read.
 
-Reads `collect.source` with the read options in params. Writes the raw table as Parquet
-(data/raw/table.parquet) and a report with rows, columns and the source's SHA-256
-(reports/collect/report.json). The source itself is never modified.
+`collect.source` is a file, a folder or glob of files with the same columns (CSV/TSV with
+any delimiter, with or without a header, plain or compressed; Parquet; JSON Lines), an
+http(s) URL of such a file, or a SQLAlchemy database URL with `collect.query`. Writes the
+raw table as Parquet (data/raw/table.parquet) and a report with the source (password
+hidden), the rows, the columns and a content fingerprint (reports/collect/report.json).
+The source itself is never modified.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
 import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,6 +32,48 @@ from stages.config import CollectParams, Params
 from stages.errors import PipelineError
 from stages.io import say, write_json, write_table
 
+COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".data": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+URL_TIMEOUT_S = 60
+_ENV_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def source_kind(source: str) -> str:
+    """`url`, `database`, `glob`, `folder` or `file`."""
+    if source.startswith(("http://", "https://")):
+        return "url"
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", source):
+        return "database"
+    if any(char in source for char in "*?["):
+        return "glob"
+    return "folder" if Path(source).is_dir() else "file"
+
+
+def file_format(path: str | Path, declared: str) -> str:
+    """The format of one file: as declared, or from its name (compression suffix ignored)."""
+    if declared != "auto":
+        return declared
+    name = Path(str(path)).name.lower()
+    for suffix in COMPRESSIONS:
+        name = name.removesuffix(suffix)
+    found = FORMATS.get(Path(name).suffix)
+    if found is None:
+        raise PipelineError(
+            f"{path}: cannot tell the format from the name; set collect.format "
+            "(csv, parquet or jsonl)"
+        )
+    return found
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -31,10 +83,170 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _expand_env(text: str, *, key: str) -> str:
+    """Replace ${VAR} placeholders from the environment; a missing variable is an error."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise PipelineError(f"{key} names the environment variable {name}, which is not set")
+        return os.environ[name]
+
+    return _ENV_PLACEHOLDER.sub(value, text)
+
+
+def hide_password(url: str) -> str:
+    """A database URL fit for a report or a log: the password replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _source_files(source: str, kind: str) -> list[Path]:
+    if kind == "glob":
+        files = sorted(Path(name) for name in glob.glob(source, recursive=True))
+        files = [path for path in files if path.is_file()]
+        if not files:
+            raise PipelineError(f"{source}: no file matches (params: collect.source)")
+        return files
+    if kind == "folder":
+        files = sorted(
+            path
+            for path in Path(source).iterdir()
+            if path.is_file() and not path.name.startswith(".")
+        )
+        if not files:
+            raise PipelineError(f"{source}: the folder has no files (params: collect.source)")
+        return files
+    path = Path(source)
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found (params: collect.source)")
+    return [path]
+
+
+def read_file(path: Path, *, params: CollectParams) -> pd.DataFrame:
+    """One file in its format, with the read options in params."""
+    kind = file_format(path, params.format)
+    if kind == "csv":
+        return next(iter(read_chunks(path, params=params, chunk_rows=None)))
+    with _parse_errors(path, params, kind):
+        if kind == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_json(path, lines=True, encoding=params.encoding, dtype=False)
+    if params.max_rows is not None:
+        frame = frame.head(params.max_rows)
+    return _checked(frame, path)
+
+
+def _checked(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
+    if frame.columns.duplicated().any():
+        dupes = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
+        raise PipelineError(f"{path}: duplicate column names: {', '.join(dupes)}")
+    if frame.empty:
+        raise PipelineError(f"{path}: no data rows")
+    frame.columns = [str(column) for column in frame.columns]
+    return frame
+
+
+def read_files(files: list[Path], *, params: CollectParams) -> pd.DataFrame:
+    """Several files with the same columns, in name order, as one table."""
+    frames = []
+    for path in files:
+        frame = read_file(path, params=params)
+        if frames and list(frame.columns) != list(frames[0].columns):
+            raise PipelineError(
+                f"{path}: its columns differ from {files[0]}'s",
+                [
+                    f"{files[0].name}: {list(frames[0].columns)}",
+                    f"{path.name}: {list(frame.columns)}",
+                ],
+            )
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return table.head(params.max_rows) if params.max_rows is not None else table
+
+
+def download(url: str, directory: Path) -> Path:
+    """Fetch `url` into `directory`, keeping its file name (and so its format)."""
+    name = Path(urllib.request.url2pathname(url.split("?")[0].rstrip("/"))).name or "download"
+    target = directory / name
+    try:
+        with (
+            urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as response,
+            target.open("wb") as out,
+        ):
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+    except urllib.error.HTTPError as exc:
+        raise PipelineError(f"{url}: the server answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PipelineError(f"{url}: cannot download ({reason})") from None
+    return target
+
+
+def read_database(params: CollectParams) -> pd.DataFrame:
+    """Run `collect.query` against the database at `collect.source` through SQLAlchemy."""
+    import sqlalchemy
+
+    if not params.query:
+        raise PipelineError("a database source needs collect.query, the SQL to run")
+    if re.search(r"://[^:/@]*:(?!\$\{)[^@]+@", params.source):
+        raise PipelineError(
+            "collect.source holds a password: write it as an ${ENV_VAR} placeholder "
+            "and set the variable in the environment"
+        )
+    url = _expand_env(params.source, key="collect.source")
+    try:
+        engine = sqlalchemy.create_engine(url)
+    except Exception as exc:  # an unknown dialect or driver, a malformed URL
+        raise PipelineError(
+            f"{hide_password(params.source)}: not a usable database URL ({exc})"
+        ) from None
+    try:
+        with engine.connect() as connection:
+            frame = pd.read_sql_query(sqlalchemy.text(params.query), connection)
+    except Exception as exc:  # drivers raise their own error types
+        reason = " ".join(str(exc).split("\n")[0].split())
+        raise PipelineError(
+            f"{hide_password(params.source)}: the query failed ({reason[:300]})"
+        ) from None
+    finally:
+        engine.dispose()
+    if params.max_rows is not None:
+        frame = frame.head(params.max_rows)
+    return _checked(frame, hide_password(params.source))
+
+
+def collect_table(params: CollectParams) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read the source; return the table and what the report says of the source."""
+    kind = source_kind(params.source)
+    if kind == "database":
+        frame = read_database(params)
+        fingerprint = hashlib.sha256(
+            pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+        ).hexdigest()
+        return frame, {"source": hide_password(params.source), "kind": kind, "sha256": fingerprint}
+    with tempfile.TemporaryDirectory(prefix=".tmp-download-") as directory:
+        files = [download(params.source, Path(directory))] if kind == "url" else None
+        files = files or _source_files(params.source, kind)
+        frame = read_files(files, params=params)
+        digests = [file_sha256(path) for path in files]
+        sizes = sum(path.stat().st_size for path in files)
+    fingerprint = (
+        digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+    )
+    return frame, {
+        "source": params.source,
+        "kind": kind,
+        "files": len(files),
+        "bytes": sizes,
+        "sha256": fingerprint,
+    }
+
+
 def read_source(*, params: CollectParams) -> pd.DataFrame:
-    """Read a delimited text file with the read options in params."""
-    frames = list(read_chunks(params.source, params=params, chunk_rows=None))
-    return frames[0]
+    """The source as one table."""
+    return collect_table(params)[0]
 
 
 def read_chunks(
@@ -44,15 +256,17 @@ def read_chunks(
     chunk_rows: int | None,
     optional_column: str | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Read `source` with the read options in params, whole or `chunk_rows` rows at a time.
+    """Read a CSV file with the read options in params, whole or `chunk_rows` rows at a time.
 
     For a file without a header, `optional_column` (the target, at prediction time) may be
     missing from the file: when each line has one field fewer than `names`, it is left out.
     """
     path = Path(source)
     if not path.is_file():
-        raise PipelineError(f"{path}: file not found (params: collect.source)")
-    with _parse_errors(path, params):
+        raise PipelineError(f"{path}: file not found")
+    if file_format(path, params.format) != "csv":
+        raise PipelineError(f"{path}: only CSV files are read in batches")
+    with _parse_errors(path, params, "csv"):
         names = params.names
         if not params.header and optional_column and names and optional_column in names:
             width = pd.read_csv(path, **{**_options(params, None), "nrows": 1}).shape[1]
@@ -91,8 +305,8 @@ def _options(params: CollectParams, names: list[str] | None) -> dict[str, Any]:
 
 
 @contextmanager
-def _parse_errors(path: Path, params: CollectParams) -> Iterator[None]:
-    """Turn pandas' reading errors into one-line PipelineErrors that name the file."""
+def _parse_errors(path: Path, params: CollectParams, kind: str) -> Iterator[None]:
+    """Turn the readers' errors into one-line PipelineErrors that name the file."""
     try:
         with warnings.catch_warnings():
             # pandas only warns when a row has more fields than the header, then drops them
@@ -109,9 +323,13 @@ def _parse_errors(path: Path, params: CollectParams) -> Iterator[None]:
         raise PipelineError(
             f"{path}: unknown text encoding '{params.encoding}' (params: collect.encoding)"
         ) from None
-    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as exc:
-        reason = " ".join(str(exc).split())
-        raise PipelineError(f"{path}: cannot parse as delimited text ({reason})") from None
+    except (EOFError, zipfile.BadZipFile) as exc:
+        raise PipelineError(
+            f"{path}: the compressed file is damaged or cut short ({exc})"
+        ) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError, OSError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise PipelineError(f"{path}: cannot read as {kind} ({reason})") from None
 
 
 def _reject_duplicate_names(path: Path, names: list[str]) -> None:
@@ -120,20 +338,22 @@ def _reject_duplicate_names(path: Path, names: list[str]) -> None:
         raise PipelineError(f"{path}: duplicate column names in the header: {', '.join(dupes)}")
 
 
-def collect_report(frame: pd.DataFrame, *, source: Path) -> dict[str, Any]:
-    return {
-        "source": str(source),
-        "sha256": file_sha256(source),
-        "bytes": source.stat().st_size,
+def run(params: Params) -> None:
+    """The collect command: read the source, write the raw table and the report."""
+    import pyarrow
+
+    frame, source = collect_table(params.collect)
+    try:
+        write_table(frame, paths.RAW_TABLE)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
+        raise PipelineError(
+            f"{source['source']}: a column mixes types and cannot be stored ({exc})"
+        ) from None
+    report = {
+        **source,
         "rows": len(frame),
         "columns": frame.shape[1],
         "column_names": list(frame.columns),
     }
-
-
-def run(params: Params) -> None:
-    """The collect command: read the source, write the raw table and the report."""
-    frame = read_source(params=params.collect)
-    write_table(frame, paths.RAW_TABLE)
-    write_json(collect_report(frame, source=Path(params.collect.source)), paths.COLLECT_REPORT)
+    write_json(report, paths.COLLECT_REPORT)
     say("collect", f"{len(frame):,} rows x {frame.shape[1]} columns -> {paths.RAW_TABLE}")

@@ -31,13 +31,27 @@ class DatasetParams(Section):
 
 
 class CollectParams(Section):
-    """How to read the source into a table."""
+    """Where the raw table comes from and how to read it."""
 
-    source: str = Field(min_length=1, description="Path of the CSV/TSV file to read.")
-    delimiter: str = Field(",", min_length=1, description="Field delimiter.")
-    header: bool = Field(True, description="Whether the first line holds the column names.")
+    source: str = Field(
+        min_length=1,
+        description="A file, folder or glob of files (CSV/TSV, plain or .gz/.bz2/.zip/.xz; "
+        "Parquet; JSON Lines), an http(s) URL, or a SQLAlchemy database URL. "
+        "Credentials only as ${ENV_VAR} placeholders.",
+    )
+    watch: str = Field(
+        min_length=1,
+        description="What DVC watches to re-run collect (dvc.yaml deps): the file, folder or "
+        "URL of the source; for a database, a file that changes with it (or params.yaml).",
+    )
+    format: Literal["auto", "csv", "parquet", "jsonl"] = Field(
+        "auto", description="File format; auto: from the file name."
+    )
+    query: str | None = Field(None, description="SQL query, for a database source.")
+    delimiter: str = Field(",", min_length=1, description="CSV field delimiter.")
+    header: bool = Field(True, description="Whether a CSV file's first line holds the names.")
     names: list[str] | None = Field(
-        None, description="Column names, in file order, for a file without a header row."
+        None, description="Column names, in file order, for a CSV file without a header row."
     )
     na_values: list[str] = Field(
         default_factory=list, description="Extra strings read as missing values."
@@ -47,12 +61,30 @@ class CollectParams(Section):
     max_rows: int | None = Field(None, gt=0, description="Read at most this many rows.")
 
     @model_validator(mode="after")
-    def _names_when_headerless(self) -> CollectParams:
+    def _consistent(self) -> CollectParams:
         if not self.header and not self.names:
             raise ValueError("a file without a header row needs `names`")
         if self.names is not None and len(set(self.names)) != len(self.names):
             raise ValueError("`names` has duplicates")
+        if len(self.delimiter) != 1:
+            raise ValueError("`delimiter` must be a single character")
         return self
+
+
+class ValidateParams(Section):
+    """What to do with rows and columns the schema rejects."""
+
+    on_invalid: Literal["fail", "quarantine"] = Field(
+        "fail",
+        description="An invalid row: `fail` stops the stage; `quarantine` moves it to "
+        "data/validated/quarantine.parquet with its reason.",
+    )
+    max_invalid_fraction: float = Field(
+        0.05, ge=0, le=1, description="With quarantine: the largest share of rows it may take."
+    )
+    unexpected_columns: Literal["fail", "drop"] = Field(
+        "fail", description="A column the schema does not declare: `fail`, or `drop` it."
+    )
 
 
 class PrepareParams(Section):
@@ -198,6 +230,7 @@ class PredictParams(Section):
 class Params(Section):
     dataset: DatasetParams
     collect: CollectParams
+    validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
     prepare: PrepareParams = Field(default_factory=PrepareParams)
     split: SplitParams
     train: TrainParams
@@ -205,8 +238,9 @@ class Params(Section):
     predict: PredictParams = Field(default_factory=PredictParams)
 
 
+# Sections by their name in params.yaml (`validate` is `validate_` in Python).
 SECTIONS: dict[str, type[Section]] = {
-    name: field.annotation  # type: ignore[misc]
+    field.alias or name: field.annotation  # type: ignore[misc]
     for name, field in Params.model_fields.items()
 }
 

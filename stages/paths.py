@@ -11,6 +11,8 @@ COLLECT_REPORT = "reports/collect/report.json"
 VALIDATED_TABLE = "data/validated/table.parquet"
 VALIDATE_REPORT = "reports/validate/report.json"
 VALIDATE_FAILURES = "reports/validate/failure_cases.csv"
+VALIDATE_METRICS = "reports/validate/metrics.json"
+QUARANTINE_TABLE = "data/validated/quarantine.parquet"
 
 PREPARED_TABLE = "data/prepared/table.parquet"
 ENCODING_SPEC = "data/prepared/encoding.json"

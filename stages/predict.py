@@ -29,7 +29,7 @@ from stages.io import atomic_path, say
 from stages.model import load_model, predict_proba
 from stages.prepare import encode_features, normalise_text
 from stages.schema import load_schema
-from stages.validate import validate_frame
+from stages.validate import row_reasons, validate_frame
 
 MAX_REASONS_SHOWN = 10
 
@@ -37,17 +37,6 @@ MAX_REASONS_SHOWN = 10
 def feature_schema(schema: pa.DataFrameSchema, *, target: str) -> pa.DataFrameSchema:
     """The schema of rows to predict: the training schema without its target column."""
     return schema.remove_columns([target]) if target in schema.columns else schema
-
-
-def row_reasons(cases: pd.DataFrame) -> dict[int, str]:
-    """One readable reason per invalid row, from pandera's failure cases."""
-    reasons: dict[int, list[str]] = {}
-    for case in cases.itertuples():
-        check = "not in the schema's vocabulary" if case.check.startswith("isin(") else case.check
-        reasons.setdefault(int(case.index), []).append(
-            f"{case.column}: {case.failure_case!r} fails {check}"
-        )
-    return {row: "; ".join(parts) for row, parts in reasons.items()}
 
 
 def predict_frame(

@@ -16,6 +16,7 @@ import pandera.pandas as pa
 
 from stages import paths
 from stages.config import Params
+from stages.encoding import ROW_ID
 from stages.errors import PipelineError
 from stages.io import read_table, say, write_csv, write_json, write_table
 from stages.schema import load_schema, require_target
@@ -89,17 +90,87 @@ def failure_message(report: dict[str, Any], *, source: str) -> PipelineError:
     )
 
 
+def row_reasons(cases: pd.DataFrame) -> dict[int, str]:
+    """One readable reason per invalid row, from the failure cases."""
+    reasons: dict[int, list[str]] = {}
+    for case in cases.dropna(subset=["index"]).itertuples():
+        check = "not in the schema's vocabulary" if case.check.startswith("isin(") else case.check
+        reasons.setdefault(int(case.index), []).append(
+            f"{case.column}: {case.failure_case!r} fails {check}"
+        )
+    return {row: "; ".join(parts) for row, parts in reasons.items()}
+
+
+def check_counts(cases: pd.DataFrame) -> dict[str, int]:
+    """Failure count per `column:check`, for `dvc metrics show`."""
+    return {
+        f"{item['column']}:{item['check']}": item["failures"] for item in summarize_failures(cases)
+    }
+
+
 def run(params: Params) -> None:
-    """The validate command: validate the raw table, write the report, then the table."""
+    """The validate command: validate the raw table, apply the invalid-row policy, write
+    the report, the metrics, the quarantine and then the validated table."""
+    policy = params.validate_
     schema_path = params.dataset.schema_path
     schema = load_schema(schema_path)
-    require_target(schema, params.dataset.target, schema_path)
+    target = params.dataset.target
+    require_target(schema, target, schema_path)
     frame = read_table(paths.RAW_TABLE)
+    unexpected = [name for name in frame.columns if name not in schema.columns]
+    if unexpected and policy.unexpected_columns == "drop":
+        frame = frame.drop(columns=unexpected)
     validated, cases = validate_frame(frame, schema=schema)
     report = validation_report(frame, cases, schema_path=schema_path)
+    reasons = row_reasons(cases)
+    table_level = cases["index"].isna().any()
+    quarantine = pd.DataFrame(columns=[ROW_ID, *frame.columns, "reason"])
+    error = None
+    if validated is None and (table_level or policy.on_invalid == "fail"):
+        error = failure_message(report, source=paths.RAW_TABLE)
+    elif validated is None and len(reasons) > policy.max_invalid_fraction * len(frame):
+        error = failure_message(report, source=paths.RAW_TABLE)
+        error.details.insert(
+            0,
+            f"{len(reasons) / len(frame):.2%} of rows are invalid, more than "
+            f"validate.max_invalid_fraction ({policy.max_invalid_fraction:.2%}) allows",
+        )
+    elif validated is None:
+        invalid = list(reasons)
+        quarantine = frame.loc[invalid].assign(reason=[reasons[row] for row in invalid])
+        quarantine.insert(0, ROW_ID, invalid)
+        validated, _ = validate_frame(frame.drop(index=invalid), schema=schema)
+    if error is None:
+        classes = validated[target].dropna().unique()
+        if len(classes) < 2:
+            error = PipelineError(
+                f"target column '{target}' has {len(classes)} class(es) in "
+                f"{len(validated):,} valid rows; at least two are needed"
+            )
+    report.update(
+        unexpected_columns=unexpected,
+        unexpected_columns_policy=policy.unexpected_columns,
+        on_invalid=policy.on_invalid,
+        quarantined_rows=len(quarantine),
+    )
+    metrics = {
+        "rows": len(frame),
+        "valid_rows": 0 if error else len(validated),
+        "invalid_rows": report["invalid_rows"],
+        "quarantined_rows": len(quarantine),
+        "failures": check_counts(cases),
+    }
     write_csv(cases, paths.VALIDATE_FAILURES)
     write_json(report, paths.VALIDATE_REPORT)
-    if validated is None:
-        raise failure_message(report, source=paths.RAW_TABLE)
-    write_table(validated, paths.VALIDATED_TABLE)
-    say("validate", f"{len(validated):,} rows valid -> {paths.VALIDATED_TABLE}")
+    write_json(metrics, paths.VALIDATE_METRICS)
+    if error is not None:
+        raise error
+    write_table(quarantine, paths.QUARANTINE_TABLE)
+    validated.insert(0, ROW_ID, validated.index.to_numpy(dtype="int64"))
+    write_table(validated.reset_index(drop=True), paths.VALIDATED_TABLE)
+    dropped = f", unexpected columns dropped: {', '.join(unexpected)}" if unexpected else ""
+    say(
+        "validate",
+        f"{len(validated):,} rows valid, {len(quarantine):,} quarantined{dropped} "
+        f"-> {paths.VALIDATED_TABLE}",
+    )

@@ -27,7 +27,7 @@ def workdir(tmp_path: Path, monkeypatch) -> Path:
     (tmp_path / "schema.yaml").write_text(TINY_SCHEMA)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["dataset"].update(target="label", schema="schema.yaml")
-    params["collect"] = {"source": "tiny.csv"}
+    params["collect"] = {"source": "tiny.csv", "watch": "tiny.csv"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -150,3 +150,50 @@ def test_a_missed_gate_fails_evaluate_and_a_met_one_writes_the_verdict(workdir: 
     assert met.exit_code == 0, met.output
     verdict = json.loads(Path(paths.EVALUATE_VERDICT).read_text())
     assert verdict["passed"] is True and verdict["gates"][0]["gate"] == ">= 0.0"
+
+
+def test_quarantine_moves_invalid_rows_aside_with_their_reason(workdir: Path):
+    import pandas as pd
+
+    Path("tiny.csv").write_text(TINY_CSV.replace("25,", "250,", 1).replace("r7,", "r7,", 1))
+    assert invoke("collect").exit_code == 0
+    result = invoke("validate", "--on-invalid", "quarantine")
+    assert result.exit_code == 0, result.output
+    assert "59 rows valid, 1 quarantined" in result.output
+    quarantine = pd.read_parquet(paths.QUARANTINE_TABLE)
+    assert quarantine["row_id"].tolist() == [5]
+    assert quarantine["reason"].tolist() == ["age: '250' fails in_range(0, 120)"]
+    validated = pd.read_parquet(paths.VALIDATED_TABLE)
+    assert len(validated) == 59 and 5 not in set(validated["row_id"])
+    metrics = json.loads(Path(paths.VALIDATE_METRICS).read_text())
+    assert metrics["quarantined_rows"] == 1
+    assert metrics["failures"] == {"age:in_range(0, 120)": 1}
+
+
+def test_quarantine_beyond_the_allowed_fraction_fails(workdir: Path):
+    Path("tiny.csv").write_text(TINY_CSV.replace(",red,", ",purple,"))  # a third of the rows
+    assert invoke("collect").exit_code == 0
+    result = invoke("validate", "--on-invalid", "quarantine", "--max-invalid-fraction", "0.1")
+    assert result.exit_code == 1
+    assert "33.33% of rows are invalid, more than validate.max_invalid_fraction (10.00%)" in (
+        result.output
+    )
+    assert not Path(paths.VALIDATED_TABLE).exists()
+    assert not Path(paths.QUARANTINE_TABLE).exists()
+
+
+def test_unexpected_columns_fail_or_are_dropped_by_policy(workdir: Path):
+    Path("tiny.csv").write_text(
+        "\n".join(f"{line},{i}" for i, line in enumerate(TINY_CSV.splitlines())).replace(
+            ",0\n", ",extra\n", 1
+        )
+        + "\n"
+    )
+    assert invoke("collect").exit_code == 0
+    failed = invoke("validate")
+    assert failed.exit_code == 1
+    assert "the table failed the schema schema.yaml" in failed.output
+    assert "column '<table>', check column_in_schema: 1 failures (e.g. 'extra')" in failed.output
+    dropped = invoke("validate", "--unexpected-columns", "drop")
+    assert dropped.exit_code == 0, dropped.output
+    assert "unexpected columns dropped: extra" in dropped.output

@@ -14,7 +14,13 @@ DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 OUTPUTS = {
     "collect": {paths.RAW_TABLE, paths.COLLECT_REPORT},
-    "validate": {paths.VALIDATED_TABLE, paths.VALIDATE_REPORT, paths.VALIDATE_FAILURES},
+    "validate": {
+        paths.VALIDATED_TABLE,
+        paths.QUARANTINE_TABLE,
+        paths.VALIDATE_REPORT,
+        paths.VALIDATE_FAILURES,
+        paths.VALIDATE_METRICS,
+    },
     "prepare": {paths.PREPARED_TABLE, paths.ENCODING_SPEC, paths.PREPARE_REPORT},
     "split": {*(paths.split_table(name) for name in paths.SPLIT_NAMES), paths.SPLIT_REPORT},
     "train": {paths.MODEL, paths.TRAIN_REPORT, paths.TRAIN_PLOTS, paths.TRAIN_METRICS},
