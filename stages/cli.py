@@ -274,5 +274,65 @@ def compare(rev: str, metrics: tuple[str, ...], tolerance: float, target: str) -
     run(rev=rev, metrics=list(metrics), tolerance=tolerance, target=target)
 
 
+@cli.command("infer-schema")
+@click.argument("source")
+@click.option("--target", required=True, help="The column to predict.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="Where to write the schema."
+)
+@click.option(
+    "--update-params",
+    is_flag=True,
+    help="Point the params file at SOURCE, the read options found, the target and the schema.",
+)
+@click.option(
+    "--params",
+    "params_file",
+    default=paths.PARAMS,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The params file --update-params rewrites.",
+)
+@click.option("--names", help="Column names (a,b,c) for a file without a header row.")
+@click.option("--query", help="SQL query, when SOURCE is a database URL.")
+@click.option(
+    "--max-categories",
+    type=click.IntRange(min=2),
+    default=50,
+    show_default=True,
+    help="Most distinct values of a text column kept as a category.",
+)
+@click.option(
+    "--strict-ranges",
+    is_flag=True,
+    help="Make each number's observed minimum and maximum hard bounds.",
+)
+def infer_schema(
+    source: str,
+    target: str,
+    out: str,
+    update_params: bool,
+    params_file: str,
+    names: str | None,
+    query: str | None,
+    max_categories: int,
+    strict_ranges: bool,
+) -> None:
+    """Draft a pandera schema of SOURCE (file, folder, glob, URL or database URL), to
+    review and commit; optionally point params.yaml at it."""
+    from stages.infer import run
+
+    run(
+        source=source,
+        target=target,
+        out=out,
+        names=names.split(",") if names else None,
+        query=query,
+        update=params_file if update_params else None,
+        max_categories=max_categories,
+        strict_ranges=strict_ranges,
+    )
+
+
 def main() -> None:
     cli(prog_name="stages")
