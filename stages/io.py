@@ -87,14 +87,68 @@ def write_table(frame: pd.DataFrame, target: str | Path) -> None:
         frame.to_parquet(tmp, index=False, engine="pyarrow")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"{path}: not found; run the stage that writes it first")
     try:
-        return pd.read_parquet(path, engine="pyarrow")
+        return pd.read_parquet(path, engine="pyarrow", columns=columns)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise PipelineError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+BATCH_ROWS = 500_000
+
+
+def read_table_batches(
+    path: str | Path, *, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS
+) -> Iterator[pd.DataFrame]:
+    """A Parquet table `batch_rows` rows at a time, so memory stays bounded."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"{path}: not found; run the stage that writes it first")
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise PipelineError(f"{path}: not a readable Parquet file ({exc})") from None
+    for batch in table.iter_batches(batch_size=batch_rows, columns=columns):
+        yield batch.to_pandas()
+
+
+class TableWriter:
+    """Appends frames to a Parquet file as row groups; the file appears, complete, only
+    when the block ends without error (an empty table if nothing was written)."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+        self.writer = None
+        self.schema = None
+
+    def __enter__(self) -> TableWriter:
+        self._atomic = atomic_path(self.target, suffix=".parquet")
+        self.tmp = self._atomic.__enter__()
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False, schema=self.schema)
+        if self.writer is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.write_table(table)
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        if self.writer is not None:
+            self.writer.close()
+        elif exc_type is None:
+            error = PipelineError(f"{self.target}: no rows to write")
+            self._atomic.__exit__(PipelineError, error, None)  # removes the temporary file
+            raise error
+        return bool(self._atomic.__exit__(exc_type, exc, traceback))
 
 
 def write_csv(frame: pd.DataFrame, target: str | Path) -> None:

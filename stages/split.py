@@ -7,8 +7,10 @@ target by default, seeded from `dataset.seed`, and every class must land in ever
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -16,22 +18,20 @@ from stages import paths
 from stages.config import Params
 from stages.encoding import EncodingSpec
 from stages.errors import PipelineError
-from stages.io import read_table, say, write_json, write_table
+from stages.io import TableWriter, read_table, read_table_batches, say, write_json
 
 
-def split_frame(
-    frame: pd.DataFrame,
+def split_assignment(
+    labels: pd.Series,
     *,
-    target: str,
     validation: float,
     test: float,
     seed: int,
     stratify: bool = True,
-) -> dict[str, pd.DataFrame]:
-    """Return {'train', 'validation', 'test'} frames; no row appears in two of them."""
-    if target not in frame.columns:
-        raise PipelineError(f"target column '{target}' is not in the prepared table")
-    counts = frame[target].value_counts()
+) -> np.ndarray:
+    """The split of each row, by position: 0 train, 1 validation, 2 test."""
+    target = labels.name
+    counts = labels.value_counts()
     if len(counts) < 2:
         raise PipelineError(
             f"target column '{target}' has {len(counts)} class(es); at least two are needed"
@@ -45,62 +45,98 @@ def split_frame(
             + ", ".join(f"{label} ({count} rows)" for label, count in too_small.items()),
             [f"the smallest split takes {smallest_share:.0%} of rows; add rows or change split"],
         )
+    positions = np.arange(len(labels))
+    values = labels.to_numpy()
     try:
         rest, test_rows = train_test_split(
-            frame,
-            test_size=test,
-            random_state=seed,
-            stratify=frame[target] if stratify else None,
+            positions, test_size=test, random_state=seed, stratify=values if stratify else None
         )
-        train_rows, validation_rows = train_test_split(
+        _, validation_rows = train_test_split(
             rest,
             test_size=validation / (1 - test),
             random_state=seed,
-            stratify=rest[target] if stratify else None,
+            stratify=values[rest] if stratify else None,
         )
     except ValueError as exc:
-        raise PipelineError(f"cannot split {len(frame)} rows: {exc}") from None
-    splits = {"train": train_rows, "validation": validation_rows, "test": test_rows}
-    for name, rows in splits.items():
-        absent = sorted(set(counts.index) - set(rows[target]))
+        raise PipelineError(f"cannot split {len(labels)} rows: {exc}") from None
+    assignment = np.zeros(len(labels), dtype="int8")
+    assignment[validation_rows] = 1
+    assignment[test_rows] = 2
+    for code, name in enumerate(paths.SPLIT_NAMES):
+        absent = sorted(set(counts.index) - set(values[assignment == code]))
         if absent:
             raise PipelineError(
                 f"the {name} split has no rows of class(es) {absent} of '{target}'; "
                 "add rows, or change split.validation / split.test"
             )
-    return {name: rows.reset_index(drop=True) for name, rows in splits.items()}
+    return assignment
+
+
+def split_frame(
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    validation: float,
+    test: float,
+    seed: int,
+    stratify: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Return {'train', 'validation', 'test'} frames, rows in table order; no row appears
+    in two of them."""
+    if target not in frame.columns:
+        raise PipelineError(f"target column '{target}' is not in the prepared table")
+    assignment = split_assignment(
+        frame[target], validation=validation, test=test, seed=seed, stratify=stratify
+    )
+    return {
+        name: frame[assignment == code].reset_index(drop=True)
+        for code, name in enumerate(paths.SPLIT_NAMES)
+    }
 
 
 def split_report(
-    splits: dict[str, pd.DataFrame], *, target: str, classes: list[str]
+    assignment: np.ndarray, labels: pd.Series, *, classes: list[str]
 ) -> dict[str, Any]:
-    total = sum(len(rows) for rows in splits.values())
+    """Rows, share and class counts of each split."""
     report: dict[str, Any] = {}
-    for name, rows in splits.items():
-        counts = rows[target].value_counts()
+    values = labels.to_numpy()
+    for code, name in enumerate(paths.SPLIT_NAMES):
+        members = assignment == code
         report[name] = {
-            "rows": len(rows),
-            "fraction": round(len(rows) / total, 4),
-            "classes": {label: int(counts.get(index, 0)) for index, label in enumerate(classes)},
+            "rows": int(members.sum()),
+            "fraction": round(float(members.mean()), 4),
+            "classes": {
+                label: int((members & (values == index)).sum())
+                for index, label in enumerate(classes)
+            },
         }
     return report
 
 
 def run(params: Params) -> None:
-    """The split command: split the prepared table, write the splits and the report."""
+    """The split command: assign each row from the target column alone, then copy the
+    prepared table batch by batch into the three splits, so memory stays bounded."""
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
-    splits = split_frame(
-        read_table(paths.PREPARED_TABLE),
-        target=params.dataset.target,
+    target = params.dataset.target
+    labels = read_table(paths.PREPARED_TABLE, columns=[target])[target]
+    assignment = split_assignment(
+        labels,
         validation=params.split.validation,
         test=params.split.test,
         seed=params.dataset.seed,
         stratify=params.split.stratify,
     )
-    for name, rows in splits.items():
-        write_table(rows, paths.split_table(name))
-    write_json(
-        split_report(splits, target=params.dataset.target, classes=spec.classes), paths.SPLIT_REPORT
-    )
-    counts = ", ".join(f"{name} {len(rows):,}" for name, rows in splits.items())
-    say("split", f"{counts} rows -> {paths.SPLIT_DIR}/")
+    with contextlib.ExitStack() as stack:
+        writers = [
+            stack.enter_context(TableWriter(paths.split_table(name))) for name in paths.SPLIT_NAMES
+        ]
+        start = 0
+        for batch in read_table_batches(paths.PREPARED_TABLE):
+            codes = assignment[start : start + len(batch)]
+            start += len(batch)
+            for code, writer in enumerate(writers):
+                writer.write(batch[codes == code])
+    report = split_report(assignment, labels, classes=spec.classes)
+    write_json(report, paths.SPLIT_REPORT)
+    summary = ", ".join(f"{name} {part['rows']:,}" for name, part in report.items())
+    say("split", f"{summary} rows -> {paths.SPLIT_DIR}/")

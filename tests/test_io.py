@@ -45,3 +45,27 @@ def test_staging_dir_publishes_nothing_when_the_block_fails(tmp_path: Path):
         raise RuntimeError("training failed")
     assert list(target.iterdir()) == []
     assert [p.name for p in tmp_path.iterdir()] == ["train"]
+
+
+def test_table_writer_appends_batches_and_publishes_only_on_success(tmp_path: Path):
+    import pandas as pd
+
+    from stages.errors import PipelineError
+    from stages.io import TableWriter, read_table_batches
+
+    target = tmp_path / "t.parquet"
+    with TableWriter(target) as writer:
+        writer.write(pd.DataFrame({"a": [1, 2]}))
+        writer.write(pd.DataFrame({"a": [3]}))
+    batches = list(read_table_batches(target, batch_rows=2))
+    assert [len(b) for b in batches] == [2, 1]
+    assert pd.concat(batches)["a"].tolist() == [1, 2, 3]
+    with pytest.raises(RuntimeError), TableWriter(tmp_path / "u.parquet") as writer:
+        writer.write(pd.DataFrame({"a": [1]}))
+        raise RuntimeError("killed")
+    with (
+        pytest.raises(PipelineError, match="no rows to write"),
+        TableWriter(tmp_path / "v.parquet"),
+    ):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]

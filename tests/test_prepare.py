@@ -91,14 +91,28 @@ def test_keep_duplicates_when_asked(spec, raw_frame):
 
 
 def test_prepare_frame_layout(spec, raw_frame):
-    prepared, report = prepare_frame(
+    prepared, counts = prepare_frame(
         raw_frame, spec=spec, missing_tokens=TOKENS, drop_duplicates=True
     )
     assert list(prepared.columns) == ["row_id", *spec.feature_columns, "label"]
     assert prepared["label"].tolist() == [0, 1, 0, 1, 0]
     assert "id" not in prepared.columns
-    assert report["features_out"] == 6
-    assert report["excluded_columns"] == {"id": "an identifier, not a property of the row"}
+    assert counts == {"rows_in": 5, "duplicates_dropped": 0, "unlabelled_dropped": 0, "rows_out": 5}
+
+
+def test_duplicates_are_found_across_batches(spec, raw_frame):
+    from stages.prepare import SeenRows
+
+    seen = SeenRows()
+    first, _ = prepare_frame(
+        raw_frame, spec=spec, missing_tokens=TOKENS, drop_duplicates=True, seen=seen
+    )
+    again = raw_frame.iloc[[1, 3]].assign(row_id=[7, 8])  # the same rows, later in the table
+    second, counts = prepare_frame(
+        again, spec=spec, missing_tokens=TOKENS, drop_duplicates=True, seen=seen
+    )
+    assert len(first) == 5 and second.empty
+    assert counts["duplicates_dropped"] == 2
 
 
 def test_label_outside_the_classes_is_an_error(spec):

@@ -56,7 +56,14 @@ def test_a_single_class_fails_clearly():
 
 
 def test_report_counts_classes_per_split():
-    splits = split(labelled_frame(1000))
-    report = split_report(splits, target="label", classes=["neg", "pos"])
+    from stages.split import split_assignment
+
+    frame = labelled_frame(1000)
+    assignment = split_assignment(frame["label"], validation=0.1, test=0.2, seed=7)
+    report = split_report(assignment, frame["label"], classes=["neg", "pos"])
     assert report["test"] == {"rows": 200, "fraction": 0.2, "classes": {"neg": 150, "pos": 50}}
     assert sum(part["rows"] for part in report.values()) == 1000
+    splits = split(frame)
+    assert {name: len(rows) for name, rows in splits.items()} == {
+        name: part["rows"] for name, part in report.items()
+    }
