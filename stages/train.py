@@ -132,8 +132,12 @@ def train_model(
     params: TrainParams,
     seed: int,
     live_dir: Path,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """Fit the model; per-epoch metrics go to DVCLive in `live_dir`. Returns (model, report)."""
+    """Fit the model; per-epoch metrics go to DVCLive in `live_dir`. Returns (model, report).
+
+    `extra_callbacks` run after the pipeline's own (the benchmarks time epochs with one).
+    """
     from dvclive.keras import DVCLiveCallback
 
     set_determinism(seed, params.deterministic)
@@ -176,6 +180,7 @@ def train_model(
                 verbose=1,
             )
         )
+    callbacks.extend(extra_callbacks)
     history = model.fit(
         x_train,
         y_train,

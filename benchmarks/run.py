@@ -1,0 +1,333 @@
+"""Benchmarks of the pipeline: what its stages cost, and how far one machine goes.
+
+    python benchmarks/run.py            # the full run (about 10 minutes on 2 cores)
+    python benchmarks/run.py --quick    # a reduced run for CI (under 2 minutes)
+
+1. overhead: a forced `dvc repro` of the whole pipeline against benchmarks/single_script.py,
+   which does the same cleaning, encoding, split, model, epochs and batch size in one
+   process, on the same data, in the same run; the median ratio and the fixed cost.
+2. no-op: a `dvc repro` with nothing to do, and `python -m stages --help`.
+3. data stages: collect, validate, prepare and split on Adult-like synthetic rows
+   (benchmarks/generate.py) fed through the normal collect source: seconds, peak memory
+   and rows per second per stage.
+4. training input: samples per second of the train stage's own fit (its callbacks
+   included) against a bare `model.fit` on the same in-memory arrays, same model and batch.
+
+Results print as a table and are written as JSON (--out, benchmarks/results.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.generate import generate  # noqa: E402
+
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@localhost",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+DATA_STAGES = ("collect", "validate", "prepare", "split")
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak memory (MB) and output of one command."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{output[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024, output
+
+
+def project(workdir: Path, *, source: Path | None, epochs: int, batch_size: int = 512) -> Path:
+    """A copy of the project as git sees it, with fixed epochs and no baselines or gates
+    (the single script fits no baselines), in a fresh git repository."""
+    repo = workdir / "repo"
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if name != "dvc.lock" and (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    if source is not None:
+        params["collect"].update(source=str(source), watch=str(source))
+    params["train"].update(epochs=epochs, patience=0, batch_size=batch_size)
+    params["evaluate"].update(baselines=[], gates={})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        subprocess.run(command, cwd=repo, env=ENV, check=True, capture_output=True)
+    return repo
+
+
+def stage_seconds(output: str) -> dict[str, float]:
+    return {m[1]: float(m[2]) for m in re.finditer(r"^(\w+): done in ([\d.]+) s", output, re.M)}
+
+
+def bench_overhead(name: str, source: Path | None, *, reps: int, epochs: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        repo = project(Path(tmp), source=source, epochs=epochs)
+        pipeline, script, stages = [], [], []
+        for _ in range(reps):
+            seconds, _, output = timed(["dvc", "repro", "--force"], repo)
+            pipeline.append(seconds)
+            stages.append(stage_seconds(output))
+            seconds, _, _ = timed([sys.executable, str(REPO / "benchmarks/single_script.py")], repo)
+            script.append(seconds)
+    in_stages = {stage: statistics.median(run[stage] for run in stages) for stage in stages[0]}
+    median_pipeline, median_script = statistics.median(pipeline), statistics.median(script)
+    return {
+        "data": name,
+        "epochs": epochs,
+        "repetitions": reps,
+        "pipeline_s": round(median_pipeline, 2),
+        "script_s": round(median_script, 2),
+        "ratio": round(statistics.median(p / s for p, s in zip(pipeline, script, strict=True)), 3),
+        "fixed_cost_s": round(median_pipeline - median_script, 2),
+        "stage_s": {stage: round(value, 2) for stage, value in in_stages.items()},
+        # Wall time outside the stages' own work: process starts, imports, DVC's hashing.
+        "outside_stages_s": round(median_pipeline - sum(in_stages.values()), 2),
+    }
+
+
+def bench_noop(reps: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        repo = project(Path(tmp), source=None, epochs=1)
+        timed(["dvc", "repro"], repo)
+        noop = [timed(["dvc", "repro"], repo)[0] for _ in range(reps)]
+        helps = [timed([sys.executable, "-m", "stages", "--help"], repo)[0] for _ in range(reps)]
+    return {
+        "noop_repro_s": round(statistics.median(noop), 3),
+        "help_s": round(statistics.median(helps), 3),
+    }
+
+
+def bench_data_stages(rows: int, workdir: Path) -> tuple[dict, Path]:
+    source = generate(workdir / f"adult_{rows}.data", rows)
+    repo = project(workdir / f"rows_{rows}", source=source, epochs=1)
+    result: dict = {"rows": rows, "stages": {}}
+    for stage in DATA_STAGES:
+        seconds, peak, _ = timed([sys.executable, "-m", "stages", stage], repo)
+        result["stages"][stage] = {
+            "seconds": round(seconds, 2),
+            "peak_mb": round(peak),
+            "rows_per_s": round(rows / seconds),
+        }
+    result["total_s"] = round(sum(s["seconds"] for s in result["stages"].values()), 2)
+    result["peak_mb"] = max(s["peak_mb"] for s in result["stages"].values())
+    source.unlink()
+    return result, repo
+
+
+def bench_training_input(repo: Path, *, epochs: int) -> dict:
+    """Run in a subprocess of its own, so TensorFlow stays out of this one."""
+    _, _, output = timed(
+        [sys.executable, str(Path(__file__)), "--throughput", str(repo), "--epochs", str(epochs)],
+        repo,
+    )
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def throughput_worker(repo: Path, epochs: int) -> None:
+    os.chdir(repo)
+    import keras
+
+    from stages import paths
+    from stages.config import load_params
+    from stages.encoding import EncodingSpec, to_arrays
+    from stages.io import read_table
+    from stages.model import bin_edges, build_model, compile_model, scaling_statistics
+    from stages.train import train_model
+
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ends: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None) -> None:
+            if not self.ends:
+                self.ends.append(time.perf_counter())
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            self.ends.append(time.perf_counter())
+
+        def rate(self, rows: int) -> float:
+            durations = [b - a for a, b in zip(self.ends, self.ends[1:], strict=False)][1:]
+            return rows / statistics.median(durations)  # the first epoch also compiles
+
+    params = load_params("params.yaml")
+    p = params.train.model_copy(update={"epochs": epochs, "patience": 0})
+    spec = EncodingSpec.load(paths.ENCODING_SPEC)
+    train = read_table(paths.split_table("train"))
+    validation = read_table(paths.split_table("validation"))
+    stage_clock = EpochClock()
+    with tempfile.TemporaryDirectory(prefix=".tmp-live-", dir=".") as live:
+        train_model(
+            train=train,
+            validation=validation,
+            spec=spec,
+            params=p,
+            seed=params.dataset.seed,
+            live_dir=Path(live),
+            extra_callbacks=(stage_clock,),
+        )
+    x, y = to_arrays(train, spec)
+    features = train[spec.feature_columns]
+    mean, variance = scaling_statistics(features, spec=spec)
+    bins = (
+        bin_edges(features, y, spec=spec, max_bins=p.numeric_bins, seed=0)
+        if p.numeric_bins
+        else None
+    )
+    model = build_model(
+        n_features=x.shape[1],
+        n_classes=len(spec.classes),
+        mean=mean,
+        variance=variance,
+        hidden_units=p.hidden_units,
+        activation=p.activation,
+        dropout=p.dropout,
+        l2=p.l2,
+        initializer=p.initializer,
+        bins=bins,
+    )
+    compile_model(
+        model, n_classes=len(spec.classes), optimizer=p.optimizer, learning_rate=p.learning_rate
+    )
+    bare_clock = EpochClock()
+    model.fit(
+        x,
+        y,
+        validation_data=to_arrays(validation, spec),
+        epochs=epochs,
+        batch_size=p.batch_size,
+        verbose=0,
+        callbacks=[bare_clock],
+    )
+    stage_rate, bare_rate = stage_clock.rate(len(x)), bare_clock.rate(len(x))
+    print(
+        json.dumps(
+            {
+                "train_rows": len(x),
+                "batch_size": p.batch_size,
+                "epochs": epochs,
+                "stage_samples_per_s": round(stage_rate),
+                "bare_fit_samples_per_s": round(bare_rate),
+                "ratio": round(stage_rate / bare_rate, 3),
+            }
+        )
+    )
+
+
+def _row(*cells: object) -> None:
+    print("| " + " | ".join(f"{c:,}" if isinstance(c, int) else str(c) for c in cells) + " |")
+
+
+def print_table(results: dict) -> None:
+    print(f"\nMachine: {results['machine']}\n")
+    _row("overhead", "pipeline s", "script s", "ratio", "fixed cost s", "outside stages s")
+    _row(*["---"] * 6)
+    for r in results["overhead"]:
+        label = f"{r['data']}, {r['epochs']} epochs, x{r['repetitions']}"
+        _row(
+            label,
+            r["pipeline_s"],
+            r["script_s"],
+            r["ratio"],
+            r["fixed_cost_s"],
+            r["outside_stages_s"],
+        )
+    noop = results["noop"]
+    print(f"\nno-op dvc repro: {noop['noop_repro_s']} s; stages --help: {noop['help_s']} s\n")
+    _row("rows", "stage", "seconds", "peak MB", "rows/s")
+    _row(*["---"] * 5)
+    for run in results["data_stages"]:
+        for stage, r in run["stages"].items():
+            _row(run["rows"], stage, r["seconds"], r["peak_mb"], r["rows_per_s"])
+        _row(run["rows"], "collect..split", run["total_s"], run["peak_mb"], "")
+    t = results["training_input"]
+    print(
+        f"\ntraining input ({t['train_rows']:,} rows, batch {t['batch_size']}): train stage "
+        f"{t['stage_samples_per_s']:,} samples/s, bare model.fit "
+        f"{t['bare_fit_samples_per_s']:,} samples/s, ratio {t['ratio']}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="A reduced run for CI.")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results.json")
+    parser.add_argument("--throughput", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--epochs", type=int, default=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.throughput:
+        throughput_worker(args.throughput, args.epochs)
+        return
+    started = time.perf_counter()
+    results: dict = {
+        "mode": "quick" if args.quick else "full",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        workdir = Path(tmp)
+        if args.quick:
+            results["overhead"] = [bench_overhead("Adult", None, reps=1, epochs=1)]
+            results["noop"] = bench_noop(reps=2)
+            run, repo = bench_data_stages(100_000, workdir)
+            results["data_stages"] = [run]
+            results["training_input"] = bench_training_input(repo, epochs=3)
+        else:
+            million = generate(workdir / "adult_1m.data", 1_000_000, seed=1)
+            results["overhead"] = [
+                bench_overhead("Adult", None, reps=3, epochs=10),
+                bench_overhead("1M Adult-like rows", million, reps=2, epochs=2),
+            ]
+            results["noop"] = bench_noop(reps=5)
+            runs = [bench_data_stages(rows, workdir) for rows in (1_000_000, 10_000_000)]
+            results["data_stages"] = [run for run, _ in runs]
+            results["training_input"] = bench_training_input(runs[0][1], epochs=4)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"\n{results['mode']} run in {results['seconds']} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The hand-written baseline: the pipeline's work in one process, with no stages.
+
+Reads the CSV, cleans and encodes it with the same functions, splits it the same way,
+builds and fits the same model for the same epochs and batch size, and scores the test
+split, but with no validation, no Parquet hand-offs, no DVC, no DVCLive and no reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    start = time.perf_counter()
+
+    import keras
+
+    from stages.collect import read_source
+    from stages.config import load_params
+    from stages.encoding import to_arrays
+    from stages.evaluate import classification_metrics
+    from stages.model import (
+        bin_edges,
+        build_model,
+        compile_model,
+        predict_proba,
+        scaling_statistics,
+    )
+    from stages.prepare import prepare_frame, spec_from_schema
+    from stages.schema import load_schema
+    from stages.split import split_frame
+
+    params = load_params(args.params)
+    spec = spec_from_schema(load_schema(params.dataset.schema_path), target=params.dataset.target)
+    prepared, _ = prepare_frame(
+        read_source(params=params.collect),
+        spec=spec,
+        missing_tokens=params.prepare.missing_tokens,
+        drop_duplicates=params.prepare.drop_duplicates,
+    )
+    splits = split_frame(
+        prepared,
+        target=spec.target,
+        validation=params.split.validation,
+        test=params.split.test,
+        seed=params.dataset.seed,
+    )
+    keras.utils.set_random_seed(params.dataset.seed)
+    x_train, y_train = to_arrays(splits["train"], spec)
+    x_val, y_val = to_arrays(splits["validation"], spec)
+    x_test, y_test = to_arrays(splits["test"], spec)
+    train_features = splits["train"][spec.feature_columns]
+    mean, variance = scaling_statistics(train_features, spec=spec)
+    p = params.train
+    bins = (
+        bin_edges(
+            train_features, y_train, spec=spec, max_bins=p.numeric_bins, seed=params.dataset.seed
+        )
+        if p.numeric_bins
+        else None
+    )
+    model = build_model(
+        n_features=x_train.shape[1],
+        n_classes=len(spec.classes),
+        mean=mean,
+        variance=variance,
+        hidden_units=p.hidden_units,
+        activation=p.activation,
+        dropout=p.dropout,
+        l2=p.l2,
+        initializer=p.initializer,
+        bins=bins,
+    )
+    compile_model(
+        model, n_classes=len(spec.classes), optimizer=p.optimizer, learning_rate=p.learning_rate
+    )
+    model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=p.epochs,
+        batch_size=p.batch_size,
+        verbose=0,
+    )
+    metrics = classification_metrics(y_test, predict_proba(model, x_test))
+    print(json.dumps({"seconds": time.perf_counter() - start, "accuracy": metrics["accuracy"]}))
+
+
+if __name__ == "__main__":
+    main()
