@@ -168,7 +168,7 @@ def throughput_worker(repo: Path, epochs: int) -> None:
     from stages.config import load_params
     from stages.encoding import EncodingSpec, to_arrays
     from stages.io import read_table
-    from stages.model import bin_edges, build_model, compile_model, scaling_statistics
+    from stages.model import make_model
     from stages.train import train_model
 
     class EpochClock(keras.callbacks.Callback):
@@ -204,28 +204,8 @@ def throughput_worker(repo: Path, epochs: int) -> None:
             extra_callbacks=(stage_clock,),
         )
     x, y = to_arrays(train, spec)
-    features = train[spec.feature_columns]
-    mean, variance = scaling_statistics(features, spec=spec)
-    bins = (
-        bin_edges(features, y, spec=spec, max_bins=p.numeric_bins, seed=0)
-        if p.numeric_bins
-        else None
-    )
-    model = build_model(
-        n_features=x.shape[1],
-        n_classes=len(spec.classes),
-        mean=mean,
-        variance=variance,
-        hidden_units=p.hidden_units,
-        activation=p.activation,
-        dropout=p.dropout,
-        l2=p.l2,
-        initializer=p.initializer,
-        bins=bins,
-    )
-    compile_model(
-        model, n_classes=len(spec.classes), optimizer=p.optimizer, learning_rate=p.learning_rate
-    )
+    keras.utils.set_random_seed(params.dataset.seed)
+    model = make_model(train, y, spec=spec, params=p, seed=params.dataset.seed)
     bare_clock = EpochClock()
     model.fit(
         x,

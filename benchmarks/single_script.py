@@ -30,13 +30,7 @@ def main() -> None:
     from stages.config import load_params
     from stages.encoding import to_arrays
     from stages.evaluate import classification_metrics
-    from stages.model import (
-        bin_edges,
-        build_model,
-        compile_model,
-        predict_proba,
-        scaling_statistics,
-    )
+    from stages.model import make_model, predict_proba
     from stages.prepare import prepare_frame, spec_from_schema
     from stages.schema import load_schema
     from stages.split import split_frame
@@ -60,37 +54,15 @@ def main() -> None:
     x_train, y_train = to_arrays(splits["train"], spec)
     x_val, y_val = to_arrays(splits["validation"], spec)
     x_test, y_test = to_arrays(splits["test"], spec)
-    train_features = splits["train"][spec.feature_columns]
-    mean, variance = scaling_statistics(train_features, spec=spec)
-    p = params.train
-    bins = (
-        bin_edges(
-            train_features, y_train, spec=spec, max_bins=p.numeric_bins, seed=params.dataset.seed
-        )
-        if p.numeric_bins
-        else None
-    )
-    model = build_model(
-        n_features=x_train.shape[1],
-        n_classes=len(spec.classes),
-        mean=mean,
-        variance=variance,
-        hidden_units=p.hidden_units,
-        activation=p.activation,
-        dropout=p.dropout,
-        l2=p.l2,
-        initializer=p.initializer,
-        bins=bins,
-    )
-    compile_model(
-        model, n_classes=len(spec.classes), optimizer=p.optimizer, learning_rate=p.learning_rate
+    model = make_model(
+        splits["train"], y_train, spec=spec, params=params.train, seed=params.dataset.seed
     )
     model.fit(
         x_train,
         y_train,
         validation_data=(x_val, y_val),
-        epochs=p.epochs,
-        batch_size=p.batch_size,
+        epochs=params.train.epochs,
+        batch_size=params.train.batch_size,
         verbose=0,
     )
     metrics = classification_metrics(y_test, predict_proba(model, x_test))

@@ -1,7 +1,12 @@
-"""The encoding spec: how each raw column becomes numeric feature columns.
+"""The encoding spec: how each raw column becomes numbers, on disk and at the model's input.
 
 prepare derives it from the schema alone (never from data) and writes it as JSON; train and
 evaluate read it to know which columns are features, which of them to scale, and the classes.
+
+On disk (the prepared table and the splits) each categorical column stays one integer
+column of codes (the position in the schema's vocabulary; -1 for a missing or unknown
+category), so a wide vocabulary costs one column, not one per category. `model_inputs`
+expands the codes to one-hot columns when the rows are handed to the model.
 """
 
 from __future__ import annotations
@@ -74,7 +79,18 @@ class EncodingSpec(BaseModel):
 
     @property
     def feature_columns(self) -> list[str]:
+        """The model's input columns, in order: numbers, indicators, one-hot categories."""
         return [column.name for column in self.columns]
+
+    @property
+    def table_columns(self) -> list[str]:
+        """The encoded feature columns on disk: a category is one column of codes."""
+        names: list[str] = []
+        for feature in self.features:
+            names.append(feature.name)
+            if feature.kind == "numeric" and feature.nullable:
+                names.append(f"{feature.name}__missing")
+        return names
 
     @property
     def numeric_columns(self) -> list[str]:
@@ -93,14 +109,32 @@ class EncodingSpec(BaseModel):
         return cls.model_validate(payload)
 
 
-def to_arrays(frame: pd.DataFrame, spec: EncodingSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The prepared table as (float32 features, int class indices) for Keras."""
-    missing = [name for name in [*spec.feature_columns, spec.target] if name not in frame.columns]
+def model_inputs(frame: pd.DataFrame, spec: EncodingSpec) -> np.ndarray:
+    """The encoded table's feature columns as the model's float32 input matrix, each
+    category's codes expanded to one-hot columns (a code of -1 to all zeros)."""
+    missing = [name for name in spec.table_columns if name not in frame.columns]
     if missing:
         raise PipelineError(
             f"the table lacks {len(missing)} encoded column(s) of the spec, e.g. {missing[:3]}; "
             "re-run prepare"
         )
-    features = frame[spec.feature_columns].to_numpy(dtype=np.float32)
-    target = frame[spec.target].to_numpy(dtype=np.int32)
-    return features, target
+    matrix = np.zeros((len(frame), len(spec.feature_columns)), dtype=np.float32)
+    position = 0
+    for feature in spec.features:
+        if feature.kind == "numeric":
+            names = [feature.name] + ([f"{feature.name}__missing"] if feature.nullable else [])
+            matrix[:, position : position + len(names)] = frame[names].to_numpy(np.float32)
+            position += len(names)
+        else:
+            codes = frame[feature.name].to_numpy()
+            rows = np.flatnonzero(codes >= 0)
+            matrix[rows, position + codes[rows]] = 1.0
+            position += len(feature.vocabulary or [])
+    return matrix
+
+
+def to_arrays(frame: pd.DataFrame, spec: EncodingSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The prepared table as (float32 model inputs, int class indices) for Keras."""
+    if spec.target not in frame.columns:
+        raise PipelineError(f"the table lacks the target column '{spec.target}'; re-run prepare")
+    return model_inputs(frame, spec), frame[spec.target].to_numpy(dtype=np.int32)

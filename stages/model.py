@@ -21,6 +21,7 @@ import pandas as pd
 from keras import ops
 from sklearn.tree import DecisionTreeClassifier
 
+from stages.config import TrainParams
 from stages.encoding import EncodingSpec
 from stages.errors import PipelineError
 from stages.io import atomic_path
@@ -185,6 +186,37 @@ def compile_model(
         loss=loss,
         metrics=["accuracy"],
     )
+
+
+def make_model(
+    train: pd.DataFrame, labels: np.ndarray, *, spec: EncodingSpec, params: TrainParams, seed: int
+) -> keras.Model:
+    """The compiled model for these train rows: its scaling statistics and bin edges are
+    fitted on them (and on nothing else), its layers and optimizer come from params."""
+    features = train[spec.table_columns]
+    mean, variance = scaling_statistics(features, spec=spec)
+    bins = None
+    if params.numeric_bins > 0:
+        bins = bin_edges(features, labels, spec=spec, max_bins=params.numeric_bins, seed=seed)
+    model = build_model(
+        n_features=len(spec.feature_columns),
+        n_classes=len(spec.classes),
+        mean=mean,
+        variance=variance,
+        hidden_units=params.hidden_units,
+        activation=params.activation,
+        dropout=params.dropout,
+        l2=params.l2,
+        initializer=params.initializer,
+        bins=bins,
+    )
+    compile_model(
+        model,
+        n_classes=len(spec.classes),
+        optimizer=params.optimizer,
+        learning_rate=params.learning_rate,
+    )
+    return model
 
 
 def predict_proba(

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from stages import paths
 from stages.collect import read_chunks
 from stages.config import Params
-from stages.encoding import EncodingSpec
+from stages.encoding import EncodingSpec, model_inputs
 from stages.errors import PipelineError
 from stages.io import atomic_path, say
 from stages.model import load_model, predict_proba
@@ -65,7 +65,7 @@ def predict_frame(
     features = encode_features(normalise_text(validated, missing_tokens=missing_tokens), spec=spec)
     proba = np.full((len(raw), len(spec.classes)), np.nan)
     if len(features):
-        proba[features.index.to_numpy()] = predict_proba(model, features.to_numpy("float32"))
+        proba[features.index.to_numpy()] = predict_proba(model, model_inputs(features, spec))
     names = np.asarray(spec.classes, dtype=object)
     predicted = np.where(np.isnan(proba[:, 0]), None, names[np.nan_to_num(proba).argmax(axis=1)])
     out = pd.DataFrame({"predicted": pd.array(predicted, dtype="string")})

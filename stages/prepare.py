@@ -1,13 +1,14 @@
 """prepare: clean the validated rows and encode every feature to numbers.
 
 Reads data/validated/table.parquet and the schema. Writes data/prepared/table.parquet
-(a `row_id`, the float32 feature columns and the target as a class index),
+(a `row_id`, the encoded feature columns and the target as a class index),
 data/prepared/encoding.json (the encoding spec) and reports/prepare/report.json.
 
 Nothing here is learned from data: the encoding is a pure function of (row, schema), so a
 row encodes the same whether it is alone, in a batch, in training or at prediction time.
-Categories come from the vocabulary the schema declares and an unknown or missing category
-encodes to all zeros; a missing number becomes 0 plus a 1 in its `__missing` column.
+Categories come from the vocabulary the schema declares: each is stored as its code, and
+an unknown or missing category (code -1) reaches the model as all zeros; a missing number
+becomes 0 plus a 1 in its `__missing` column.
 """
 
 from __future__ import annotations
@@ -147,7 +148,9 @@ def _codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
 
 
 def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
-    """Encode the feature columns of `frame` into float32 columns named as in the spec."""
+    """Encode the feature columns of `frame` into the table layout of the spec: a number as
+    float32 (0 when missing, plus a 1 in its `__missing` column), a category as its code
+    in the schema's vocabulary (-1 when missing or unknown). `model_inputs` expands it."""
     encoded: dict[str, np.ndarray] = {}
     for feature in spec.features:
         if feature.name not in frame.columns:
@@ -160,14 +163,8 @@ def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
             if feature.nullable:
                 encoded[f"{feature.name}__missing"] = absent.astype("float32")
         else:
-            vocabulary = feature.vocabulary or []
-            codes = _codes(column, vocabulary)
-            onehot = np.zeros((len(column), len(vocabulary)), dtype="float32")
-            known = codes >= 0
-            onehot[np.flatnonzero(known), codes[known]] = 1.0
-            for position, value in enumerate(vocabulary):
-                encoded[f"{feature.name}={value}"] = onehot[:, position]
-    return pd.DataFrame(encoded, index=frame.index, columns=spec.feature_columns)
+            encoded[feature.name] = _codes(column, feature.vocabulary or []).astype("int32")
+    return pd.DataFrame(encoded, index=frame.index, columns=spec.table_columns)
 
 
 def encode_target(labels: pd.Series, *, classes: list[str]) -> np.ndarray:

@@ -27,7 +27,7 @@ from stages.config import Params, TrainParams
 from stages.encoding import EncodingSpec, to_arrays
 from stages.errors import PipelineError
 from stages.io import read_table, say, staging_dir, write_json
-from stages.model import bin_edges, build_model, compile_model, save_model, scaling_statistics
+from stages.model import make_model, save_model
 
 
 def overfit_epochs(history: dict[str, list[float]], *, gap: float) -> list[dict[str, float]]:
@@ -143,31 +143,7 @@ def train_model(
     set_determinism(seed, params.deterministic)
     x_train, y_train = to_arrays(train, spec)
     x_val, y_val = to_arrays(validation, spec)
-    train_features = train[spec.feature_columns]
-    mean, variance = scaling_statistics(train_features, spec=spec)
-    bins = None
-    if params.numeric_bins > 0:
-        bins = bin_edges(
-            train_features, y_train, spec=spec, max_bins=params.numeric_bins, seed=seed
-        )
-    model = build_model(
-        n_features=x_train.shape[1],
-        n_classes=len(spec.classes),
-        mean=mean,
-        variance=variance,
-        hidden_units=params.hidden_units,
-        activation=params.activation,
-        dropout=params.dropout,
-        l2=params.l2,
-        initializer=params.initializer,
-        bins=bins,
-    )
-    compile_model(
-        model,
-        n_classes=len(spec.classes),
-        optimizer=params.optimizer,
-        learning_rate=params.learning_rate,
-    )
+    model = make_model(train, y_train, spec=spec, params=params, seed=seed)
     monitor = OverfittingMonitor(params.overfit_gap)
     live = open_live(live_dir)
     callbacks: list[keras.callbacks.Callback] = [monitor, DVCLiveCallback(live=live)]

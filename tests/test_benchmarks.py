@@ -24,8 +24,17 @@ def test_quick_benchmarks_report_every_figure(tmp_path):
     assert results["mode"] == "quick"
     overhead = results["overhead"][0]
     assert overhead["pipeline_s"] > 0 and overhead["script_s"] > 0
-    assert overhead["ratio"] == pytest.approx(overhead["pipeline_s"] / overhead["script_s"], rel=0.05)
-    assert set(overhead["stage_s"]) == {"collect", "validate", "prepare", "split", "train", "evaluate"}
+    assert overhead["ratio"] == pytest.approx(
+        overhead["pipeline_s"] / overhead["script_s"], rel=0.05
+    )
+    assert set(overhead["stage_s"]) == {
+        "collect",
+        "validate",
+        "prepare",
+        "split",
+        "train",
+        "evaluate",
+    }
     assert results["noop"]["noop_repro_s"] > 0 and results["noop"]["help_s"] > 0
     stages = results["data_stages"][0]["stages"]
     assert set(stages) == {"collect", "validate", "prepare", "split"}

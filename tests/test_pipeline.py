@@ -134,7 +134,7 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
         normalise_text(validated, missing_tokens=params.prepare.missing_tokens), spec=spec
     )
     prepared = pd.read_parquet(repo / "data/prepared/table.parquet").set_index("row_id")
-    at_training = prepared.loc[evaluated["row_id"], spec.feature_columns]
+    at_training = prepared.loc[evaluated["row_id"], spec.table_columns]
     np.testing.assert_array_equal(at_predict.to_numpy(), at_training.to_numpy())
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.encoding import model_inputs
 from stages.errors import PipelineError
 from stages.model import build_model, predict_proba
 from stages.predict import feature_schema, predict_frame
@@ -38,12 +39,8 @@ def predict(raw, schema, spec, model):
 
 def test_predictions_equal_the_model_on_the_prepare_encoding(schema, spec, model, raw_frame):
     out = predict(raw_frame.drop(columns=["label"]), schema, spec, model)
-    expected = predict_proba(
-        model,
-        encode_features(normalise_text(raw_frame, missing_tokens=TOKENS), spec=spec).to_numpy(
-            "float32"
-        ),
-    )
+    encoded = encode_features(normalise_text(raw_frame, missing_tokens=TOKENS), spec=spec)
+    expected = predict_proba(model, model_inputs(encoded, spec))
     np.testing.assert_allclose(
         out[["probability_no", "probability_yes"]].to_numpy(), expected, rtol=1e-6
     )

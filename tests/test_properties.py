@@ -5,7 +5,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.encoding import EncodingSpec, FeatureSpec
+from stages.encoding import EncodingSpec, FeatureSpec, model_inputs
 from stages.prepare import encode_features
 
 SPEC = EncodingSpec(
@@ -44,7 +44,10 @@ def frame_of(values) -> pd.DataFrame:
 @given(rows)
 def test_encoding_is_finite_has_the_spec_width_and_is_row_independent(values):
     frame = frame_of(values)
-    encoded = encode_features(frame, spec=SPEC).to_numpy()
+    table = encode_features(frame, spec=SPEC)
+    assert list(table.columns) == SPEC.table_columns
+    assert table["c"].between(-1, 2).all()
+    encoded = model_inputs(table, SPEC)
     assert encoded.shape == (len(frame), len(SPEC.feature_columns)) == (len(frame), 6)
     assert np.isfinite(encoded).all()
     onehot = encoded[:, 3:]
@@ -52,7 +55,7 @@ def test_encoding_is_finite_has_the_spec_width_and_is_row_independent(values):
     assert (onehot.sum(axis=1) <= 1).all()  # at most one category; unseen or missing: none
     np.testing.assert_array_equal(encoded[:, 1], frame["n"].isna().to_numpy())  # n__missing
     for position in range(len(frame)):
-        alone = encode_features(frame.iloc[[position]], spec=SPEC).to_numpy()
+        alone = model_inputs(encode_features(frame.iloc[[position]], spec=SPEC), SPEC)
         np.testing.assert_array_equal(alone[0], encoded[position])
 
 
@@ -62,6 +65,6 @@ def test_encoding_does_not_depend_on_row_order(values, random):
     frame = frame_of(values)
     order = list(range(len(frame)))
     random.shuffle(order)
-    encoded = encode_features(frame, spec=SPEC).to_numpy()
-    shuffled = encode_features(frame.iloc[order], spec=SPEC).to_numpy()
+    encoded = model_inputs(encode_features(frame, spec=SPEC), SPEC)
+    shuffled = model_inputs(encode_features(frame.iloc[order], spec=SPEC), SPEC)
     np.testing.assert_array_equal(shuffled, encoded[order])
