@@ -141,12 +141,12 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
 def test_exported_saved_model_gives_the_same_outputs(repo: Path, first_repro):
     import tensorflow as tf
 
+    from stages.encoding import EncodingSpec, to_arrays
     from stages.model import load_model
 
     run([sys.executable, "-m", "stages", "export", "--output", "models/saved_model"], repo)
-    test = pd.read_parquet(repo / "data/split/test.parquet")
-    spec_columns = [c for c in test.columns if c not in ("row_id", "income")]
-    features = test[spec_columns].to_numpy("float32")
+    spec = EncodingSpec.load(repo / "data/prepared/encoding.json")
+    features, _ = to_arrays(pd.read_parquet(repo / "data/split/test.parquet"), spec)
     reloaded = tf.saved_model.load(str(repo / "models/saved_model"))
     served = np.asarray(reloaded.serve(tf.constant(features)))
     direct = load_model(repo / "models/model.keras").predict(features, verbose=0)

@@ -88,7 +88,7 @@ def test_a_fresh_clone_pulls_every_output_from_s3(repo: Path, tmp_path: Path, mo
 
 
 def test_queued_experiments_show_up_with_their_metrics(repo: Path):
-    for epochs in (1, 3):
+    for epochs in (3, 4):
         run(
             [
                 "dvc",
@@ -110,8 +110,8 @@ def test_queued_experiments_show_up_with_their_metrics(repo: Path):
             for revision in exp.get("revs", []):
                 data = revision.get("data") or {}
                 experiments[data.get("name") or exp.get("name")] = data
-    assert {"epochs-1", "epochs-3"} <= set(experiments)
-    for name, epochs in (("epochs-1", 1), ("epochs-3", 3)):
+    assert {"epochs-3", "epochs-4"} <= set(experiments)
+    for name, epochs in (("epochs-3", 3), ("epochs-4", 4)):
         data = experiments[name]
         assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == epochs
         evaluate = data["metrics"]["reports/evaluate/metrics.json"]["data"]
