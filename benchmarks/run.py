@@ -66,10 +66,9 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, output
 
 
-def project(workdir: Path, *, source: Path | None, epochs: int, batch_size: int = 512) -> Path:
-    """A copy of the project as git sees it, with fixed epochs and no baselines or gates
-    (the single script fits no baselines), in a fresh git repository."""
-    repo = workdir / "repo"
+def copy_project_files(target: Path) -> Path:
+    """The project's files as git sees them (tracked, or untracked and not ignored), without
+    dvc.lock, copied to `target`: a checkout that has run nothing yet."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO,
@@ -79,8 +78,15 @@ def project(workdir: Path, *, source: Path | None, epochs: int, batch_size: int 
     ).stdout.split("\0")
     for name in filter(None, listed):
         if name != "dvc.lock" and (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    return target
+
+
+def project(workdir: Path, *, source: Path | None, epochs: int, batch_size: int = 512) -> Path:
+    """A copy of the project with fixed epochs and no baselines or gates (the single script
+    fits no baselines), in a fresh git repository."""
+    repo = copy_project_files(workdir / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     if source is not None:
         params["collect"].update(source=str(source), watch=str(source))

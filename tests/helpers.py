@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from .conftest import REPO
+from benchmarks.run import copy_project_files
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -38,19 +37,7 @@ def stages_run(output: str) -> list[str]:
 def shrunk_copy(target: Path) -> Path:
     """The project's files (as git sees them, without dvc.lock) in a fresh git repository
     at `target`, with params shrunk to 400 rows and 2 epochs."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if name == "dvc.lock" or not source.is_file():
-            continue
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target / name)
+    copy_project_files(target)
     params_path = target / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["collect"]["max_rows"] = 400
