@@ -185,18 +185,20 @@ def run(params: Params) -> None:
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     test_rows = read_table(paths.split_table("test"))
     x_test, y_test = to_arrays(test_rows, spec)
-    x_train, y_train = to_arrays(read_table(paths.split_table("train")), spec)
     proba = predict_proba(load_model(paths.MODEL), x_test)
     metrics = classification_metrics(y_test, proba)
-    baselines = baseline_metrics(
-        params.evaluate.baselines,
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        n_classes=len(spec.classes),
-        seed=params.dataset.seed,
-    )
+    baselines = {}
+    if params.evaluate.baselines:  # the train split is read only to fit them
+        x_train, y_train = to_arrays(read_table(paths.split_table("train")), spec)
+        baselines = baseline_metrics(
+            params.evaluate.baselines,
+            x_train=x_train,
+            y_train=y_train,
+            x_test=x_test,
+            y_test=y_test,
+            n_classes=len(spec.classes),
+            seed=params.dataset.seed,
+        )
     write_json({**metrics, "test_rows": len(y_test), "baseline": baselines}, paths.EVALUATE_METRICS)
     for name, table in plot_tables(y_test, proba, classes=spec.classes).items():
         write_csv(table, f"{paths.EVALUATE_PLOTS}/{name}.csv")
