@@ -25,7 +25,7 @@ from stages.errors import PipelineError
 COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "collect": {"collect": None},
     "validate": {"dataset": ["target", "schema"], "validate": None},
-    "prepare": {"dataset": ["target", "schema"], "prepare": None},
+    "prepare": {"dataset": ["target", "schema", "task"], "prepare": None},
     "split": {"dataset": ["target", "seed"], "split": None},
     "train": {"dataset": ["seed"], "train": None},
     "evaluate": {"dataset": ["seed"], "evaluate": None},
@@ -149,7 +149,7 @@ def stage_command(
 
 @click.group(cls=StageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Tabular data to a trained, evaluated Keras classifier, one stage at a time.
+    """Tabular data to a trained, evaluated Keras model, one stage at a time.
 
     `dvc repro` runs the stages in order; each is also a command of its own.
     """
@@ -189,10 +189,18 @@ def split(params: Params) -> None:
 
 @stage_command(cli)
 def train(params: Params) -> None:
-    """Train the Keras model on the train split, checking the validation split every epoch."""
+    """Train the Keras model on the train split, checking the validation split every epoch.
+
+    An interrupted run resumes from its last completed epoch. Several workers train one
+    model together when TRAIN_COORDINATOR, TRAIN_NUM_PROCESSES and TRAIN_PROCESS_ID are set
+    (see the README).
+    """
+    from stages.runtime import select_backend
+
+    cluster = select_backend()  # before Keras is imported
     from stages.train import run
 
-    run(params)
+    run(params, cluster)
 
 
 @stage_command(cli)

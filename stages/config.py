@@ -28,6 +28,11 @@ class DatasetParams(Section):
         alias="schema", min_length=1, description="pandera YAML schema of the raw table."
     )
     seed: int = Field(ge=0, description="Seed for the split, weight initialisation and shuffling.")
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto",
+        description="What is predicted; auto: classification when the schema lists the "
+        "target's classes (an isin check) or the target is text, regression for a number.",
+    )
 
 
 class CollectParams(Section):
@@ -136,8 +141,10 @@ class TrainParams(Section):
     patience: int = Field(
         5, ge=0, description="Epochs without validation improvement before stopping (0: never)."
     )
-    monitor: Literal["val_loss", "val_accuracy"] = Field(
-        "val_loss", description="Validation metric for early stopping and the best epoch."
+    monitor: Literal["val_loss", "val_accuracy", "val_r2"] = Field(
+        "val_loss",
+        description="Validation metric for early stopping and the best epoch "
+        "(val_accuracy: classification only; val_r2: regression only).",
     )
     deterministic: bool = Field(
         True, description="Deterministic ops: the same inputs give bit-identical weights."
@@ -146,13 +153,37 @@ class TrainParams(Section):
         0.02,
         ge=0,
         le=1,
-        description="Flag an epoch when validation accuracy trails training accuracy by more.",
+        description="Flag an epoch when the validation score (accuracy; R2 for regression) "
+        "trails the training score by more.",
+    )
+    class_weight: Literal["none", "balanced"] = Field(
+        "none",
+        description="Classification: weigh each class's rows by n / (classes x class rows) of "
+        "the train split, so a rare class counts as much as a common one.",
+    )
+    regression_loss: Literal["mse", "huber"] = Field(
+        "mse",
+        description="Regression loss; huber is less swayed by outliers (delta: one standard "
+        "deviation of the train targets).",
+    )
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="auto: every GPU TensorFlow sees, else the CPU; gpu: fail without one. "
+        "Several GPUs train in step (MirroredStrategy).",
+    )
+    mixed_precision: bool = Field(
+        False, description="On a GPU: compute in float16, keep weights in float32."
+    )
+    steps_per_execution: int = Field(
+        1, ge=1, description="Batches run per call into the compiled graph (fewer round trips)."
     )
 
     @model_validator(mode="after")
-    def _positive_units(self) -> TrainParams:
+    def _consistent(self) -> TrainParams:
         if any(units <= 0 for units in self.hidden_units):
             raise ValueError("every hidden layer needs at least one unit")
+        if self.mixed_precision and self.device == "cpu":
+            raise ValueError("mixed_precision needs a GPU; set device to auto or gpu")
         return self
 
 
@@ -164,10 +195,21 @@ Metric = Literal[
     "f1_macro",
     "roc_auc",
     "log_loss",
+    "mae",
+    "rmse",
+    "r2",
 ]
 METRICS: tuple[str, ...] = typing.get_args(Metric)
-LOWER_IS_BETTER = frozenset({"log_loss"})
-Baseline = Literal["majority", "logistic", "hist_gradient_boosting"]
+CLASSIFICATION_METRICS: tuple[str, ...] = METRICS[:7]
+REGRESSION_METRICS: tuple[str, ...] = ("mae", "rmse", "r2")
+LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
+# majority and logistic are classifiers, mean and linear (ridge) regressors;
+# hist_gradient_boosting fits either task.
+Baseline = Literal["majority", "logistic", "mean", "linear", "hist_gradient_boosting"]
+BASELINES_FOR_TASK = {
+    "classification": ("majority", "logistic", "hist_gradient_boosting"),
+    "regression": ("mean", "linear", "hist_gradient_boosting"),
+}
 
 
 class GateParams(Section):

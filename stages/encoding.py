@@ -1,7 +1,8 @@
 """The encoding spec: how each raw column becomes numbers, on disk and at the model's input.
 
 prepare derives it from the schema alone (never from data) and writes it as JSON; train and
-evaluate read it to know which columns are features, which of them to scale, and the classes.
+evaluate read it to know the task, which columns are features, which of them to scale, and
+the classes (none for regression, where the target stays a number).
 
 On disk (the prepared table and the splits) each categorical column stays one integer
 column of codes (the position in the schema's vocabulary; -1 for a missing or unknown
@@ -48,6 +49,7 @@ class EncodingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     target: str
+    task: Literal["classification", "regression"] = "classification"
     classes: list[str]
     features: list[FeatureSpec]
     excluded: dict[str, str] = {}
@@ -134,7 +136,10 @@ def model_inputs(frame: pd.DataFrame, spec: EncodingSpec) -> np.ndarray:
 
 
 def to_arrays(frame: pd.DataFrame, spec: EncodingSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The prepared table as (float32 model inputs, int class indices) for Keras."""
+    """The prepared table as (float32 model inputs, targets) for Keras: int class indices,
+    or for regression float32 values of shape (rows, 1)."""
     if spec.target not in frame.columns:
         raise PipelineError(f"the table lacks the target column '{spec.target}'; re-run prepare")
+    if spec.task == "regression":
+        return model_inputs(frame, spec), frame[spec.target].to_numpy(np.float32).reshape(-1, 1)
     return model_inputs(frame, spec), frame[spec.target].to_numpy(dtype=np.int32)

@@ -9,6 +9,9 @@ reports/evaluate/plots/ (confusion.csv with one row per test row, roc.csv,
 precision_recall.csv, calibration.csv), the test predictions
 (reports/evaluate/predictions.parquet) and, when every gate in `evaluate.gates` passes,
 reports/evaluate/verdict.json; a missed gate fails the stage naming metric, value and gate.
+
+For regression the metrics are MAE, RMSE and R2, the plot is predicted against actual
+(reports/evaluate/plots/predicted_vs_actual.csv) and the baselines are regressors.
 """
 
 from __future__ import annotations
@@ -20,19 +23,27 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
-from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler, label_binarize
 
 from stages import paths
-from stages.config import LOWER_IS_BETTER, GateParams, Params
+from stages.config import (
+    BASELINES_FOR_TASK,
+    CLASSIFICATION_METRICS,
+    LOWER_IS_BETTER,
+    REGRESSION_METRICS,
+    EvaluateParams,
+    GateParams,
+    Params,
+)
 from stages.encoding import ROW_ID, EncodingSpec, to_arrays
 from stages.errors import PipelineError
 from stages.io import atomic_path, read_json, read_table, say, write_csv, write_json, write_table
-from stages.model import load_model, predict_proba
-from stages.report import plot_history, render_report
+from stages.model import load_model, predict_proba, predict_values
+from stages.report import plot_history, plot_predicted_vs_actual, render_report
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -57,6 +68,17 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
         "f1_macro": f1,
         "roc_auc": roc_auc,
         "log_loss": skm.log_loss(y_true, proba / proba.sum(axis=1, keepdims=True), labels=labels),
+    }
+    return {name: round(float(value), 6) for name, value in values.items()}
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Test metrics of predicted against actual values."""
+    y_true, y_pred = np.ravel(y_true), np.ravel(y_pred)
+    values = {
+        "mae": skm.mean_absolute_error(y_true, y_pred),
+        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
+        "r2": skm.r2_score(y_true, y_pred),
     }
     return {name: round(float(value), 6) for name, value in values.items()}
 
@@ -100,15 +122,44 @@ def plot_tables(
     }
 
 
-def baseline_estimator(name: str, *, seed: int):
-    """An unfitted scikit-learn baseline."""
+def baseline_estimator(name: str, *, seed: int, task: str = "classification"):
+    """An unfitted scikit-learn baseline for the task."""
     if name == "majority":
         return DummyClassifier(strategy="prior")
     if name == "logistic":
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    if name == "mean":
+        return DummyRegressor(strategy="mean")
+    if name == "linear":
+        return make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+    if name == "hist_gradient_boosting" and task == "regression":
+        return HistGradientBoostingRegressor(random_state=seed)
     if name == "hist_gradient_boosting":
         return HistGradientBoostingClassifier(random_state=seed)
     raise ValueError(f"unknown baseline {name}")
+
+
+def check_task_params(params: EvaluateParams, task: str) -> None:
+    """Baselines and gates must suit the task: a clear error naming the key, before work."""
+    allowed = BASELINES_FOR_TASK[task]
+    wrong = [name for name in params.baselines if name not in allowed]
+    if wrong:
+        raise PipelineError(
+            f"evaluate.baselines: {', '.join(wrong)} cannot fit a {task} task; "
+            f"use {', '.join(allowed)}"
+        )
+    metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    gates = params.gates
+    for key, bounds in (
+        ("minimum", gates.minimum),
+        ("maximum", gates.maximum),
+        ("max_shortfall", gates.max_shortfall),
+    ):
+        for metric in bounds:
+            if metric not in metrics:
+                raise PipelineError(
+                    f"evaluate.gates.{key}.{metric}: not a {task} metric; use {', '.join(metrics)}"
+                )
 
 
 def baseline_metrics(
@@ -121,9 +172,15 @@ def baseline_metrics(
     n_classes: int,
     seed: int,
 ) -> dict[str, dict[str, float]]:
-    """Fit each baseline on the train rows, score it on the test rows."""
+    """Fit each baseline on the train rows, score it on the test rows (`n_classes` 0:
+    regression)."""
     scores = {}
     for name in names:
+        if n_classes == 0:
+            estimator = baseline_estimator(name, seed=seed, task="regression")
+            estimator.fit(x_train, np.ravel(y_train))
+            scores[name] = regression_metrics(y_test, estimator.predict(x_test))
+            continue
         estimator = baseline_estimator(name, seed=seed).fit(x_train, y_train)
         proba = np.zeros((len(x_test), n_classes))
         classes = np.asarray(estimator.classes_, dtype=int)
@@ -180,13 +237,31 @@ def prediction_table(
     return table
 
 
+def regression_table(row_ids: pd.Series, y_true: np.ndarray, y_pred: np.ndarray) -> pd.DataFrame:
+    """One row per test row: its row_id, the actual and the predicted value."""
+    return pd.DataFrame(
+        {"row_id": row_ids.to_numpy(), "actual": np.ravel(y_true), "predicted": np.ravel(y_pred)}
+    )
+
+
 def run(params: Params) -> None:
     """The evaluate command: score model and baselines on the test split, check the gates."""
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
+    check_task_params(params.evaluate, spec.task)
+    regression = spec.task == "regression"
     test_rows = read_table(paths.split_table("test"))
     x_test, y_test = to_arrays(test_rows, spec)
-    proba = predict_proba(load_model(paths.MODEL), x_test)
-    metrics = classification_metrics(y_test, proba)
+    model = load_model(paths.MODEL)
+    if regression:
+        y_pred = predict_values(model, x_test)
+        metrics = regression_metrics(y_test, y_pred)
+        predictions = regression_table(test_rows[ROW_ID], y_test, y_pred)
+        tables = {"predicted_vs_actual": predictions[["actual", "predicted"]]}
+    else:
+        proba = predict_proba(model, x_test)
+        metrics = classification_metrics(y_test, proba)
+        predictions = prediction_table(test_rows[ROW_ID], y_test, proba, classes=spec.classes)
+        tables = plot_tables(y_test, proba, classes=spec.classes)
     baselines = {}
     if params.evaluate.baselines:  # the train split is read only to fit them
         x_train, y_train = to_arrays(read_table(paths.split_table("train")), spec)
@@ -196,26 +271,34 @@ def run(params: Params) -> None:
             y_train=y_train,
             x_test=x_test,
             y_test=y_test,
-            n_classes=len(spec.classes),
+            n_classes=0 if regression else len(spec.classes),
             seed=params.dataset.seed,
         )
     write_json({**metrics, "test_rows": len(y_test), "baseline": baselines}, paths.EVALUATE_METRICS)
-    for name, table in plot_tables(y_test, proba, classes=spec.classes).items():
+    for name, table in tables.items():
         write_csv(table, f"{paths.EVALUATE_PLOTS}/{name}.csv")
-    write_table(
-        prediction_table(test_rows[ROW_ID], y_test, proba, classes=spec.classes),
-        paths.EVALUATE_PREDICTIONS,
-    )
-    against = ", ".join(f"{name} {scores['accuracy']:.4f}" for name, scores in baselines.items())
+    write_table(predictions, paths.EVALUATE_PREDICTIONS)
+    headline, second = ("r2", "rmse") if regression else ("accuracy", "roc_auc")
+    against = ", ".join(f"{name} {scores[headline]:.4f}" for name, scores in baselines.items())
     say(
         "evaluate",
-        f"{len(y_test):,} test rows: accuracy {metrics['accuracy']:.4f}, "
-        f"ROC AUC {metrics['roc_auc']:.4f} (baselines' accuracy: {against or 'none'}) "
+        f"{len(y_test):,} test rows: {headline} {metrics[headline]:.4f}, "
+        f"{second} {metrics[second]:.4f} (baselines' {headline}: {against or 'none'}) "
         f"-> {paths.EVALUATE_METRICS}",
     )
     gates = check_gates(metrics, baselines, params.evaluate.gates)
     training = read_json(paths.TRAIN_REPORT)
-    plot_history(training["history"], best_epoch=training["best_epoch"], target=paths.CURVES_FIGURE)
+    score = training.get("overfit_score", "accuracy")
+    plot_history(
+        training["history"],
+        best_epoch=training["best_epoch"],
+        score=score,
+        target=paths.CURVES_FIGURE,
+    )
+    scatter = None
+    if regression:
+        plot_predicted_vs_actual(predictions, target=paths.SCATTER_FIGURE)
+        scatter = str(Path(paths.SCATTER_FIGURE).relative_to(Path(paths.REPORT).parent))
     report = render_report(
         validation=read_json(paths.VALIDATE_REPORT),
         splits=read_json(paths.SPLIT_REPORT),
@@ -225,6 +308,7 @@ def run(params: Params) -> None:
         gates=gates,
         curves=str(Path(paths.CURVES_FIGURE).relative_to(Path(paths.REPORT).parent)),
         metrics_rows=len(y_test),
+        scatter=scatter,
     )
     with atomic_path(paths.REPORT, suffix=".md") as tmp:
         tmp.write_text(report, encoding="utf-8")

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pandas as pd
 from keras import ops
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from stages.config import TrainParams
 from stages.encoding import EncodingSpec
@@ -68,8 +68,9 @@ def bin_edges(
 ) -> tuple[list[int], list[list[float]]]:
     """Target-aware bin edges per numeric column, for piecewise-linear encoding.
 
-    For each numeric column, a decision tree of at most `max_bins` leaves fitted on that
-    column alone (train rows only) places the edges where the label changes most; the
+    For each numeric column, a decision tree (a regression tree for a numeric target) of at
+    most `max_bins` leaves fitted on that column alone (train rows only) places the edges
+    where the label changes most; the
     column's train minimum and maximum close the outer bins. Returns the position of each
     numeric column among the encoded columns and its sorted edges.
     """
@@ -82,9 +83,10 @@ def bin_edges(
         values = features[name].to_numpy(dtype="float64")[present]
         if values.size == 0:
             continue
-        tree = DecisionTreeClassifier(
+        tree_type = DecisionTreeRegressor if spec.task == "regression" else DecisionTreeClassifier
+        tree = tree_type(
             max_leaf_nodes=max(max_bins, 2), min_samples_leaf=min_rows, random_state=seed
-        ).fit(values[:, None], labels[present])
+        ).fit(values[:, None], np.ravel(labels)[present])
         thresholds = tree.tree_.threshold[tree.tree_.feature >= 0]
         column_edges = np.unique(np.concatenate([[values.min(), values.max()], thresholds]))
         if column_edges.size < 2:  # a constant column: one bin of width 1
@@ -143,15 +145,24 @@ def build_model(
     l2: float,
     initializer: str,
     bins: tuple[list[int], list[list[float]]] | None = None,
+    target_scale: tuple[float, float] | None = None,
 ) -> keras.Model:
     """An MLP: scaled inputs (plus piecewise-linear bins of the numeric columns, when
-    `bins` gives their edges), then Dense (+ Dropout) blocks, then a sigmoid or softmax head.
+    `bins` gives their edges), then Dense (+ Dropout) blocks, then a head: sigmoid or
+    softmax for classes; for regression (`n_classes` 0), one linear unit rescaled by
+    `target_scale` = (mean, standard deviation) of the train targets, so the network
+    works at unit scale and predicts in the target's own units.
+
+    The input transformations and the head compute in float32 even under mixed precision
+    (raw values such as 1e6 overflow float16).
     """
     inputs = keras.Input(shape=(n_features,), name="features")
-    x = keras.layers.Normalization(mean=mean, variance=variance, name="scaling")(inputs)
+    x = keras.layers.Normalization(mean=mean, variance=variance, name="scaling", dtype="float32")(
+        inputs
+    )
     if bins is not None and bins[0]:
-        encoded = PiecewiseLinearEncoding(*bins, name="numeric_bins")(inputs)
-        x = keras.layers.Concatenate(name="inputs_and_bins")([x, encoded])
+        encoded = PiecewiseLinearEncoding(*bins, name="numeric_bins", dtype="float32")(inputs)
+        x = keras.layers.Concatenate(name="inputs_and_bins", dtype="float32")([x, encoded])
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     for index, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(
@@ -163,28 +174,60 @@ def build_model(
         )(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"dropout_{index}")(x)
-    if n_classes == 2:
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+    if n_classes == 0:
+        mean_target, std_target = target_scale or (0.0, 1.0)
+        x = keras.layers.Dense(1, name="standardized", dtype="float32")(x)
+        outputs = keras.layers.Rescaling(
+            scale=std_target, offset=mean_target, name="prediction", dtype="float32"
+        )(x)
+    elif n_classes == 2:
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(
+            x
+        )
     else:
-        outputs = keras.layers.Dense(n_classes, activation="softmax", name="probability")(x)
+        outputs = keras.layers.Dense(
+            n_classes, activation="softmax", name="probability", dtype="float32"
+        )(x)
     return keras.Model(inputs, outputs, name="mlp")
 
 
 def compile_model(
-    model: keras.Model, *, n_classes: int, optimizer: str, learning_rate: float
+    model: keras.Model,
+    *,
+    n_classes: int,
+    optimizer: str,
+    learning_rate: float,
+    regression_loss: str = "mse",
+    target_std: float = 1.0,
+    steps_per_execution: int = 1,
 ) -> None:
-    """Attach the optimizer and the loss that fits the task."""
+    """Attach the optimizer, the loss that fits the task and its metrics (accuracy for
+    classes; MAE, RMSE and R2 for regression, `n_classes` 0)."""
     optimizers = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
     }
-    loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
+    if n_classes == 0:
+        loss = (
+            keras.losses.Huber(delta=target_std)
+            if regression_loss == "huber"
+            else keras.losses.MeanSquaredError()
+        )
+        metrics = [
+            keras.metrics.MeanAbsoluteError(name="mae"),
+            keras.metrics.RootMeanSquaredError(name="rmse"),
+            keras.metrics.R2Score(name="r2"),
+        ]
+    else:
+        loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
+        metrics = ["accuracy"]
     model.compile(
         optimizer=optimizers[optimizer](learning_rate=learning_rate),
         loss=loss,
-        metrics=["accuracy"],
+        metrics=metrics,
+        steps_per_execution=steps_per_execution,
     )
 
 
@@ -198,9 +241,14 @@ def make_model(
     bins = None
     if params.numeric_bins > 0:
         bins = bin_edges(features, labels, spec=spec, max_bins=params.numeric_bins, seed=seed)
+    n_classes = len(spec.classes) if spec.task == "classification" else 0
+    target_scale = None
+    if n_classes == 0:
+        spread = float(np.std(labels))
+        target_scale = (float(np.mean(labels)), spread if spread > 0 else 1.0)
     model = build_model(
         n_features=len(spec.feature_columns),
-        n_classes=len(spec.classes),
+        n_classes=n_classes,
         mean=mean,
         variance=variance,
         hidden_units=params.hidden_units,
@@ -209,12 +257,16 @@ def make_model(
         l2=params.l2,
         initializer=params.initializer,
         bins=bins,
+        target_scale=target_scale,
     )
     compile_model(
         model,
-        n_classes=len(spec.classes),
+        n_classes=n_classes,
         optimizer=params.optimizer,
         learning_rate=params.learning_rate,
+        regression_loss=params.regression_loss,
+        target_std=target_scale[1] if target_scale else 1.0,
+        steps_per_execution=params.steps_per_execution,
     )
     return model
 
@@ -227,6 +279,14 @@ def predict_proba(
     if raw.shape[1] == 1:
         return np.hstack([1.0 - raw, raw])
     return raw
+
+
+def predict_values(
+    model: keras.Model, features: np.ndarray, *, batch_size: int = 4096
+) -> np.ndarray:
+    """A regression model's predictions, shape (rows,), in the target's units."""
+    raw = model.predict(features, batch_size=batch_size, verbose=0)
+    return np.asarray(raw, dtype="float64").reshape(-1)
 
 
 def save_model(model: keras.Model, target: str | Path) -> None:

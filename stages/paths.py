@@ -28,12 +28,15 @@ TRAIN_DIR = "reports/train"
 TRAIN_METRICS = "reports/train/metrics.json"
 TRAIN_PLOTS = "reports/train/plots"
 TRAIN_REPORT = "reports/train/report.json"
+# The state after the last completed epoch of an interrupted run; not a DVC output.
+TRAIN_BACKUP = ".resume/train.npz"
 
 EVALUATE_METRICS = "reports/evaluate/metrics.json"
 EVALUATE_PLOTS = "reports/evaluate/plots"
 EVALUATE_PREDICTIONS = "reports/evaluate/predictions.parquet"
 EVALUATE_VERDICT = "reports/evaluate/verdict.json"
 CURVES_FIGURE = "reports/evaluate/figures/training_curves.png"
+SCATTER_FIGURE = "reports/evaluate/figures/predicted_vs_actual.png"
 REPORT = "reports/report.md"
 
 

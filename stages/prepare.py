@@ -1,7 +1,8 @@
 """prepare: clean the validated rows and encode every feature to numbers.
 
 Reads data/validated/table.parquet and the schema. Writes data/prepared/table.parquet
-(a `row_id`, the encoded feature columns and the target as a class index),
+(a `row_id`, the encoded feature columns and the target: a class index, or for
+regression the number itself),
 data/prepared/encoding.json (the encoding spec) and reports/prepare/report.json.
 
 Nothing here is learned from data: the encoding is a pure function of (row, schema), so a
@@ -34,15 +35,37 @@ def _vocabulary(column: pa.Column) -> list[str] | None:
     return None
 
 
-def spec_from_schema(schema: pa.DataFrameSchema, *, target: str) -> EncodingSpec:
-    """Derive the encoding from the schema alone: kinds, nullability and vocabularies."""
+def target_task(column: pa.Column, *, task: str) -> str:
+    """The task for this target column: as params say, or for `auto`, classification when
+    the schema lists the target's classes or the target is not a number, else regression."""
+    if task != "auto":
+        return task
+    dtype = column.dtype.type
+    numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    return "regression" if numeric and _vocabulary(column) is None else "classification"
+
+
+def spec_from_schema(
+    schema: pa.DataFrameSchema, *, target: str, task: str = "auto"
+) -> EncodingSpec:
+    """Derive the encoding from the schema alone: task, kinds, nullability, vocabularies."""
     if target not in schema.columns:
         raise PipelineError(f"target column '{target}' is not in the schema")
-    classes = _vocabulary(schema.columns[target])
-    if not classes or len(classes) < 2:
+    column = schema.columns[target]
+    task = target_task(column, task=task)
+    classes: list[str] = []
+    if task == "classification":
+        classes = _vocabulary(column) or []
+        if len(classes) < 2:
+            raise PipelineError(
+                f"schema column '{target}' (the target) needs an isin check listing "
+                "at least two classes",
+                ["for a numeric target to predict as a number, set dataset.task: regression"],
+            )
+    elif not pd.api.types.is_numeric_dtype(column.dtype.type):
         raise PipelineError(
-            f"schema column '{target}' (the target) needs an isin check listing "
-            "at least two classes"
+            f"schema column '{target}' (the target) has dtype {column.dtype}; regression "
+            "needs a numeric target (params: dataset.task)"
         )
     excluded = non_features(schema)
     features = []
@@ -71,7 +94,9 @@ def spec_from_schema(schema: pa.DataFrameSchema, *, target: str) -> EncodingSpec
             )
     if not features:
         raise PipelineError("the schema declares no feature columns besides the target")
-    return EncodingSpec(target=target, classes=classes, features=features, excluded=excluded)
+    return EncodingSpec(
+        target=target, task=task, classes=classes, features=features, excluded=excluded
+    )
 
 
 def normalise_text(frame: pd.DataFrame, *, missing_tokens: list[str]) -> pd.DataFrame:
@@ -168,7 +193,10 @@ def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
 
 
 def encode_target(labels: pd.Series, *, classes: list[str]) -> np.ndarray:
-    """Class index of each label; a label outside `classes` is an error."""
+    """Class index of each label; a label outside `classes` is an error. With no classes
+    (regression) the values themselves, as float64."""
+    if not classes:
+        return pd.to_numeric(labels, errors="raise").astype("float64").to_numpy()
     codes = _codes(labels, classes)
     unknown = codes < 0
     if unknown.any():
@@ -204,7 +232,11 @@ def prepare_frame(
 def run(params: Params) -> None:
     """The prepare command: clean and encode the validated table batch by batch (memory
     stays bounded whatever the table's size), write the table, the spec and the report."""
-    spec = spec_from_schema(load_schema(params.dataset.schema_path), target=params.dataset.target)
+    spec = spec_from_schema(
+        load_schema(params.dataset.schema_path),
+        target=params.dataset.target,
+        task=params.dataset.task,
+    )
     seen = SeenRows()
     totals: Counter[str] = Counter()
     with TableWriter(paths.PREPARED_TABLE) as writer:
@@ -220,6 +252,7 @@ def run(params: Params) -> None:
             totals.update(counts)
     report = {
         **dict(totals),
+        "task": spec.task,
         "features_in": len(spec.features),
         "features_out": len(spec.feature_columns),
         "excluded_columns": spec.excluded,

@@ -3,6 +3,7 @@
 Reads data/prepared/table.parquet. Writes data/split/{train,validation,test}.parquet and
 reports/split/report.json with the class counts per split. Splits are stratified on the
 target by default, seeded from `dataset.seed`, and every class must land in every split.
+A numeric target (regression) is stratified on its deciles, so every split spans its range.
 """
 
 from __future__ import annotations
@@ -28,9 +29,24 @@ def split_assignment(
     test: float,
     seed: int,
     stratify: bool = True,
+    task: str = "classification",
 ) -> np.ndarray:
     """The split of each row, by position: 0 train, 1 validation, 2 test."""
     target = labels.name
+    if task == "regression":
+        if labels.nunique() < 2:
+            raise PipelineError(
+                f"target column '{target}' has {labels.nunique()} distinct value(s); "
+                "at least two are needed"
+            )
+        # Stratify on quantile bins; each bin must have enough rows for every split.
+        smallest_share = min(validation, test, 1 - validation - test)
+        bins = int(max(1, min(10, len(labels) * smallest_share // 2)))
+        strata = pd.qcut(labels.rank(method="first"), q=bins, labels=False)
+        strata = pd.Series(np.asarray(strata), name=target)
+        return split_assignment(
+            strata, validation=validation, test=test, seed=seed, stratify=stratify and bins > 1
+        )
     counts = labels.value_counts()
     if len(counts) < 2:
         raise PipelineError(
@@ -80,13 +96,14 @@ def split_frame(
     test: float,
     seed: int,
     stratify: bool = True,
+    task: str = "classification",
 ) -> dict[str, pd.DataFrame]:
     """Return {'train', 'validation', 'test'} frames, rows in table order; no row appears
     in two of them."""
     if target not in frame.columns:
         raise PipelineError(f"target column '{target}' is not in the prepared table")
     assignment = split_assignment(
-        frame[target], validation=validation, test=test, seed=seed, stratify=stratify
+        frame[target], validation=validation, test=test, seed=seed, stratify=stratify, task=task
     )
     return {
         name: frame[assignment == code].reset_index(drop=True)
@@ -97,19 +114,26 @@ def split_frame(
 def split_report(
     assignment: np.ndarray, labels: pd.Series, *, classes: list[str]
 ) -> dict[str, Any]:
-    """Rows, share and class counts of each split."""
+    """Rows, share and class counts of each split (for regression, with no classes, the
+    target's mean, standard deviation and range)."""
     report: dict[str, Any] = {}
     values = labels.to_numpy()
     for code, name in enumerate(paths.SPLIT_NAMES):
         members = assignment == code
-        report[name] = {
-            "rows": int(members.sum()),
-            "fraction": round(float(members.mean()), 4),
-            "classes": {
+        report[name] = {"rows": int(members.sum()), "fraction": round(float(members.mean()), 4)}
+        if classes:
+            report[name]["classes"] = {
                 label: int((members & (values == index)).sum())
                 for index, label in enumerate(classes)
-            },
-        }
+            }
+        else:
+            part = values[members].astype("float64")
+            report[name]["target"] = {
+                "mean": round(float(part.mean()), 6),
+                "std": round(float(part.std()), 6),
+                "min": float(part.min()),
+                "max": float(part.max()),
+            }
     return report
 
 
@@ -125,6 +149,7 @@ def run(params: Params) -> None:
         test=params.split.test,
         seed=params.dataset.seed,
         stratify=params.split.stratify,
+        task=spec.task,
     )
     with contextlib.ExitStack() as stack:
         writers = [

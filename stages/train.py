@@ -11,6 +11,7 @@ Scaling is learned here, from train rows only, and saved inside the model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -28,66 +29,81 @@ from stages.encoding import EncodingSpec, to_arrays
 from stages.errors import PipelineError
 from stages.io import read_table, say, staging_dir, write_json
 from stages.model import make_model, save_model
+from stages.resume import EpochBackup, backup_key
+from stages.runtime import Cluster, configure_device, join_cluster, leave_cluster
 
 
-def overfit_epochs(history: dict[str, list[float]], *, gap: float) -> list[dict[str, float]]:
-    """Epochs (1-based) where validation accuracy trails training accuracy by more than `gap`."""
+def overfit_epochs(
+    history: dict[str, list[float]], *, gap: float, score: str = "accuracy"
+) -> list[dict[str, float]]:
+    """Epochs (1-based) where the validation `score` trails the training score by more
+    than `gap` (accuracy for classification, R2 for regression)."""
     flagged = []
-    for epoch, (train_acc, val_acc) in enumerate(
-        zip(history.get("accuracy", []), history.get("val_accuracy", []), strict=False), start=1
+    for epoch, (train_score, val_score) in enumerate(
+        zip(history.get(score, []), history.get(f"val_{score}", []), strict=False), start=1
     ):
-        if train_acc - val_acc > gap:
+        if train_score - val_score > gap:
             flagged.append(
                 {
                     "epoch": epoch,
-                    "accuracy": round(float(train_acc), 6),
-                    "val_accuracy": round(float(val_acc), 6),
-                    "gap": round(float(train_acc - val_acc), 6),
+                    score: round(float(train_score), 6),
+                    f"val_{score}": round(float(val_score), 6),
+                    "gap": round(float(train_score - val_score), 6),
                 }
             )
     return flagged
 
 
 def best_epoch(history: dict[str, list[float]], *, monitor: str) -> int:
-    """1-based epoch with the best value of `monitor` (lowest loss, highest accuracy)."""
+    """1-based epoch with the best value of `monitor` (lowest loss, highest accuracy or R2)."""
     values = np.asarray(history[monitor], dtype="float64")
     index = np.argmin(values) if monitor.endswith("loss") else np.argmax(values)
     return int(index) + 1
 
 
 class OverfittingMonitor(keras.callbacks.Callback):
-    """Watches every epoch for validation accuracy falling behind training accuracy."""
+    """Watches every epoch for the validation score falling behind the training score."""
 
-    def __init__(self, gap: float) -> None:
+    def __init__(self, gap: float, score: str = "accuracy") -> None:
         super().__init__()
         self.gap = gap
-        self.history: dict[str, list[float]] = {"accuracy": [], "val_accuracy": []}
+        self.score = score
+        self.history: dict[str, list[float]] = {score: [], f"val_{score}": []}
         self.flagged: list[dict[str, float]] = []
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
-        if "accuracy" not in logs or "val_accuracy" not in logs:
+        train_name, val_name = self.score, f"val_{self.score}"
+        if train_name not in logs or val_name not in logs:
             return
-        self.history["accuracy"].append(float(logs["accuracy"]))
-        self.history["val_accuracy"].append(float(logs["val_accuracy"]))
-        flagged = overfit_epochs(self.history, gap=self.gap)
+        self.history[train_name].append(float(logs[train_name]))
+        self.history[val_name].append(float(logs[val_name]))
+        flagged = overfit_epochs(self.history, gap=self.gap, score=self.score)
         if flagged and flagged[-1]["epoch"] == epoch + 1:
             self.flagged.append(flagged[-1])
+            name = "R2" if self.score == "r2" else self.score
             print(
-                f"overfitting watch: epoch {epoch + 1}: validation accuracy "
-                f"{logs['val_accuracy']:.4f} trails training accuracy {logs['accuracy']:.4f} "
+                f"overfitting watch: epoch {epoch + 1}: validation {name} "
+                f"{logs[val_name]:.4f} trails training {name} {logs[train_name]:.4f} "
                 f"by more than {self.gap}",
                 flush=True,
             )
 
+    def state(self) -> dict[str, Any]:
+        return {"history": self.history, "flagged": self.flagged}
 
-def open_live(live_dir: Path):
-    """A DVCLive logger for `live_dir`; DVCLive needs a git repository with a commit."""
+    def restore(self, state: dict[str, Any]) -> None:
+        self.history, self.flagged = state["history"], state["flagged"]
+
+
+def open_live(live_dir: Path, *, resume: bool = False):
+    """A DVCLive logger for `live_dir`; DVCLive needs a git repository with a commit.
+    With `resume`, the files already in `live_dir` are kept and appended to."""
     from dvclive import Live
     from scmrepo.exceptions import SCMError
 
     try:
-        return Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)
+        return Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume)
     except SCMError as exc:
         raise PipelineError(
             f"DVCLive cannot log to {live_dir}: {exc}",
@@ -95,25 +111,16 @@ def open_live(live_dir: Path):
         ) from None
 
 
-def best_epoch_marker(history: dict[str, list[float]], *, best: int) -> pd.DataFrame:
+def best_epoch_marker(
+    history: dict[str, list[float]], *, best: int, score: str = "accuracy"
+) -> pd.DataFrame:
     """Two points at the best epoch spanning every curve: `dvc plots` draws them as a
-    vertical line on the loss and accuracy charts (steps count from 0, like DVCLive's)."""
+    vertical line on the loss and score charts (steps count from 0, like DVCLive's)."""
     rows = []
-    for metric in ("loss", "accuracy"):
+    for metric in ("loss", score):
         values = [v for name, curve in history.items() if name.endswith(metric) for v in curve]
         rows.append((min(values), max(values)))
-    return pd.DataFrame(
-        {"step": [best - 1, best - 1], "loss": list(rows[0]), "accuracy": list(rows[1])}
-    )
-
-
-def device_name() -> str:
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        return f"GPU x{len(gpus)}" if gpus else "CPU"
-    return keras.backend.backend()
+    return pd.DataFrame({"step": [best - 1, best - 1], "loss": list(rows[0]), score: list(rows[1])})
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
@@ -124,6 +131,94 @@ def set_determinism(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def steps_per_epoch(rows: int, batch_size: int, processes: int = 1) -> int:
+    """Batches per epoch; with several processes the last, partial batch is dropped, since
+    every process must run the same number of equal-sized steps."""
+    return rows // batch_size if processes > 1 else -(-rows // batch_size)
+
+
+def epoch_batches(
+    arrays: tuple[np.ndarray, ...],
+    *,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    process: int = 0,
+    processes: int = 1,
+):
+    """The training batches of epochs `first_epoch` to `epochs - 1`, as one tf.data stream.
+
+    Each epoch's order is a permutation drawn from (seed, epoch) alone, so a run resumed
+    at epoch k sees exactly the batches an uninterrupted run sees from epoch k. With
+    several processes, every process draws the same global batches and keeps its own
+    stride of each (rows process, process + processes, ...).
+    """
+    import tensorflow as tf
+
+    rows = len(arrays[0])
+    tensors = tuple(tf.constant(array) for array in arrays)
+    drop = processes > 1
+
+    def one_epoch(epoch):
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.argsort(tf.random.stateless_uniform([rows], seed=key))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop)
+
+    def gather(indices):
+        if processes > 1:
+            indices = indices[process::processes]
+        return tuple(tf.gather(tensor, indices) for tensor in tensors)
+
+    return (
+        tf.data.Dataset.range(first_epoch, epochs)
+        .flat_map(one_epoch)
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def evaluation_batches(arrays: tuple[np.ndarray, ...], *, batch_size: int):
+    """The validation rows in order, batched and prefetched. With several processes each
+    one feeds every row, so the metrics are those of the whole set on every worker."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def class_weights(labels: np.ndarray, *, classes: list[str], mode: str) -> np.ndarray | None:
+    """Weight per class for `train.class_weight`: balanced gives class c the weight
+    rows / (classes x rows of c), as scikit-learn's compute_class_weight does."""
+    if mode == "none":
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.ones(len(classes), dtype="float64")
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights
+
+
+def check_task_params(spec: EncodingSpec, params: TrainParams) -> None:
+    """Params that do not fit the task are a clear error, before any training."""
+    if spec.task == "regression":
+        if params.monitor == "val_accuracy":
+            raise PipelineError(
+                "train.monitor: val_accuracy is for classification; use "
+                "val_loss or val_r2 for regression"
+            )
+        if params.class_weight != "none":
+            raise PipelineError(
+                "train.class_weight: class weights are for classification; "
+                "set it to none for regression"
+            )
+    elif params.monitor == "val_r2":
+        raise PipelineError(
+            "train.monitor: val_r2 is for regression; use val_loss or "
+            "val_accuracy for classification"
+        )
+
+
 def train_model(
     *,
     train: pd.DataFrame,
@@ -132,43 +227,102 @@ def train_model(
     params: TrainParams,
     seed: int,
     live_dir: Path,
+    backup_path: Path | None = None,
+    backup_key: str = "",
+    cluster: Cluster | None = None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Fit the model; per-epoch metrics go to DVCLive in `live_dir`. Returns (model, report).
 
-    `extra_callbacks` run after the pipeline's own (the benchmarks time epochs with one).
+    With `backup_path`, the state after every epoch is saved there, and a backup made
+    with the same `backup_key` is resumed from. `cluster` trains with the other processes
+    of a cluster (already joined). `extra_callbacks` run after the pipeline's own (the
+    benchmarks time epochs with one).
     """
     from dvclive.keras import DVCLiveCallback
 
+    check_task_params(spec, params)
+    processes, process = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
+    if params.batch_size % processes:
+        raise PipelineError(
+            f"train.batch_size {params.batch_size} must be a multiple of the "
+            f"{processes} training processes, which split every batch"
+        )
     set_determinism(seed, params.deterministic)
+    strategy, device = configure_device(params.device, params.mixed_precision)
     x_train, y_train = to_arrays(train, spec)
     x_val, y_val = to_arrays(validation, spec)
-    model = make_model(train, y_train, spec=spec, params=params, seed=seed)
-    monitor = OverfittingMonitor(params.overfit_gap)
-    live = open_live(live_dir)
-    callbacks: list[keras.callbacks.Callback] = [monitor, DVCLiveCallback(live=live)]
-    if params.patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
+    if len(x_train) < params.batch_size and processes > 1:
+        raise PipelineError(
+            f"{len(x_train)} train rows are fewer than one batch of {params.batch_size}"
+        )
+    weights = None
+    if spec.task == "classification":
+        weights = class_weights(y_train, classes=spec.classes, mode=params.class_weight)
+    score = "r2" if spec.task == "regression" else "accuracy"
+
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = make_model(train, y_train, spec=spec, params=params, seed=seed)
+        watch = OverfittingMonitor(params.overfit_gap, score=score)
+        stopper = None
+        if params.patience > 0:
+            stopper = keras.callbacks.EarlyStopping(
                 monitor=params.monitor,
+                mode="min" if params.monitor.endswith("loss") else "max",
                 patience=params.patience,
                 restore_best_weights=True,
                 verbose=1,
             )
+        backup = EpochBackup(
+            backup_path or Path(os.devnull),
+            key=backup_key,
+            live_dir=live_dir,
+            early_stopping=stopper,
+            watch=watch,
+            # A worker of a cluster cannot resume alone: the others may be at another epoch.
+            enabled=backup_path is not None and processes == 1,
         )
-    callbacks.extend(extra_callbacks)
-    history = model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    ).history
+        done = backup.restore(model)
+    if done:
+        print(
+            f"train: resuming after epoch {done} of {params.epochs} from the backup in "
+            f"{backup_path}",
+            flush=True,
+        )
+    live = open_live(live_dir, resume=done > 0)
+    live.step = done
+    callbacks = [watch, DVCLiveCallback(live=live), *([stopper] if stopper else [])]
+    callbacks += [*extra_callbacks, backup]
+    first = params.epochs if backup.stopped else done
+    if first < params.epochs:
+        train_arrays = (x_train, y_train)
+        if weights is not None:
+            train_arrays += (weights[y_train].astype("float32"),)
+        model.fit(
+            epoch_batches(
+                train_arrays,
+                batch_size=params.batch_size,
+                seed=seed,
+                first_epoch=first,
+                epochs=params.epochs,
+                process=process,
+                processes=processes,
+            ),
+            steps_per_epoch=steps_per_epoch(len(x_train), params.batch_size, processes),
+            validation_data=evaluation_batches((x_val, y_val), batch_size=params.batch_size),
+            initial_epoch=first,
+            epochs=params.epochs,
+            shuffle=False,  # epoch_batches shuffles, reproducibly
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    elif stopper is not None and stopper.best_weights is not None:
+        # The backup was taken after the last epoch: only the best weights remain to restore.
+        backup.on_train_begin()
+        stopper.on_train_end()
+    history = backup.history
     best = best_epoch(history, monitor=params.monitor)
-    flagged = overfit_epochs(history, gap=params.overfit_gap)
+    flagged = overfit_epochs(history, gap=params.overfit_gap, score=score)
     # The saved model holds the best epoch's weights, so the summary reports that epoch.
     live.summary = {
         "train": {k: float(v[best - 1]) for k, v in history.items() if not k.startswith("val_")},
@@ -179,12 +333,15 @@ def train_model(
     }
     live.make_summary()
     report = {
+        "task": spec.task,
         "epochs_run": len(history["loss"]),
         "best_epoch": best,
         "monitor": params.monitor,
         "restored_best_weights": params.patience > 0,
+        "resumed_after_epoch": done or None,
         "best": {name: round(float(values[best - 1]), 6) for name, values in history.items()},
         "overfit_gap": params.overfit_gap,
+        "overfit_score": score,
         "overfit_epochs": flagged,
         "overfitting": bool(flagged),
         "history": {name: [round(float(v), 6) for v in values] for name, values in history.items()},
@@ -192,9 +349,14 @@ def train_model(
         "validation_rows": len(x_val),
         "features": x_train.shape[1],
         "parameters": model.count_params(),
+        "class_weights": None
+        if weights is None
+        else dict(zip(spec.classes, (round(float(w), 6) for w in weights), strict=True)),
         "seed": seed,
         "deterministic": params.deterministic,
-        "device": device_name(),
+        "device": device,
+        "processes": processes,
+        "mixed_precision": keras.mixed_precision.dtype_policy().name == "mixed_float16",
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
         "tensorflow_version": _tensorflow_version(),
@@ -210,8 +372,35 @@ def _tensorflow_version() -> str | None:
     return tf.__version__
 
 
-def run(params: Params) -> None:
-    """The train command: fit on the train split, write the model and the reports."""
+def inputs_key(params: Params) -> str:
+    """The backup key of this run: its input files, params, code and library versions."""
+    return backup_key(
+        files=[paths.split_table("train"), paths.split_table("validation"), paths.ENCODING_SPEC],
+        settings={
+            "train": params.train.model_dump(),
+            "seed": params.dataset.seed,
+            "backend": keras.backend.backend(),
+            "keras": keras.__version__,
+            "tensorflow": _tensorflow_version(),
+        },
+    )
+
+
+def run(params: Params, cluster: Cluster | None = None) -> None:
+    """The train command: fit on the train split, write the model and the reports.
+
+    An interrupted run leaves a backup (paths.TRAIN_BACKUP) that the next run with the same
+    inputs resumes from; the backup is deleted once the outputs are in place.
+    """
+    if cluster is not None and cluster.num_processes > 1:
+        join_cluster(cluster)
+    try:
+        _run(params, cluster)
+    finally:
+        leave_cluster(cluster)
+
+
+def _run(params: Params, cluster: Cluster | None) -> None:
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     train_rows = read_table(paths.split_table("train"))
     validation_rows = read_table(paths.split_table("validation"))
@@ -223,16 +412,21 @@ def run(params: Params) -> None:
             params=params.train,
             seed=params.dataset.seed,
             live_dir=live_dir,
+            backup_path=Path(paths.TRAIN_BACKUP),
+            backup_key=inputs_key(params),
+            cluster=cluster,
         )
         write_json(report, live_dir / Path(paths.TRAIN_REPORT).name)
-        best_epoch_marker(report["history"], best=report["best_epoch"]).to_csv(
-            live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False
-        )
+        best_epoch_marker(
+            report["history"], best=report["best_epoch"], score=report["overfit_score"]
+        ).to_csv(live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False)
         save_model(model, paths.MODEL)
+    Path(paths.TRAIN_BACKUP).unlink(missing_ok=True)
     best = report["best"]
+    score = report["overfit_score"]
     say(
         "train",
         f"{report['train_rows']:,} rows, {report['epochs_run']} epochs, best epoch "
-        f"{report['best_epoch']} (val accuracy {best.get('val_accuracy', float('nan')):.4f}), "
+        f"{report['best_epoch']} (val {score} {best.get('val_' + score, float('nan')):.4f}), "
         f"{len(report['overfit_epochs'])} epoch(s) flagged for overfitting -> {paths.MODEL}",
     )

@@ -10,6 +10,7 @@ TRAINING = {
     "monitor": "val_loss",
     "best": {"val_loss": 0.47, "val_accuracy": 0.79},
     "seed": 42,
+    "deterministic": True,
     "device": "CPU",
     "keras_version": "3",
     "overfit_gap": 0.05,
