@@ -286,6 +286,14 @@ def compare(rev: str, metrics: tuple[str, ...], tolerance: float, target: str) -
 @click.argument("source")
 @click.option("--target", required=True, help="The column to predict.")
 @click.option(
+    "--task",
+    type=click.Choice(["auto", "classification", "regression"]),
+    default="auto",
+    show_default=True,
+    help="auto: regression for a numeric target with more distinct values than "
+    "--max-categories, else classification.",
+)
+@click.option(
     "--out", required=True, type=click.Path(dir_okay=False), help="Where to write the schema."
 )
 @click.option(
@@ -318,6 +326,7 @@ def compare(rev: str, metrics: tuple[str, ...], tolerance: float, target: str) -
 def infer_schema(
     source: str,
     target: str,
+    task: str,
     out: str,
     update_params: bool,
     params_file: str,
@@ -333,6 +342,7 @@ def infer_schema(
     run(
         source=source,
         target=target,
+        task=task,
         out=out,
         names=names.split(",") if names else None,
         query=query,

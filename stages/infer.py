@@ -25,7 +25,13 @@ import pandas as pd
 import yaml
 
 from stages.collect import collect_table, download, file_format, source_kind
-from stages.config import CollectParams, read_params_file
+from stages.config import (
+    BASELINES_FOR_TASK,
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    CollectParams,
+    read_params_file,
+)
 from stages.errors import PipelineError
 from stages.io import atomic_path, say
 
@@ -147,10 +153,20 @@ def read_options(source: str, *, names: list[str] | None, query: str | None) -> 
     return options
 
 
+def infer_task(series: pd.Series, *, task: str, max_categories: int = MAX_CATEGORIES) -> str:
+    """`auto`: regression for a numeric target with more distinct values than
+    `max_categories`, classification otherwise."""
+    if task != "auto":
+        return task
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    return "regression" if numeric and series.nunique() > max_categories else "classification"
+
+
 def infer_schema(
     frame: pd.DataFrame,
     *,
     target: str,
+    task: str = "auto",
     max_categories: int = MAX_CATEGORIES,
     strict_ranges: bool = False,
 ) -> dict[str, Any]:
@@ -158,6 +174,12 @@ def infer_schema(
     if target not in frame.columns:
         raise PipelineError(
             f"target column '{target}' is not among the columns: {', '.join(frame.columns)}"
+        )
+    task = infer_task(frame[target], task=task, max_categories=max_categories)
+    if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
+        raise PipelineError(
+            f"target column '{target}' is {frame[target].dtype}, not numbers: it cannot be "
+            "a regression target"
         )
     columns: dict[str, Any] = {}
     non_features: dict[str, str] = {}
@@ -167,7 +189,14 @@ def infer_schema(
         present = series.dropna()
         entry: dict[str, Any] = {"nullable": bool(series.isna().any())}
         distinct = present.nunique()
-        if name == target:
+        if name == target and task == "regression":
+            entry.update(
+                description="The target: a number to predict (rows without it are dropped).",
+                dtype="float64",
+            )
+            if len(present) and present.min() >= 0:
+                entry["checks"] = {"greater_than_or_equal_to": 0}
+        elif name == target:
             classes = sorted(str(value) for value in present.unique())
             if len(classes) < 2:
                 raise PipelineError(f"target column '{target}' has {len(classes)} class(es)")
@@ -236,8 +265,41 @@ def schema_yaml(schema: dict[str, Any], *, source: str, rows: int) -> str:
     return header + yaml.safe_dump(schema, sort_keys=False, allow_unicode=True, width=100)
 
 
-def update_params(path: Path, *, options: dict[str, Any], target: str, schema_path: str) -> None:
-    """Point params.yaml at the source, its read options, the target and the schema."""
+def fit_task(raw: dict[str, Any], task: str) -> list[str]:
+    """Make the params that depend on the task suit it; returns what changed."""
+    changes = []
+    evaluate = raw.setdefault("evaluate", {})
+    allowed = BASELINES_FOR_TASK[task]
+    baselines = evaluate.get("baselines", [])
+    if any(name not in allowed for name in baselines):
+        evaluate["baselines"] = list(allowed)
+        changes.append(f"evaluate.baselines: {', '.join(allowed)}")
+    metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    gates = evaluate.get("gates") or {}
+    for key in ("minimum", "maximum", "max_shortfall"):
+        bounds = gates.get(key) or {}
+        dropped = [metric for metric in bounds if metric not in metrics]
+        for metric in dropped:
+            del bounds[metric]
+            changes.append(f"dropped gate evaluate.gates.{key}.{metric}")
+    if gates.get("baseline") not in (None, *allowed):
+        gates["baseline"] = "hist_gradient_boosting"
+    train = raw.setdefault("train", {})
+    wrong_monitor = "val_accuracy" if task == "regression" else "val_r2"
+    if train.get("monitor") == wrong_monitor:
+        train["monitor"] = "val_loss"
+        changes.append("train.monitor: val_loss")
+    if task == "regression" and train.get("class_weight", "none") != "none":
+        train["class_weight"] = "none"
+        changes.append("train.class_weight: none")
+    return changes
+
+
+def update_params(
+    path: Path, *, options: dict[str, Any], target: str, schema_path: str, task: str
+) -> list[str]:
+    """Point params.yaml at the source, its read options, the target, the task and the
+    schema, and fit the task's other params to it; returns the task changes made."""
     raw = read_params_file(path)
     collect = {**options, "max_rows": None}
     defaults = CollectParams.model_fields
@@ -246,9 +308,11 @@ def update_params(path: Path, *, options: dict[str, Any], target: str, schema_pa
             field = defaults[key]
             collect[key] = field.default_factory() if field.default_factory else field.default
     raw["collect"] = collect
-    raw.setdefault("dataset", {}).update(target=target, schema=schema_path)
+    raw.setdefault("dataset", {}).update(target=target, schema=schema_path, task=task)
+    changes = fit_task(raw, task)
     with atomic_path(path, suffix=".yaml") as tmp:
         tmp.write_text(yaml.safe_dump(raw, sort_keys=False, width=100), encoding="utf-8")
+    return changes
 
 
 def run(
@@ -257,6 +321,7 @@ def run(
     target: str,
     out: str,
     names: list[str] | None,
+    task: str = "auto",
     query: str | None,
     update: str | None,
     max_categories: int,
@@ -265,8 +330,13 @@ def run(
     options = read_options(source, names=names, query=query)
     params = CollectParams(**{"watch": source, **options})
     frame, _ = collect_table(params)
+    task = infer_task(frame[target], task=task, max_categories=max_categories)
     schema = infer_schema(
-        frame, target=target, max_categories=max_categories, strict_ranges=strict_ranges
+        frame,
+        target=target,
+        task=task,
+        max_categories=max_categories,
+        strict_ranges=strict_ranges,
     )
     with atomic_path(out, suffix=".yaml") as tmp:
         tmp.write_text(schema_yaml(schema, source=source, rows=len(frame)), encoding="utf-8")
@@ -278,5 +348,9 @@ def run(
         + f" -> {out}",
     )
     if update:
-        update_params(Path(update), options=options, target=target, schema_path=out)
-        say("infer-schema", f"{update} now reads {source} with target '{target}'")
+        changes = update_params(
+            Path(update), options=options, target=target, schema_path=out, task=task
+        )
+        say("infer-schema", f"{update} now reads {source} with target '{target}' ({task})")
+        if changes:
+            say("infer-schema", f"params fitted to {task}: " + "; ".join(changes))

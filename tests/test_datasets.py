@@ -37,20 +37,21 @@ def sklearn_frame(loader, target: str):
     return frame
 
 
-def infer_then_repro(repo: Path, source: str, target: str, *extra: str) -> dict:
+def infer_then_repro(repo: Path, source: str, target: str, *extra: str, **train) -> dict:
     schema = f"schemas/{target}.yaml"
     command = [sys.executable, "-m", "stages", "infer-schema", source, "--target", target]
     run([*command, "--out", schema, "--update-params", *extra], repo)
     params_path = repo / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     # Small tables: small batches; the Adult gates do not apply to them.
-    params["train"].update(epochs=100, patience=10, batch_size=32, learning_rate=0.003)
+    params["train"].update(epochs=100, patience=10, batch_size=32, learning_rate=0.003, **train)
     params["evaluate"]["gates"] = {}
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     repro = run(["dvc", "repro"], repo)
     assert "Running stage 'evaluate'" in repro.stdout
     metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
-    print(f"{source}: test accuracy {metrics['accuracy']:.4f} on {metrics['test_rows']} rows")
+    score = "r2" if "r2" in metrics else "accuracy"
+    print(f"{source}: test {score} {metrics[score]:.4f} on {metrics['test_rows']} rows")
     return metrics
 
 
@@ -62,6 +63,27 @@ def test_penguins_csv(repo: Path):
     schema = yaml.safe_load((repo / "schemas/species.yaml").read_text())
     assert schema["columns"]["sex"]["nullable"] is True
     assert schema["columns"]["island"]["checks"]["isin"] == ["Biscoe", "Dream", "Torgersen"]
+
+
+def test_penguins_body_mass_regression(repo: Path):
+    """A numeric target with many values is inferred as regression, end to end."""
+    (repo / "penguins.csv").write_bytes((DATA / "penguins.csv").read_bytes())
+    # 204 train rows: one narrow layer generalises better than the Adult-sized network.
+    metrics = infer_then_repro(repo, "penguins.csv", "body_mass_g", hidden_units=[64], patience=20)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["dataset"]["task"] == "regression"
+    assert params["evaluate"]["baselines"] == ["mean", "linear", "hist_gradient_boosting"]
+    assert metrics["r2"] >= 0.8
+    assert metrics["r2"] > metrics["baseline"]["mean"]["r2"] + 0.7
+    assert metrics["rmse"] < metrics["baseline"]["mean"]["rmse"] / 2
+    assert {"mae", "rmse", "r2"} <= set(metrics)
+    plot = (repo / "reports/evaluate/plots/predicted_vs_actual.csv").read_text().splitlines()
+    assert plot[0] == "actual,predicted" and len(plot) == metrics["test_rows"] + 1
+    assert (repo / "reports/evaluate/figures/predicted_vs_actual.png").stat().st_size > 0
+    report = (repo / "reports/report.md").read_text()
+    assert "predicted_vs_actual.png" in report and "| r2 |" in report
+    training = json.loads((repo / "reports/train/report.json").read_text())
+    assert training["task"] == "regression" and "val_r2" in training["history"]
 
 
 def test_breast_cancer_gzip_semicolons(repo: Path):

@@ -95,7 +95,13 @@ def test_update_params_points_params_at_the_new_source(tmp_path: Path):
         "format": "auto",
         "delimiter": ";",
     }
-    update_params(params, options=options, target="label", schema_path="schemas/new.yaml")
+    update_params(
+        params,
+        options=options,
+        target="label",
+        schema_path="schemas/new.yaml",
+        task="classification",
+    )
     parsed = load_params(params)
     assert parsed.collect.source == "new.csv" and parsed.collect.delimiter == ";"
     assert parsed.collect.header is True and parsed.collect.names is None

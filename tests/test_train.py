@@ -217,3 +217,36 @@ def test_saved_model_files_are_byte_identical_for_identical_weights(tmp_path):
     x = np.array([[0.5, 1.0, -1.0]], dtype="float32")
     np.testing.assert_allclose(predict_proba(reloaded, x), predict_proba(model, x), rtol=1e-6)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkeypatch):
+    from stages.train import class_weights
+
+    monkeypatch.chdir(tmp_path)
+    # One positive in ten, overlapping the negatives: unweighted, the model favours "neg".
+    frame = prepared(1200)
+    frame["label"] = (np.arange(1200) % 10 == 0).astype("int32")
+    rng = np.random.default_rng(1)
+    frame["x1"] = (rng.normal(size=1200) + 1.0 * frame["label"]).astype("float32")
+    splits = split_frame(frame, target="label", validation=0.2, test=0.3, seed=0)
+    weights = class_weights(
+        splits["train"]["label"].to_numpy(), classes=SPEC.classes, mode="balanced"
+    )
+    assert weights[1] / weights[0] == pytest.approx(9.0, rel=0.05)
+
+    recalls = {}
+    for mode in ("none", "balanced"):
+        model, report = train_model(
+            train=splits["train"],
+            validation=splits["validation"],
+            spec=SPEC,
+            params=tiny_params(epochs=10, class_weight=mode),
+            seed=3,
+            live_dir=tmp_path / mode,
+        )
+        x_test = splits["test"][SPEC.feature_columns].to_numpy("float32")
+        predicted = predict_proba(model, x_test).argmax(axis=1)
+        positives = splits["test"]["label"].to_numpy() == 1
+        recalls[mode] = float((predicted[positives] == 1).mean())
+    assert report["class_weights"]["pos"] == pytest.approx(weights[1], rel=1e-5)
+    assert recalls["balanced"] >= recalls["none"] + 0.3, recalls
