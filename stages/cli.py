@@ -224,12 +224,14 @@ def evaluate(params: Params) -> None:
     ],
 )
 def predict(params: Params, input_path: str, output_path: str) -> None:
-    """Predict the class of every raw row in INPUT, read like collect.source.
+    """Predict the class (or, for regression, the value) of every raw row in INPUT, read
+    like collect.source.
 
     Rows are validated against the schema (the target column may be absent), cleaned and
     encoded by the same functions as prepare, and scored by models/model.keras in batches.
     The output has one row per input row, in order: `row`, `predicted`, one
-    `probability_<class>` per class, and `error`, the reason when a row is invalid.
+    `probability_<class>` per class (none for regression), and `error`, the reason when a
+    row is invalid.
     """
     from stages.predict import run
 

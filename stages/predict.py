@@ -26,7 +26,7 @@ from stages.config import Params
 from stages.encoding import EncodingSpec, model_inputs
 from stages.errors import PipelineError
 from stages.io import atomic_path, say
-from stages.model import load_model, predict_proba
+from stages.model import load_model, predict_proba, predict_values
 from stages.prepare import encode_features, normalise_text
 from stages.schema import load_schema
 from stages.validate import row_reasons, validate_frame
@@ -63,7 +63,21 @@ def predict_frame(
     if reasons:
         validated, _ = validate_frame(raw.drop(index=list(reasons)), schema=schema)
     features = encode_features(normalise_text(validated, missing_tokens=missing_tokens), spec=spec)
-    proba = np.full((len(raw), len(spec.classes)), np.nan)
+    if spec.task == "regression":  # one predicted number per row
+        values = np.full(len(raw), np.nan)
+        if len(features):
+            values[features.index.to_numpy()] = predict_values(model, model_inputs(features, spec))
+        out = pd.DataFrame({"predicted": values})
+    else:
+        out = _class_predictions(model, features, spec=spec, rows=len(raw))
+    out["error"] = pd.array([reasons.get(row) for row in range(len(raw))], dtype="string")
+    return out
+
+
+def _class_predictions(model, features: pd.DataFrame, *, spec: EncodingSpec, rows: int):
+    """Predicted class and class probabilities; NaN and no class for a row not in
+    `features` (an invalid row)."""
+    proba = np.full((rows, len(spec.classes)), np.nan)
     if len(features):
         proba[features.index.to_numpy()] = predict_proba(model, model_inputs(features, spec))
     names = np.asarray(spec.classes, dtype=object)
@@ -71,7 +85,6 @@ def predict_frame(
     out = pd.DataFrame({"predicted": pd.array(predicted, dtype="string")})
     for index, label in enumerate(spec.classes):
         out[f"probability_{label}"] = proba[:, index]
-    out["error"] = pd.array([reasons.get(row) for row in range(len(raw))], dtype="string")
     return out
 
 
@@ -79,9 +92,11 @@ class _PredictionWriter:
     """Appends prediction batches to a Parquet or CSV file."""
 
     def __init__(self, path: Path, *, classes: list[str]) -> None:
+        """`classes` empty: regression, a predicted number and no probabilities."""
         self.path = path
         self.parquet = path.suffix.lower() != ".csv"
-        fields = [("row", pa_arrow.int64()), ("predicted", pa_arrow.string())]
+        predicted = pa_arrow.string() if classes else pa_arrow.float64()
+        fields = [("row", pa_arrow.int64()), ("predicted", predicted)]
         fields += [(f"probability_{label}", pa_arrow.float64()) for label in classes]
         fields += [("error", pa_arrow.string())]
         self.schema = pa_arrow.schema(fields)

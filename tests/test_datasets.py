@@ -12,9 +12,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from sklearn import datasets
+from sklearn.metrics import r2_score
 
 from .helpers import run, shrunk_copy
 
@@ -44,7 +46,9 @@ def infer_then_repro(repo: Path, source: str, target: str, *extra: str, **train)
     params_path = repo / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     # Small tables: small batches; the Adult gates do not apply to them.
-    params["train"].update(epochs=100, patience=10, batch_size=32, learning_rate=0.003, **train)
+    params["train"].update(
+        {"epochs": 100, "patience": 10, "batch_size": 32, "learning_rate": 0.003, **train}
+    )
     params["evaluate"]["gates"] = {}
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     repro = run(["dvc", "repro"], repo)
@@ -84,6 +88,14 @@ def test_penguins_body_mass_regression(repo: Path):
     assert "predicted_vs_actual.png" in report and "| r2 |" in report
     training = json.loads((repo / "reports/train/report.json").read_text())
     assert training["task"] == "regression" and "val_r2" in training["history"]
+
+    # Raw rows get a number each, in grams, from `stages predict`.
+    run([sys.executable, "-m", "stages", "predict", "penguins.csv", "--output", "mass.csv"], repo)
+    predicted = pd.read_csv(repo / "mass.csv")
+    actual = pd.read_csv(repo / "penguins.csv")["body_mass_g"]
+    scored = predicted["error"].isna() & actual.notna()
+    assert scored.sum() >= 330 and predicted["predicted"].dtype == "float64"
+    assert r2_score(actual[scored], predicted["predicted"][scored]) >= 0.8
 
 
 def test_breast_cancer_gzip_semicolons(repo: Path):
