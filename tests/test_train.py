@@ -250,3 +250,31 @@ def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkey
         recalls[mode] = float((predicted[positives] == 1).mean())
     assert report["class_weights"]["pos"] == pytest.approx(weights[1], rel=1e-5)
     assert recalls["balanced"] >= recalls["none"] + 0.3, recalls
+
+
+def test_under_mixed_precision_inputs_and_head_stay_float32(tmp_path):
+    import keras
+
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = build_model(
+            n_features=2,
+            n_classes=2,
+            mean=np.array([1e6, 0.0]),
+            variance=np.array([1e10, 1.0]),
+            hidden_units=[8],
+            activation="relu",
+            dropout=0.0,
+            l2=0.0,
+            initializer="he_normal",
+            bins=([0], [[0.0, 1e6, 2e6]]),
+        )
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    policies = {layer.name: layer.dtype_policy.name for layer in model.layers}
+    assert policies["scaling"] == policies["numeric_bins"] == "float32"
+    assert policies["hidden_1"] == "mixed_float16"
+    assert policies["probability"] == "float32"
+    x = np.array([[1.5e6, 1.0], [2.5e5, -1.0]], dtype="float32")  # beyond float16's range
+    proba = predict_proba(model, x)
+    assert np.isfinite(proba).all() and proba.dtype == np.float64

@@ -1,0 +1,62 @@
+"""Where training runs: the cluster from the environment, the device, task-specific params."""
+
+import pytest
+
+from stages.config import TrainParams
+from stages.encoding import EncodingSpec, FeatureSpec
+from stages.errors import PipelineError
+from stages.runtime import Cluster, cluster_from_env
+from stages.train import check_task_params, steps_per_epoch
+
+CLUSTER = {"TRAIN_COORDINATOR": "10.0.0.1:1234", "TRAIN_NUM_PROCESSES": "4"}
+
+
+def test_the_cluster_comes_from_three_variables():
+    assert cluster_from_env({}) is None
+    cluster = cluster_from_env({**CLUSTER, "TRAIN_PROCESS_ID": "3"})
+    assert cluster == Cluster("10.0.0.1:1234", 4, 3) and not cluster.is_chief
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (CLUSTER, "missing: TRAIN_PROCESS_ID"),
+        ({**CLUSTER, "TRAIN_PROCESS_ID": "4"}, "must be between 0 and 3"),
+        ({**CLUSTER, "TRAIN_PROCESS_ID": "one"}, "not a whole number"),
+        ({**CLUSTER, "TRAIN_PROCESS_ID": "0", "TRAIN_COORDINATOR": "host"}, "expected host:port"),
+    ],
+)
+def test_a_wrong_cluster_description_is_a_clear_error(env, message):
+    with pytest.raises(PipelineError, match=message):
+        cluster_from_env(env)
+
+
+def test_mixed_precision_on_the_cpu_is_refused_by_the_params():
+    with pytest.raises(ValueError, match="mixed_precision needs a GPU"):
+        TrainParams(
+            hidden_units=[4],
+            learning_rate=0.1,
+            batch_size=8,
+            epochs=1,
+            device="cpu",
+            mixed_precision=True,
+        )
+
+
+def test_params_that_do_not_fit_the_task_are_errors():
+    base = dict(hidden_units=[4], learning_rate=0.1, batch_size=8, epochs=1)
+    features = [FeatureSpec(name="x", kind="numeric", nullable=False)]
+    regression = EncodingSpec(target="y", task="regression", classes=[], features=features)
+    classes = EncodingSpec(target="y", classes=["a", "b"], features=features)
+    with pytest.raises(PipelineError, match=r"train\.monitor: val_accuracy is for classification"):
+        check_task_params(regression, TrainParams(**base, monitor="val_accuracy"))
+    with pytest.raises(PipelineError, match=r"train\.class_weight"):
+        check_task_params(regression, TrainParams(**base, class_weight="balanced"))
+    with pytest.raises(PipelineError, match=r"train\.monitor: val_r2 is for regression"):
+        check_task_params(classes, TrainParams(**base, monitor="val_r2"))
+    check_task_params(regression, TrainParams(**base, monitor="val_r2"))
+
+
+def test_several_processes_drop_the_last_partial_batch():
+    assert steps_per_epoch(100, 32) == 4
+    assert steps_per_epoch(100, 32, processes=2) == 3
