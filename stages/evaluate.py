@@ -279,12 +279,13 @@ def run(params: Params) -> None:
         write_csv(table, f"{paths.EVALUATE_PLOTS}/{name}.csv")
     write_table(predictions, paths.EVALUATE_PREDICTIONS)
     headline, second = ("r2", "rmse") if regression else ("accuracy", "roc_auc")
+    label = {"r2": "R2", "rmse": "RMSE", "accuracy": "accuracy", "roc_auc": "ROC AUC"}
     against = ", ".join(f"{name} {scores[headline]:.4f}" for name, scores in baselines.items())
     say(
         "evaluate",
-        f"{len(y_test):,} test rows: {headline} {metrics[headline]:.4f}, "
-        f"{second} {metrics[second]:.4f} (baselines' {headline}: {against or 'none'}) "
-        f"-> {paths.EVALUATE_METRICS}",
+        f"{len(y_test):,} test rows: {label[headline]} {metrics[headline]:.4f}, "
+        f"{label[second]} {metrics[second]:.4f} (baselines' {label[headline]}: "
+        f"{against or 'none'}) -> {paths.EVALUATE_METRICS}",
     )
     gates = check_gates(metrics, baselines, params.evaluate.gates)
     training = read_json(paths.TRAIN_REPORT)
