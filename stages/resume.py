@@ -60,21 +60,20 @@ class EpochBackup(keras.callbacks.Callback):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | None,
         *,
         key: str,
         live_dir: Path,
         early_stopping: keras.callbacks.EarlyStopping | None,
         watch: Any,
-        enabled: bool = True,
     ) -> None:
+        """`path` None: keep the history only, save and restore nothing."""
         super().__init__()
-        self.path = Path(path)
+        self.path = Path(path) if path is not None else None
         self.key = key
         self.live_dir = live_dir
         self.early_stopping = early_stopping
         self.watch = watch
-        self.enabled = enabled
         self.history: dict[str, list[float]] = {}
         self.completed = 0
         self.stopped = False
@@ -85,7 +84,7 @@ class EpochBackup(keras.callbacks.Callback):
         """Load a backup made with the same key into `model` and the callbacks; returns the
         number of epochs it had completed (0 with no usable backup). Call before fit, after
         compile, in the distribution strategy's scope if there is one."""
-        if not self.enabled or not self.path.exists():
+        if self.path is None or not self.path.exists():
             return 0
         try:
             with np.load(self.path, allow_pickle=False) as saved:
@@ -133,7 +132,7 @@ class EpochBackup(keras.callbacks.Callback):
             self.history.setdefault(name, []).append(float(value))
         self.completed = epoch + 1
         self.stopped = bool(self.model.stop_training)
-        if self.enabled:
+        if self.path is not None:
             self.save()
 
     def save(self) -> None:
@@ -170,7 +169,8 @@ class EpochBackup(keras.callbacks.Callback):
             np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def _assign(variables: list, arrays: dict[str, np.ndarray], prefix: str) -> None:

@@ -137,6 +137,12 @@ def steps_per_epoch(rows: int, batch_size: int, processes: int = 1) -> int:
     return rows // batch_size if processes > 1 else -(-rows // batch_size)
 
 
+def fitting_steps_per_execution(requested: int, steps: int) -> int:
+    """The largest count up to `requested` that divides the epoch's `steps`: Keras runs
+    whole executions, so one that overran an epoch would take the next epoch's batches."""
+    return max(count for count in range(1, min(requested, steps) + 1) if steps % count == 0)
+
+
 def epoch_batches(
     arrays: tuple[np.ndarray, ...],
     *,
@@ -261,6 +267,15 @@ def train_model(
         weights = class_weights(y_train, classes=spec.classes, mode=params.class_weight)
     score = "r2" if spec.task == "regression" else "accuracy"
 
+    steps = steps_per_epoch(len(x_train), params.batch_size, processes)
+    per_execution = fitting_steps_per_execution(params.steps_per_execution, steps)
+    if per_execution != params.steps_per_execution:
+        print(
+            f"train: {per_execution} steps per execution, the most up to "
+            f"train.steps_per_execution that divides the {steps} steps of an epoch",
+            flush=True,
+        )
+        params = params.model_copy(update={"steps_per_execution": per_execution})
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = make_model(train, y_train, spec=spec, params=params, seed=seed)
         watch = OverfittingMonitor(params.overfit_gap, score=score)
@@ -274,13 +289,12 @@ def train_model(
                 verbose=1,
             )
         backup = EpochBackup(
-            backup_path or Path(os.devnull),
+            # A worker of a cluster cannot resume alone: the others may be at another epoch.
+            backup_path if processes == 1 else None,
             key=backup_key,
             live_dir=live_dir,
             early_stopping=stopper,
             watch=watch,
-            # A worker of a cluster cannot resume alone: the others may be at another epoch.
-            enabled=backup_path is not None and processes == 1,
         )
         done = backup.restore(model)
     if done:
@@ -308,7 +322,7 @@ def train_model(
                 process=process,
                 processes=processes,
             ),
-            steps_per_epoch=steps_per_epoch(len(x_train), params.batch_size, processes),
+            steps_per_epoch=steps,
             validation_data=evaluation_batches((x_val, y_val), batch_size=params.batch_size),
             initial_epoch=first,
             epochs=params.epochs,
@@ -356,6 +370,7 @@ def train_model(
         "deterministic": params.deterministic,
         "device": device,
         "processes": processes,
+        "steps_per_execution": params.steps_per_execution,
         "mixed_precision": keras.mixed_precision.dtype_policy().name == "mixed_float16",
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,

@@ -6,7 +6,7 @@ from stages.config import TrainParams
 from stages.encoding import EncodingSpec, FeatureSpec
 from stages.errors import PipelineError
 from stages.runtime import Cluster, cluster_from_env
-from stages.train import check_task_params, steps_per_epoch
+from stages.train import check_task_params, fitting_steps_per_execution, steps_per_epoch
 
 CLUSTER = {"TRAIN_COORDINATOR": "10.0.0.1:1234", "TRAIN_NUM_PROCESSES": "4"}
 
@@ -60,3 +60,10 @@ def test_params_that_do_not_fit_the_task_are_errors():
 def test_several_processes_drop_the_last_partial_batch():
     assert steps_per_epoch(100, 32) == 4
     assert steps_per_epoch(100, 32, processes=2) == 3
+
+
+def test_steps_per_execution_never_run_past_an_epoch():
+    assert fitting_steps_per_execution(4, 6) == 3
+    assert fitting_steps_per_execution(8, 45) == 5
+    assert fitting_steps_per_execution(1, 45) == 1
+    assert fitting_steps_per_execution(100, 6) == 6

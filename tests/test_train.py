@@ -278,3 +278,28 @@ def test_under_mixed_precision_inputs_and_head_stay_float32(tmp_path):
     x = np.array([[1.5e6, 1.0], [2.5e5, -1.0]], dtype="float32")  # beyond float16's range
     proba = predict_proba(model, x)
     assert np.isfinite(proba).all() and proba.dtype == np.float64
+
+
+def test_several_steps_per_execution_train_the_same_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    splits = split_frame(prepared(300), target="label", validation=0.2, test=0.2, seed=0)
+    runs = [
+        train_model(
+            train=splits["train"],
+            validation=splits["validation"],
+            spec=SPEC,
+            params=tiny_params(steps_per_execution=steps),
+            seed=2,
+            live_dir=tmp_path / f"live{steps}",
+        )
+        for steps in (1, 4)
+    ]
+    # 180 rows in batches of 32: 6 steps an epoch, run as executions of 3 steps, not 4
+    # (an execution running past the epoch's end would take the next epoch's batches).
+    assert runs[1][1]["steps_per_execution"] == 3
+    assert runs[0][0].optimizer.iterations.numpy() == runs[1][0].optimizer.iterations.numpy()
+    np.testing.assert_allclose(
+        runs[0][1]["history"]["loss"], runs[1][1]["history"]["loss"], rtol=1e-4
+    )
+    for first, second in zip(runs[0][0].get_weights(), runs[1][0].get_weights(), strict=True):
+        np.testing.assert_allclose(first, second, rtol=1e-4, atol=1e-5)
