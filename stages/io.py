@@ -46,10 +46,14 @@ def staging_dir(target: str | Path) -> Iterator[Path]:
     written there into `target`, replacing the entry of the same name.
 
     Only the entries written are replaced: other files in `target`, such as the .gitignore
-    DVC keeps there, stay. Each entry lands by one rename.
+    DVC keeps there, stay. Each entry lands by one rename. Folders a killed run left
+    behind for the same target are removed first.
     """
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(f"{TMP_PREFIX}{target.name}-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}-", dir=target.parent))
     try:
         yield tmp

@@ -161,8 +161,10 @@ def test_dvc_repro_after_sigkill_resumes_and_reproduces_the_unbroken_model(tmp_p
     process.wait()
     assert not (repo / "models/model.keras").exists()
 
+    assert list((repo / "reports").glob(".tmp-train-*"))  # the killed run's staging folder
     resumed = run(["dvc", "repro"], repo)
     assert "train: resuming after epoch" in resumed.stdout
+    assert not list((repo / "reports").glob(".tmp-train-*"))
     assert not backup.exists()  # removed once the outputs are in place
     killed_then_resumed = (repo / "models/model.keras").read_bytes()
     report = json.loads((repo / "reports/train/report.json").read_text())
