@@ -254,8 +254,9 @@ def train_model(
             f"train.batch_size {params.batch_size} must be a multiple of the "
             f"{processes} training processes, which split every batch"
         )
-    set_determinism(seed, params.deterministic)
+    # The device first: TensorFlow can hide a GPU only before it starts using it.
     strategy, device = configure_device(params.device, params.mixed_precision)
+    set_determinism(seed, params.deterministic)
     x_train, y_train = to_arrays(train, spec)
     x_val, y_val = to_arrays(validation, spec)
     if len(x_train) < params.batch_size and processes > 1:
