@@ -200,8 +200,10 @@ Metric = Literal[
     "r2",
 ]
 METRICS: tuple[str, ...] = typing.get_args(Metric)
-CLASSIFICATION_METRICS: tuple[str, ...] = METRICS[:7]
-REGRESSION_METRICS: tuple[str, ...] = ("mae", "rmse", "r2")
+METRICS_FOR_TASK: dict[str, tuple[str, ...]] = {
+    "classification": METRICS[:7],
+    "regression": ("mae", "rmse", "r2"),
+}
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
 # majority and logistic are classifiers, mean and linear (ridge) regressors;
 # hist_gradient_boosting fits either task.

@@ -32,9 +32,8 @@ from sklearn.preprocessing import StandardScaler, label_binarize
 from stages import paths
 from stages.config import (
     BASELINES_FOR_TASK,
-    CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
-    REGRESSION_METRICS,
+    METRICS_FOR_TASK,
     EvaluateParams,
     GateParams,
     Params,
@@ -148,7 +147,7 @@ def check_task_params(params: EvaluateParams, task: str) -> None:
             f"evaluate.baselines: {', '.join(wrong)} cannot fit a {task} task; "
             f"use {', '.join(allowed)}"
         )
-    metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    metrics = METRICS_FOR_TASK[task]
     gates = params.gates
     for key, bounds in (
         ("minimum", gates.minimum),
@@ -271,7 +270,7 @@ def run(params: Params) -> None:
             y_train=y_train,
             x_test=x_test,
             y_test=y_test,
-            n_classes=0 if regression else len(spec.classes),
+            n_classes=len(spec.classes),  # none for regression
             seed=params.dataset.seed,
         )
     write_json({**metrics, "test_rows": len(y_test), "baseline": baselines}, paths.EVALUATE_METRICS)

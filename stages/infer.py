@@ -27,8 +27,7 @@ import yaml
 from stages.collect import collect_table, download, file_format, source_kind
 from stages.config import (
     BASELINES_FOR_TASK,
-    CLASSIFICATION_METRICS,
-    REGRESSION_METRICS,
+    METRICS_FOR_TASK,
     CollectParams,
     read_params_file,
 )
@@ -274,7 +273,7 @@ def fit_task(raw: dict[str, Any], task: str) -> list[str]:
     if any(name not in allowed for name in baselines):
         evaluate["baselines"] = list(allowed)
         changes.append(f"evaluate.baselines: {', '.join(allowed)}")
-    metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    metrics = METRICS_FOR_TASK[task]
     gates = evaluate.get("gates") or {}
     for key in ("minimum", "maximum", "max_shortfall"):
         bounds = gates.get(key) or {}

@@ -75,6 +75,7 @@ def bin_edges(
     numeric column among the encoded columns and its sorted edges.
     """
     indices, edges = [], []
+    tree_type = DecisionTreeRegressor if spec.task == "regression" else DecisionTreeClassifier
     min_rows = max(1, round(MIN_BIN_SHARE * len(features)))
     for index, name in enumerate(spec.feature_columns):
         if name not in spec.numeric_columns:
@@ -83,7 +84,6 @@ def bin_edges(
         values = features[name].to_numpy(dtype="float64")[present]
         if values.size == 0:
             continue
-        tree_type = DecisionTreeRegressor if spec.task == "regression" else DecisionTreeClassifier
         tree = tree_type(
             max_leaf_nodes=max(max_bins, 2), min_samples_leaf=min_rows, random_state=seed
         ).fit(values[:, None], np.ravel(labels)[present])
@@ -241,7 +241,7 @@ def make_model(
     bins = None
     if params.numeric_bins > 0:
         bins = bin_edges(features, labels, spec=spec, max_bins=params.numeric_bins, seed=seed)
-    n_classes = len(spec.classes) if spec.task == "classification" else 0
+    n_classes = len(spec.classes)  # 0 for regression
     target_scale = None
     if n_classes == 0:
         spread = float(np.std(labels))

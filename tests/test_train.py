@@ -47,6 +47,18 @@ def prepared(rows: int) -> pd.DataFrame:
     return frame[["row_id", "x1", "x1__missing", "x2", "label"]]
 
 
+def fit(splits, live_dir, *, seed: int, **params):
+    """train_model on the splits' train and validation rows with tiny params."""
+    return train_model(
+        train=splits["train"],
+        validation=splits["validation"],
+        spec=SPEC,
+        params=tiny_params(**params),
+        seed=seed,
+        live_dir=live_dir,
+    )
+
+
 def test_overfitting_monitor_flags_a_diverging_history_and_not_a_healthy_one():
     flagged = overfit_epochs(DIVERGING, gap=0.05)
     assert [item["epoch"] for item in flagged] == [4, 5]
@@ -111,14 +123,7 @@ def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # DVCLive looks for a git repository from here
     frame = prepared(300)
     splits = split_frame(frame, target="label", validation=0.2, test=0.2, seed=0)
-    model, report = train_model(
-        train=splits["train"],
-        validation=splits["validation"],
-        spec=SPEC,
-        params=tiny_params(),
-        seed=3,
-        live_dir=tmp_path / "live",
-    )
+    model, report = fit(splits, tmp_path / "live", seed=3)
     assert report["epochs_run"] == 2
     assert report["train_rows"] == len(splits["train"])
     assert report["seed"] == 3
@@ -140,17 +145,7 @@ def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch):
 def test_same_seed_gives_identical_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     splits = split_frame(prepared(200), target="label", validation=0.2, test=0.2, seed=0)
-    runs = [
-        train_model(
-            train=splits["train"],
-            validation=splits["validation"],
-            spec=SPEC,
-            params=tiny_params(),
-            seed=11,
-            live_dir=tmp_path / f"live{index}",
-        )[0].get_weights()
-        for index in range(2)
-    ]
+    runs = [fit(splits, tmp_path / f"live{index}", seed=11)[0].get_weights() for index in range(2)]
     for first, second in zip(*runs, strict=True):
         np.testing.assert_array_equal(first, second)
 
@@ -236,14 +231,7 @@ def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkey
 
     recalls = {}
     for mode in ("none", "balanced"):
-        model, report = train_model(
-            train=splits["train"],
-            validation=splits["validation"],
-            spec=SPEC,
-            params=tiny_params(epochs=10, class_weight=mode),
-            seed=3,
-            live_dir=tmp_path / mode,
-        )
+        model, report = fit(splits, tmp_path / mode, seed=3, epochs=10, class_weight=mode)
         x_test = splits["test"][SPEC.feature_columns].to_numpy("float32")
         predicted = predict_proba(model, x_test).argmax(axis=1)
         positives = splits["test"]["label"].to_numpy() == 1
@@ -284,14 +272,7 @@ def test_several_steps_per_execution_train_the_same_model(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     splits = split_frame(prepared(300), target="label", validation=0.2, test=0.2, seed=0)
     runs = [
-        train_model(
-            train=splits["train"],
-            validation=splits["validation"],
-            spec=SPEC,
-            params=tiny_params(steps_per_execution=steps),
-            seed=2,
-            live_dir=tmp_path / f"live{steps}",
-        )
+        fit(splits, tmp_path / f"live{steps}", seed=2, steps_per_execution=steps)
         for steps in (1, 4)
     ]
     # 180 rows in batches of 32: 6 steps an epoch, run as executions of 3 steps, not 4
