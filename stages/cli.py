@@ -24,7 +24,11 @@ from stages.errors import PipelineError
 # the same keys under each stage's `params`; tests/test_layout.py checks that they agree.
 COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "collect": {"collect": None},
-    "validate": {"dataset": ["target", "schema"], "validate": None},
+    "validate": {
+        "dataset": ["target", "schema"],
+        "validate": None,
+        "prepare": ["missing_tokens"],
+    },
     "prepare": {"dataset": ["target", "schema", "task"], "prepare": None},
     "split": {"dataset": ["target", "seed"], "split": None},
     "train": {"dataset": ["seed"], "train": None},

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stages.errors import PipelineError
 
@@ -177,11 +184,31 @@ class TrainParams(Section):
     steps_per_execution: int = Field(
         1, ge=1, description="Batches run per call into the compiled graph (fewer round trips)."
     )
+    max_vocabulary: int = Field(
+        10_000,
+        ge=1,
+        description="Embedded (high-cardinality) categories: most values kept in the "
+        "vocabulary learned from train rows; the rest share an out-of-vocabulary code.",
+    )
+    min_category_rows: int = Field(
+        5,
+        ge=1,
+        description="Embedded categories: a value needs this many train rows to get its own "
+        "code; rarer ones are out of vocabulary.",
+    )
+    embedding_dim: int = Field(
+        16, ge=1, description="Embedded categories: the widest embedding of one column."
+    )
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        if any(units <= 0 for units in value):
+            raise ValueError(f"every hidden layer needs at least one unit, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:
-        if any(units <= 0 for units in self.hidden_units):
-            raise ValueError("every hidden layer needs at least one unit")
         if self.mixed_precision and self.device == "cpu":
             raise ValueError("mixed_precision needs a GPU; set device to auto or gpu")
         return self
@@ -230,6 +257,11 @@ class GateParams(Section):
         default_factory=dict,
         description="Largest allowed shortfall of the model against `baseline`, per metric.",
     )
+    must_beat: dict[Baseline, list[Metric]] = Field(
+        default_factory=dict,
+        description="Metrics on which the model must do strictly better than a baseline, "
+        "e.g. {majority: [log_loss, roc_auc]}.",
+    )
 
     @model_validator(mode="after")
     def _shortfall_needs_baseline(self) -> GateParams:
@@ -255,6 +287,9 @@ class EvaluateParams(Section):
             raise ValueError(
                 f"gates.baseline '{self.gates.baseline}' is not listed in evaluate.baselines"
             )
+        for name in self.gates.must_beat:
+            if name not in self.baselines:
+                raise ValueError(f"gates.must_beat.{name}: not listed in evaluate.baselines")
         return self
 
 
@@ -291,7 +326,7 @@ SECTIONS: dict[str, type[Section]] = {
 
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     elif error["type"] == "missing":

@@ -41,7 +41,7 @@ from stages.config import (
 from stages.encoding import ROW_ID, EncodingSpec, to_arrays
 from stages.errors import PipelineError
 from stages.io import atomic_path, read_json, read_table, say, write_csv, write_json, write_table
-from stages.model import load_model, predict_proba, predict_values
+from stages.model import load_model, model_vocabularies, predict_proba, predict_values
 from stages.report import plot_history, plot_predicted_vs_actual, render_report
 
 
@@ -153,12 +153,21 @@ def check_task_params(params: EvaluateParams, task: str) -> None:
         ("minimum", gates.minimum),
         ("maximum", gates.maximum),
         ("max_shortfall", gates.max_shortfall),
+        *((f"must_beat.{name}", dict.fromkeys(names)) for name, names in gates.must_beat.items()),
     ):
         for metric in bounds:
             if metric not in metrics:
                 raise PipelineError(
                     f"evaluate.gates.{key}.{metric}: not a {task} metric; use {', '.join(metrics)}"
                 )
+
+
+def flat_inputs(inputs) -> np.ndarray:
+    """The model's inputs as one float matrix for scikit-learn: the numbers, then the
+    embedded categories' codes (ordered by frequency in train rows)."""
+    if isinstance(inputs, tuple):
+        return np.hstack([inputs[0], inputs[1].astype(np.float32)])
+    return inputs
 
 
 def baseline_metrics(
@@ -203,6 +212,19 @@ def check_gates(
         results.append(
             {"metric": metric, "gate": f"<= {bound}", "value": value, "passed": value <= bound}
         )
+    for baseline, names in gates.must_beat.items():
+        for metric in names:
+            reference = baselines[baseline][metric]
+            value = metrics[metric]
+            better = value < reference if metric in LOWER_IS_BETTER else value > reference
+            results.append(
+                {
+                    "metric": metric,
+                    "gate": f"better than {baseline} ({reference})",
+                    "value": value,
+                    "passed": bool(better),
+                }
+            )
     for metric, allowed in gates.max_shortfall.items():
         reference = baselines[gates.baseline][metric]
         value = metrics[metric]
@@ -249,8 +271,9 @@ def run(params: Params) -> None:
     check_task_params(params.evaluate, spec.task)
     regression = spec.task == "regression"
     test_rows = read_table(paths.split_table("test"))
-    x_test, y_test = to_arrays(test_rows, spec)
     model = load_model(paths.MODEL)
+    vocabularies = model_vocabularies(model)
+    x_test, y_test = to_arrays(test_rows, spec, vocabularies)
     if regression:
         y_pred = predict_values(model, x_test)
         metrics = regression_metrics(y_test, y_pred)
@@ -263,12 +286,12 @@ def run(params: Params) -> None:
         tables = plot_tables(y_test, proba, classes=spec.classes)
     baselines = {}
     if params.evaluate.baselines:  # the train split is read only to fit them
-        x_train, y_train = to_arrays(read_table(paths.split_table("train")), spec)
+        x_train, y_train = to_arrays(read_table(paths.split_table("train")), spec, vocabularies)
         baselines = baseline_metrics(
             params.evaluate.baselines,
-            x_train=x_train,
+            x_train=flat_inputs(x_train),
             y_train=y_train,
-            x_test=x_test,
+            x_test=flat_inputs(x_test),
             y_test=y_test,
             n_classes=len(spec.classes),  # none for regression
             seed=params.dataset.seed,

@@ -21,16 +21,17 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from stages.collect import collect_table, download, file_format, source_kind
 from stages.config import (
     BASELINES_FOR_TASK,
-    METRICS_FOR_TASK,
     CollectParams,
     read_params_file,
 )
+from stages.encoding import LEAK_REASON
 from stages.errors import PipelineError
 from stages.io import atomic_path, say
 
@@ -161,6 +162,37 @@ def infer_task(series: pd.Series, *, task: str, max_categories: int = MAX_CATEGO
     return "regression" if numeric and series.nunique() > max_categories else "classification"
 
 
+DATE_PATTERN = r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{4}/\d{1,2}/\d{1,2})"
+BOOLEAN_WORDS = {"yes", "no", "true", "false", "y", "n", "t", "f"}
+# Share of distinct values among a text column's present values above which it is free
+# text or an identifier, not a category.
+MAX_DISTINCT_SHARE = 0.5
+# On its own, a column that predicts the label at least this well on held-out rows
+# (balanced accuracy; R2 for regression) is set aside as a suspected leak.
+LEAK_SCORE = 0.99
+LEAK_SAMPLE_ROWS = 50_000
+LEAK_BINS = 64
+
+
+def _is_nested(series: pd.Series) -> bool:
+    """A column of lists, maps or arrays (nested Parquet or JSON values)."""
+    if series.dtype != object:
+        return False
+    present = series.dropna()
+    return bool(len(present)) and any(
+        isinstance(value, (list, dict, tuple, set, np.ndarray)) for value in present.iloc[:1000]
+    )
+
+
+def _looks_like_dates(values: pd.Series) -> bool:
+    """Text whose values (nearly all) are dates or timestamps."""
+    sample = values.iloc[:2000].astype(str)
+    if not len(sample) or sample.str.match(DATE_PATTERN).mean() < 0.95:
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", utc=True, format="mixed")
+    return bool(parsed.notna().mean() >= 0.95)
+
+
 def infer_schema(
     frame: pd.DataFrame,
     *,
@@ -168,12 +200,20 @@ def infer_schema(
     task: str = "auto",
     max_categories: int = MAX_CATEGORIES,
     strict_ranges: bool = False,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """A pandera schema (as the YAML mapping) proposed from a table."""
+    """A pandera schema (as the YAML mapping) proposed from a table.
+
+    Each column gets a kind and a reason: a number, a category with its vocabulary, an
+    embedded category (many values: a vocabulary learned from train rows), a date, or a
+    non-feature (an identifier, free text, nested values, a single value, a suspected
+    target leak) listed under metadata.non_features with the reason, for a reviewer to flip.
+    """
     if target not in frame.columns:
-        raise PipelineError(
-            f"target column '{target}' is not among the columns: {', '.join(frame.columns)}"
-        )
+        names = ", ".join(map(str, frame.columns))
+        raise PipelineError(f"target column '{target}' is not among the columns: {names}")
+    if _is_nested(frame[target]):
+        raise PipelineError(f"target column '{target}' holds nested values (lists or maps)")
     task = infer_task(frame[target], task=task, max_categories=max_categories)
     if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
         raise PipelineError(
@@ -182,16 +222,22 @@ def infer_schema(
         )
     columns: dict[str, Any] = {}
     non_features: dict[str, str] = {}
-    rows = len(frame)
+    embedded: dict[str, str] = {}
     for name in frame.columns:
         series = frame[name]
-        present = series.dropna()
         entry: dict[str, Any] = {"nullable": bool(series.isna().any())}
+        if _is_nested(series):
+            entry.update(description="Nested values (lists or maps).", nullable=True)
+            non_features[name] = "nested values (lists or maps): not a model input"
+            columns[str(name)] = entry
+            continue
+        present = series.dropna()
         distinct = present.nunique()
         if name == target and task == "regression":
             entry.update(
                 description="The target: a number to predict (rows without it are dropped).",
                 dtype="float64",
+                nullable=True,
             )
             if len(present) and present.min() >= 0:
                 entry["checks"] = {"greater_than_or_equal_to": 0}
@@ -199,12 +245,20 @@ def infer_schema(
             classes = sorted(str(value) for value in present.unique())
             if len(classes) < 2:
                 raise PipelineError(f"target column '{target}' has {len(classes)} class(es)")
+            unlabelled = len(series) - len(present)
             entry.update(
-                description=f"The target: {len(classes)} classes.",
+                description=f"The target: {len(classes)} classes"
+                + (f" ({unlabelled:,} rows without one are dropped)." if unlabelled else "."),
                 dtype="str",
-                nullable=False,
+                nullable=True,
                 checks={"isin": classes},
             )
+        elif distinct == 0 or (distinct == 1 and len(present) == len(series)):
+            entry.update(
+                description="A single value.",
+                dtype=_plain_dtype(series),
+            )
+            non_features[name] = "a single value in every row: carries no information"
         elif pd.api.types.is_bool_dtype(series):
             entry.update(dtype="bool", description="Yes/no.")
         elif pd.api.types.is_numeric_dtype(series):
@@ -219,30 +273,57 @@ def infer_schema(
                 checks["greater_than_or_equal_to"] = 0
             if checks:
                 entry["checks"] = checks
-            entry["description"] = f"A number ({distinct} distinct values)."
+            entry["description"] = f"A number ({distinct:,} distinct values)."
             if (
                 pd.api.types.is_integer_dtype(series)
-                and rows >= 20
-                and distinct == rows
-                and present.max() - present.min() + 1 == rows
+                and len(present) >= 20
+                and distinct == len(present)
+                and present.max() - present.min() + 1 == len(present)
             ):
                 non_features[name] = "consecutive distinct integers: looks like a row number"
+        elif pd.api.types.is_datetime64_any_dtype(series) or _looks_like_dates(present):
+            entry.update(
+                dtype="datetime64[ns]",
+                description="A date or timestamp: its year, month, day, weekday and hour "
+                "are features.",
+            )
         else:
             values = present.astype(str)
             entry["dtype"] = "str"
-            if distinct <= max_categories and distinct <= max(2, rows // 2):
+            share = distinct / max(len(present), 1)
+            if distinct <= max_categories and distinct <= max(2, len(present) // 2):
                 entry["checks"] = {"isin": sorted(values.unique())}
-                entry["description"] = f"A category ({distinct} values)."
+                kind = (
+                    "Yes/no" if set(values.str.lower().unique()) <= BOOLEAN_WORDS else "A category"
+                )
+                entry["description"] = f"{kind} ({distinct} values)."
+            elif share <= MAX_DISTINCT_SHARE:
+                entry["description"] = f"A category with many values ({distinct:,})."
+                embedded[name] = (
+                    f"{distinct:,} distinct values, more than {max_categories}: a vocabulary "
+                    "learned from train rows (train.max_vocabulary, train.min_category_rows; "
+                    "other values share one code) and an embedding"
+                )
             else:
-                entry["description"] = f"Text ({distinct} distinct values)."
-                reason = (
+                entry["description"] = f"Text ({distinct:,} distinct values)."
+                non_features[name] = (
                     "every value is distinct: looks like an identifier"
                     if distinct == len(present)
-                    else f"{distinct} distinct values, more than {max_categories}: free text"
+                    else f"{distinct:,} distinct values in {len(present):,} rows: free text "
+                    "or an identifier"
                 )
-                non_features[name] = reason
         order = ("description", "dtype", "nullable", "checks")
         columns[str(name)] = {key: entry[key] for key in order if key in entry}
+    candidates = [
+        str(name) for name in frame.columns if name != target and name not in non_features
+    ]
+    leaks = suspected_leaks(frame, target=target, task=task, columns=candidates, seed=seed)
+    for name, reason in leaks.items():
+        non_features[name] = reason
+        embedded.pop(name, None)
+    metadata: dict[str, Any] = {"non_features": non_features}
+    if embedded:
+        metadata["embedded_categories"] = embedded
     return {
         "schema_type": "dataframe",
         "version": "0.35.0",
@@ -250,8 +331,105 @@ def infer_schema(
         "coerce": True,
         "strict": True,
         "unique_column_names": True,
-        "metadata": {"non_features": non_features},
+        "metadata": metadata,
     }
+
+
+def _plain_dtype(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_integer_dtype(series):
+        return "int64"
+    if pd.api.types.is_numeric_dtype(series):
+        return "float64"
+    return "str"
+
+
+def _is_number(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _groups(values: pd.Series, train: np.ndarray) -> np.ndarray:
+    """Each row's group for the leak check: a quantile bin of a number (edges from the
+    `train` rows), the value of anything else; missing is a group of its own (-1)."""
+    if _is_number(values):
+        numbers = values.astype("float64").to_numpy()
+        known = numbers[train][~np.isnan(numbers[train])]
+        if not known.size:
+            return np.full(len(values), -1)
+        edges = np.unique(np.quantile(known, np.linspace(0, 1, LEAK_BINS + 1)[1:-1]))
+        groups = np.searchsorted(edges, numbers, side="right")
+        return np.where(np.isnan(numbers), -1, groups)
+    codes, _ = pd.factorize(values.astype("string"))
+    return codes
+
+
+def _held_out_score(groups: np.ndarray, labels: pd.Series, train: np.ndarray, task: str) -> float:
+    """How well each group's train label (its majority class, or mean) predicts the
+    held-out rows' labels: balanced accuracy, or R2 for regression."""
+    from sklearn.metrics import balanced_accuracy_score, r2_score
+
+    frame = pd.DataFrame({"group": groups, "label": labels.to_numpy()})
+    fitted, held = frame[train], frame[~train]
+    if task == "regression":
+        means = fitted.groupby("group")["label"].mean()
+        guess = held["group"].map(means).fillna(fitted["label"].mean())
+        return float(r2_score(held["label"], guess))
+    majority = fitted.groupby("group")["label"].agg(lambda part: part.value_counts().index[0])
+    guess = held["group"].map(majority).fillna(fitted["label"].value_counts().index[0])
+    return float(balanced_accuracy_score(held["label"], guess.astype(held["label"].dtype)))
+
+
+def suspected_leaks(
+    frame: pd.DataFrame, *, target: str, task: str, columns: list[str], seed: int = 0
+) -> dict[str, str]:
+    """Columns that on their own (or by whether they are missing) predict the label almost
+    perfectly on held-out rows: each with the reason, starting with LEAK_REASON.
+
+    Each column's rows are grouped (a number into quantile bins, anything else by value);
+    each group's label on 70% of the labelled rows predicts the other 30%."""
+    labelled = frame[frame[target].notna()]
+    if len(labelled) > LEAK_SAMPLE_ROWS:
+        labelled = labelled.sample(n=LEAK_SAMPLE_ROWS, random_state=seed)
+    if len(labelled) < 50:
+        return {}
+    labels = labelled[target]
+    if task == "classification":
+        labels = labels.astype(str)
+        if labels.value_counts().iloc[0] == len(labels):
+            return {}
+    rng = np.random.default_rng(seed)
+    train = rng.random(len(labelled)) < 0.7
+    metric = "R2" if task == "regression" else "balanced accuracy"
+    leaks = {}
+    for name in columns:
+        values = labelled[name]
+        if _is_nested(values):
+            continue
+        missing = values.isna().to_numpy()
+        if missing.any() and not missing.all():
+            score = _held_out_score(missing.astype(int), labels, train, task)
+            if score >= LEAK_SCORE:
+                leaks[name] = (
+                    f"{LEAK_REASON}: whether it is missing predicts '{target}' with {metric} "
+                    f"{score:.3f} on held-out rows"
+                )
+                continue
+        score = _held_out_score(_groups(values, train), labels, train, task)
+        if score >= LEAK_SCORE:
+            leaks[name] = (
+                f"{LEAK_REASON}: on its own it predicts '{target}' with {metric} {score:.3f} "
+                "on held-out rows; keep it only if it is known before the outcome"
+            )
+        elif task == "regression" and _is_number(values):
+            # A monotone transform of the target (its log, another unit) ranks rows alike.
+            rho = abs(values.astype("float64").corr(labels.astype("float64"), method="spearman"))
+            if rho >= LEAK_SCORE:
+                leaks[name] = (
+                    f"{LEAK_REASON}: it ranks the rows as '{target}' does (Spearman "
+                    f"correlation {rho:.3f}); keep it only if it is known before the outcome"
+                )
+    return leaks
 
 
 def schema_yaml(schema: dict[str, Any], *, source: str, rows: int) -> str:
@@ -259,30 +437,48 @@ def schema_yaml(schema: dict[str, Any], *, source: str, rows: int) -> str:
         f"# pandera schema inferred by `stages infer-schema` from {source} ({rows:,} rows).\n"
         "# Review it before committing: vocabularies (isin) are the categories the model\n"
         "# knows; an unlisted value is invalid at validation. metadata.non_features lists the\n"
-        "# columns that are not model inputs, with the reason.\n"
+        "# columns that are not model inputs, with the reason (move one out to use it);\n"
+        "# metadata.embedded_categories lists text columns with many values, whose vocabulary\n"
+        "# train learns from train rows.\n"
     )
     return header + yaml.safe_dump(schema, sort_keys=False, allow_unicode=True, width=100)
 
 
+# The gates --update-params writes, by task: relative to baselines fitted on the same
+# split, so they mean something on any table. The allowed shortfall against gradient
+# boosting comes from the corpus of real tables in benchmarks/corpus.py (see the README).
+GATES_FOR_TASK: dict[str, dict[str, Any]] = {
+    "classification": {
+        "baseline": "hist_gradient_boosting",
+        "max_shortfall": {"accuracy": 0.03, "roc_auc": 0.03},
+        "must_beat": {"majority": ["log_loss"]},
+    },
+    "regression": {
+        "baseline": "hist_gradient_boosting",
+        "max_shortfall": {"r2": 0.05},
+        "must_beat": {"mean": ["r2"]},
+    },
+}
+
+
 def fit_task(raw: dict[str, Any], task: str) -> list[str]:
-    """Make the params that depend on the task suit it; returns what changed."""
+    """Make the params that depend on the task and the table suit them: the baselines, the
+    gates (relative to the baselines), the monitor; returns what changed."""
     changes = []
     evaluate = raw.setdefault("evaluate", {})
-    allowed = BASELINES_FOR_TASK[task]
-    baselines = evaluate.get("baselines", [])
-    if any(name not in allowed for name in baselines):
-        evaluate["baselines"] = list(allowed)
+    allowed = list(BASELINES_FOR_TASK[task])
+    if evaluate.get("baselines") != allowed:
+        evaluate["baselines"] = allowed
         changes.append(f"evaluate.baselines: {', '.join(allowed)}")
-    metrics = METRICS_FOR_TASK[task]
-    gates = evaluate.get("gates") or {}
-    for key in ("minimum", "maximum", "max_shortfall"):
-        bounds = gates.get(key) or {}
-        dropped = [metric for metric in bounds if metric not in metrics]
-        for metric in dropped:
-            del bounds[metric]
-            changes.append(f"dropped gate evaluate.gates.{key}.{metric}")
-    if gates.get("baseline") not in (None, *allowed):
-        gates["baseline"] = "hist_gradient_boosting"
+    gates = {"minimum": {}, "maximum": {}, **GATES_FOR_TASK[task]}
+    if evaluate.get("gates") != gates:
+        evaluate["gates"] = gates
+        shortfall = ", ".join(f"{m} {v}" for m, v in gates["max_shortfall"].items())
+        beat = ", ".join(f"{m} of {b}" for b, ms in gates["must_beat"].items() for m in ms)
+        changes.append(
+            f"evaluate.gates: better {beat}; at most {shortfall} short of {gates['baseline']} "
+            "(no absolute thresholds)"
+        )
     train = raw.setdefault("train", {})
     wrong_monitor = "val_accuracy" if task == "regression" else "val_r2"
     if train.get("monitor") == wrong_monitor:
@@ -329,6 +525,11 @@ def run(
     options = read_options(source, names=names, query=query)
     params = CollectParams(**{"watch": source, **options})
     frame, _ = collect_table(params)
+    if target not in frame.columns:
+        raise PipelineError(
+            f"{source}: target column '{target}' (--target) is not among the columns: "
+            + ", ".join(map(str, frame.columns))
+        )
     task = infer_task(frame[target], task=task, max_categories=max_categories)
     schema = infer_schema(
         frame,
@@ -340,12 +541,17 @@ def run(
     with atomic_path(out, suffix=".yaml") as tmp:
         tmp.write_text(schema_yaml(schema, source=source, rows=len(frame)), encoding="utf-8")
     excluded = schema["metadata"]["non_features"]
+    embedded = schema["metadata"].get("embedded_categories", {})
     say(
         "infer-schema",
-        f"{len(frame):,} rows x {frame.shape[1]} columns; {len(excluded)} not features"
-        + (f" ({', '.join(excluded)})" if excluded else "")
-        + f" -> {out}",
+        f"{len(frame):,} rows x {frame.shape[1]} columns ({task}); {len(excluded)} not "
+        f"features, {len(embedded)} embedded categories -> {out}",
     )
+    for name, reason in excluded.items():
+        loud = "WARNING: " if reason.startswith(LEAK_REASON) else ""
+        say("infer-schema", f"{loud}not a feature: '{name}': {reason}")
+    for name, reason in embedded.items():
+        say("infer-schema", f"embedded category: '{name}': {reason}")
     if update:
         changes = update_params(
             Path(update), options=options, target=target, schema_path=out, task=task

@@ -22,7 +22,7 @@ from keras import ops
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from stages.config import TrainParams
-from stages.encoding import EncodingSpec
+from stages.encoding import EncodingSpec, learn_vocabulary, missing_column, value_column
 from stages.errors import PipelineError
 from stages.io import atomic_path
 
@@ -30,9 +30,10 @@ from stages.io import atomic_path
 MIN_BIN_SHARE = 0.0025
 
 
-def _present_values(features: pd.DataFrame, name: str) -> np.ndarray:
+def _present_values(features: pd.DataFrame, name: str, spec: EncodingSpec) -> np.ndarray:
     """Mask of the rows where numeric column `name` is not missing."""
-    indicator = f"{name}__missing"
+    source = next(column.source for column in spec.columns if column.name == name)
+    indicator = missing_column(source)
     if indicator in features.columns:
         return features[indicator].to_numpy() == 0
     return np.ones(len(features), dtype=bool)
@@ -50,13 +51,11 @@ def scaling_statistics(
     mean = np.zeros(len(spec.feature_columns), dtype="float64")
     variance = np.ones(len(spec.feature_columns), dtype="float64")
     position = {name: index for index, name in enumerate(spec.feature_columns)}
-    for feature in spec.features:
-        if feature.kind != "numeric":
-            continue
-        values = features[feature.name].to_numpy(dtype="float64")
-        values = values[_present_values(features, feature.name)]
+    for name in spec.numeric_columns:
+        values = features[name].to_numpy(dtype="float64")
+        values = values[_present_values(features, name, spec)]
         if values.size:
-            index = position[feature.name]
+            index = position[name]
             mean[index] = values.mean()
             spread = values.var()
             variance[index] = spread if spread > 0 else 1.0
@@ -80,7 +79,7 @@ def bin_edges(
     for index, name in enumerate(spec.feature_columns):
         if name not in spec.numeric_columns:
             continue
-        present = _present_values(features, name)
+        present = _present_values(features, name, spec)
         values = features[name].to_numpy(dtype="float64")[present]
         if values.size == 0:
             continue
@@ -133,6 +132,62 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
         return {**super().get_config(), "indices": self.indices, "edges": self.edges}
 
 
+def embedding_width(vocabulary_size: int, *, max_dim: int) -> int:
+    """Width of a category's embedding: grows with its vocabulary (about 1.6 n^0.56, the
+    rule of thumb of fast.ai's tabular models), at most `max_dim`."""
+    return int(max(2, min(max_dim, round(1.6 * (vocabulary_size + 1) ** 0.56))))
+
+
+@keras.saving.register_keras_serializable(package="stages")
+class CategoryEmbedding(keras.layers.Layer):
+    """Embeds high-cardinality categories, given as int codes (0: out of vocabulary).
+
+    It holds each column's vocabulary, learned from train rows, in its config, so the
+    saved model carries everything needed to turn raw text into codes (see
+    `model_vocabularies`)."""
+
+    def __init__(
+        self, names: list[str], vocabularies: list[list[str]], dims: list[int], **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.names = [str(name) for name in names]
+        self.vocabularies = [[str(value) for value in values] for values in vocabularies]
+        self.dims = [int(dim) for dim in dims]
+        self.tables = [
+            keras.layers.Embedding(len(values) + 1, dim, name=f"embedding_{index}")
+            for index, (values, dim) in enumerate(zip(self.vocabularies, self.dims, strict=True))
+        ]
+
+    def build(self, input_shape) -> None:
+        for table in self.tables:
+            table.build((input_shape[0],))
+        super().build(input_shape)
+
+    def call(self, codes):
+        codes = ops.cast(codes, "int32")
+        parts = [table(codes[:, index]) for index, table in enumerate(self.tables)]
+        return ops.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], sum(self.dims))
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "names": self.names,
+            "vocabularies": self.vocabularies,
+            "dims": self.dims,
+        }
+
+
+def model_vocabularies(model: keras.Model) -> dict[str, list[str]]:
+    """The learned vocabulary of each embedded category the model holds (none: {})."""
+    for layer in model.layers:
+        if isinstance(layer, CategoryEmbedding):
+            return dict(zip(layer.names, layer.vocabularies, strict=True))
+    return {}
+
+
 def build_model(
     *,
     n_features: int,
@@ -146,12 +201,16 @@ def build_model(
     initializer: str,
     bins: tuple[list[int], list[list[float]]] | None = None,
     target_scale: tuple[float, float] | None = None,
+    vocabularies: dict[str, list[str]] | None = None,
+    max_embedding_dim: int = 16,
 ) -> keras.Model:
     """An MLP: scaled inputs (plus piecewise-linear bins of the numeric columns, when
     `bins` gives their edges), then Dense (+ Dropout) blocks, then a head: sigmoid or
     softmax for classes; for regression (`n_classes` 0), one linear unit rescaled by
     `target_scale` = (mean, standard deviation) of the train targets, so the network
-    works at unit scale and predicts in the target's own units.
+    works at unit scale and predicts in the target's own units. With `vocabularies`
+    (embedded categories, in the spec's order) the model takes a second input, their int
+    codes, embedded and joined to the scaled numbers.
 
     The input transformations and the head compute in float32 even under mixed precision
     (raw values such as 1e6 overflow float16).
@@ -163,6 +222,17 @@ def build_model(
     if bins is not None and bins[0]:
         encoded = PiecewiseLinearEncoding(*bins, name="numeric_bins", dtype="float32")(inputs)
         x = keras.layers.Concatenate(name="inputs_and_bins", dtype="float32")([x, encoded])
+    model_inputs = [inputs]
+    if vocabularies:
+        codes = keras.Input(shape=(len(vocabularies),), dtype="int32", name="categories")
+        embedded = CategoryEmbedding(
+            list(vocabularies),
+            list(vocabularies.values()),
+            [embedding_width(len(v), max_dim=max_embedding_dim) for v in vocabularies.values()],
+            name="category_embeddings",
+        )(codes)
+        x = keras.layers.Concatenate(name="numbers_and_embeddings")([x, embedded])
+        model_inputs.append(codes)
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     for index, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(
@@ -188,7 +258,7 @@ def build_model(
         outputs = keras.layers.Dense(
             n_classes, activation="softmax", name="probability", dtype="float32"
         )(x)
-    return keras.Model(inputs, outputs, name="mlp")
+    return keras.Model(model_inputs if len(model_inputs) > 1 else inputs, outputs, name="mlp")
 
 
 def compile_model(
@@ -242,6 +312,14 @@ def make_model(
     if params.numeric_bins > 0:
         bins = bin_edges(features, labels, spec=spec, max_bins=params.numeric_bins, seed=seed)
     n_classes = len(spec.classes)  # 0 for regression
+    vocabularies = {
+        feature.name: learn_vocabulary(
+            train[value_column(feature.name)],
+            max_size=params.max_vocabulary,
+            min_count=params.min_category_rows,
+        )
+        for feature in spec.embedded
+    }
     target_scale = None
     if n_classes == 0:
         spread = float(np.std(labels))
@@ -258,6 +336,8 @@ def make_model(
         initializer=params.initializer,
         bins=bins,
         target_scale=target_scale,
+        vocabularies=vocabularies,
+        max_embedding_dim=params.embedding_dim,
     )
     compile_model(
         model,
@@ -271,9 +351,7 @@ def make_model(
     return model
 
 
-def predict_proba(
-    model: keras.Model, features: np.ndarray, *, batch_size: int = 4096
-) -> np.ndarray:
+def predict_proba(model: keras.Model, features, *, batch_size: int = 4096) -> np.ndarray:
     """Class probabilities, shape (rows, classes), whatever the head."""
     raw = np.asarray(model.predict(features, batch_size=batch_size, verbose=0), dtype="float64")
     if raw.shape[1] == 1:
@@ -281,9 +359,7 @@ def predict_proba(
     return raw
 
 
-def predict_values(
-    model: keras.Model, features: np.ndarray, *, batch_size: int = 4096
-) -> np.ndarray:
+def predict_values(model: keras.Model, features, *, batch_size: int = 4096) -> np.ndarray:
     """A regression model's predictions, shape (rows,), in the target's units."""
     raw = model.predict(features, batch_size=batch_size, verbose=0)
     return np.asarray(raw, dtype="float64").reshape(-1)

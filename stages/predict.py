@@ -12,6 +12,7 @@ into place: one row per input row, in input order.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +24,47 @@ import pyarrow.parquet as pq
 from stages import paths
 from stages.collect import read_chunks
 from stages.config import Params
-from stages.encoding import EncodingSpec, model_inputs
+from stages.encoding import EncodingSpec, to_inputs
 from stages.errors import PipelineError
 from stages.io import atomic_path, say
-from stages.model import load_model, predict_proba, predict_values
-from stages.prepare import encode_features, normalise_text
+from stages.model import load_model, model_vocabularies, predict_proba, predict_values
 from stages.schema import load_schema
+from stages.transform import clean_frame, encode_features, unseen_categories
 from stages.validate import row_reasons, validate_frame
 
 MAX_REASONS_SHOWN = 10
 
 
 def feature_schema(schema: pa.DataFrameSchema, *, target: str) -> pa.DataFrameSchema:
-    """The schema of rows to predict: the training schema without its target column."""
-    return schema.remove_columns([target]) if target in schema.columns else schema
+    """The schema of rows to predict: the training schema without its target column, and
+    without the vocabularies (`isin`) of the categories: an unseen category is not an
+    invalid row but takes the out-of-vocabulary path, with a warning."""
+    schema = schema.remove_columns([target]) if target in schema.columns else schema
+    updates = {
+        name: {"checks": [check for check in column.checks if check.name != "isin"]}
+        for name, column in schema.columns.items()
+        if any(check.name == "isin" for check in column.checks)
+    }
+    return schema.update_columns(updates) if updates else schema
+
+
+def unseen_warnings(
+    clean: pd.DataFrame, *, spec: EncodingSpec, vocabularies: dict[str, list[str]]
+) -> tuple[list[str | None], dict[str, int]]:
+    """Per row, a warning naming each category outside the model's vocabulary (the schema's
+    for a listed category, the one learned from train rows for an embedded one), and the
+    count of such values per column."""
+    masks = unseen_categories(clean, spec=spec)
+    for name, values in vocabularies.items():
+        column = clean[name]
+        masks[name] = column.notna() & ~column.astype("string").isin(values)
+    counts = {name: int(mask.sum()) for name, mask in masks.items() if mask.any()}
+    notes: list[list[str]] = [[] for _ in range(len(clean))]
+    for name in counts:
+        for position in np.flatnonzero(masks[name].to_numpy()):
+            value = clean[name].iloc[position]
+            notes[position].append(f"{name}: unseen category {str(value)!r}, treated as unknown")
+    return ["; ".join(parts) or None for parts in notes], counts
 
 
 def predict_frame(
@@ -46,12 +74,16 @@ def predict_frame(
     spec: EncodingSpec,
     model,
     missing_tokens: list[str],
-) -> pd.DataFrame:
-    """Predictions for raw rows, one output row per input row in the same order.
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Predictions for raw rows, one output row per input row in the same order, and the
+    count of unseen category values per column.
 
-    `schema` is the feature schema (no target); a target column in `raw` is ignored.
+    `schema` is the feature schema (`feature_schema`); a target column in `raw` and any
+    column the schema lacks are ignored; the columns may come in any order.
     """
     raw = raw.drop(columns=[spec.target], errors="ignore").reset_index(drop=True)
+    raw = raw.drop(columns=[name for name in raw.columns if name not in schema.columns])
+    raw = clean_frame(raw, missing_tokens=missing_tokens, schema=schema)
     validated, cases = validate_frame(raw, schema=schema)
     table_cases = cases[cases["index"].isna()]
     if not table_cases.empty:
@@ -62,24 +94,29 @@ def predict_frame(
     reasons = row_reasons(cases)
     if reasons:
         validated, _ = validate_frame(raw.drop(index=list(reasons)), schema=schema)
-    features = encode_features(normalise_text(validated, missing_tokens=missing_tokens), spec=spec)
+    vocabularies = model_vocabularies(model)
+    warnings, unseen = unseen_warnings(validated, spec=spec, vocabularies=vocabularies)
+    features = encode_features(validated, spec=spec)
+    inputs = to_inputs(features, spec, vocabularies) if len(features) else None
     if spec.task == "regression":  # one predicted number per row
         values = np.full(len(raw), np.nan)
-        if len(features):
-            values[features.index.to_numpy()] = predict_values(model, model_inputs(features, spec))
+        if inputs is not None:
+            values[features.index.to_numpy()] = predict_values(model, inputs)
         out = pd.DataFrame({"predicted": values})
     else:
-        out = _class_predictions(model, features, spec=spec, rows=len(raw))
+        out = _class_predictions(model, features, inputs, spec=spec, rows=len(raw))
     out["error"] = pd.array([reasons.get(row) for row in range(len(raw))], dtype="string")
-    return out
+    by_row = dict(zip(validated.index, warnings, strict=True))
+    out["warning"] = pd.array([by_row.get(row) for row in range(len(raw))], dtype="string")
+    return out, unseen
 
 
-def _class_predictions(model, features: pd.DataFrame, *, spec: EncodingSpec, rows: int):
+def _class_predictions(model, features: pd.DataFrame, inputs, *, spec: EncodingSpec, rows: int):
     """Predicted class and class probabilities; NaN and no class for a row not in
     `features` (an invalid row)."""
     proba = np.full((rows, len(spec.classes)), np.nan)
-    if len(features):
-        proba[features.index.to_numpy()] = predict_proba(model, model_inputs(features, spec))
+    if inputs is not None:
+        proba[features.index.to_numpy()] = predict_proba(model, inputs)
     names = np.asarray(spec.classes, dtype=object)
     predicted = np.where(np.isnan(proba[:, 0]), None, names[np.nan_to_num(proba).argmax(axis=1)])
     out = pd.DataFrame({"predicted": pd.array(predicted, dtype="string")})
@@ -98,7 +135,7 @@ class _PredictionWriter:
         predicted = pa_arrow.string() if classes else pa_arrow.float64()
         fields = [("row", pa_arrow.int64()), ("predicted", predicted)]
         fields += [(f"probability_{label}", pa_arrow.float64()) for label in classes]
-        fields += [("error", pa_arrow.string())]
+        fields += [("error", pa_arrow.string()), ("warning", pa_arrow.string())]
         self.schema = pa_arrow.schema(fields)
         self.writer = pq.ParquetWriter(path, self.schema) if self.parquet else None
         self.first = True
@@ -124,6 +161,8 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
     schema = feature_schema(load_schema(params.dataset.schema_path), target=spec.target)
     model = load_model(paths.MODEL)
     rows = invalid = 0
+    unseen: Counter[str] = Counter()
+    extra: list[str] | None = None
     output = Path(output_path)
     suffix = ".csv" if output.suffix.lower() == ".csv" else ".parquet"
     with atomic_path(output, suffix=suffix) as tmp:
@@ -135,8 +174,17 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
                 chunk_rows=params.predict.batch_rows,
                 optional_column=spec.target,
             ):
+                if extra is None:
+                    extra = [
+                        str(name)
+                        for name in chunk.columns
+                        if name not in schema.columns and name != spec.target
+                    ]
+                    if extra:
+                        names = ", ".join(extra)
+                        say("predict", f"ignoring column(s) the model does not use: {names}")
                 try:
-                    batch = predict_frame(
+                    batch, batch_unseen = predict_frame(
                         chunk,
                         schema=schema,
                         spec=spec,
@@ -163,9 +211,16 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
                 writer.write(batch)
                 rows += len(batch)
                 invalid += int(bad.sum())
+                unseen.update(batch_unseen)
         finally:
             writer.close()
     seconds = time.perf_counter() - start
+    if unseen:
+        counts = ", ".join(f"{name} {count:,}" for name, count in sorted(unseen.items()))
+        say(
+            "predict",
+            f"warning: unseen categories, predicted as unknown (see the warning column): {counts}",
+        )
     say(
         "predict",
         f"{rows:,} rows ({rows - invalid:,} predicted, {invalid:,} invalid) in {seconds:.1f} s, "

@@ -1,15 +1,16 @@
 """prepare: clean the validated rows and encode every feature to numbers.
 
-Reads data/validated/table.parquet and the schema. Writes data/prepared/table.parquet
-(a `row_id`, the encoded feature columns and the target: a class index, or for
-regression the number itself),
+Reads data/validated/table.parquet (rows validate has already cleaned and checked) and the
+schema. Writes data/prepared/table.parquet (`row_id`, the encoded feature columns under
+their `x:`/`m:` names and `target`: a class index, or for regression the number itself),
 data/prepared/encoding.json (the encoding spec) and reports/prepare/report.json.
 
 Nothing here is learned from data: the encoding is a pure function of (row, schema), so a
 row encodes the same whether it is alone, in a batch, in training or at prediction time.
-Categories come from the vocabulary the schema declares: each is stored as its code, and
-an unknown or missing category (code -1) reaches the model as all zeros; a missing number
-becomes 0 plus a 1 in its `__missing` column.
+Categories the schema lists are stored as their code, and an unknown or missing category
+(code -1) reaches the model as all zeros; a missing number becomes 0 plus a 1 in its
+indicator; a high-cardinality category stays text until train learns its vocabulary from
+train rows; a date becomes its parts. Rows without a label are dropped and counted.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import pandera.pandas as pa
 
 from stages import paths
 from stages.config import Params
-from stages.encoding import ROW_ID, EncodingSpec, FeatureSpec
+from stages.encoding import ROW_ID, TARGET, EncodingSpec, FeatureSpec, free_name
 from stages.errors import PipelineError
 from stages.io import TableWriter, read_table_batches, say, write_json
-from stages.schema import load_schema, non_features
+from stages.schema import embedded_categories, load_schema, non_features
+from stages.transform import encode_features, is_datetime_dtype
 
 
 def _vocabulary(column: pa.Column) -> list[str] | None:
@@ -68,19 +70,30 @@ def spec_from_schema(
             "needs a numeric target (params: dataset.task)"
         )
     excluded = non_features(schema)
+    embedded = embedded_categories(schema)
     features = []
     for name, column in schema.columns.items():
         if name == target or name in excluded:
             continue
-        dtype = column.dtype.type
+        dtype = column.dtype.type if column.dtype is not None else None
+        if dtype is None:
+            raise PipelineError(
+                f"schema column '{name}' has no dtype, so it cannot be encoded: give it one, "
+                "or list it under metadata.non_features with a reason"
+            )
         if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
             features.append(FeatureSpec(name=name, kind="numeric", nullable=column.nullable))
+        elif is_datetime_dtype(dtype):
+            features.append(FeatureSpec(name=name, kind="datetime", nullable=column.nullable))
+        elif name in embedded:
+            features.append(FeatureSpec(name=name, kind="embedded", nullable=column.nullable))
         elif pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
             vocabulary = _vocabulary(column)
             if not vocabulary:
                 raise PipelineError(
                     f"schema column '{name}' is text without an isin vocabulary: declare its "
-                    "categories, or list it under metadata.non_features with a reason"
+                    "categories, list it under metadata.embedded_categories (a vocabulary "
+                    "learned from train rows), or under metadata.non_features with a reason"
                 )
             features.append(
                 FeatureSpec(
@@ -99,18 +112,6 @@ def spec_from_schema(
     )
 
 
-def normalise_text(frame: pd.DataFrame, *, missing_tokens: list[str]) -> pd.DataFrame:
-    """Trim every text value and turn missing-value tokens into NA, row by row."""
-    out = frame.copy()
-    tokens = set(missing_tokens)
-    for name in out.columns:
-        column = out[name]
-        if pd.api.types.is_string_dtype(column):
-            trimmed = column.str.strip()
-            out[name] = trimmed.mask(trimmed.isin(tokens))
-    return out
-
-
 class SeenRows:
     """Hashes of the rows kept so far, so duplicates are found across batches too.
 
@@ -124,7 +125,8 @@ class SeenRows:
 
     def keep_first(self, frame: pd.DataFrame) -> np.ndarray:
         """Mask of the rows of `frame` not seen before, in this frame or an earlier one."""
-        hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        hashable = frame.apply(lambda c: c.map(repr) if c.dtype == object else c)
+        hashes = pd.util.hash_pandas_object(hashable, index=False).to_numpy()
         keep = ~pd.Series(hashes).duplicated().to_numpy()
         for earlier in self.batches:
             if earlier.size:
@@ -134,28 +136,27 @@ class SeenRows:
         return keep
 
 
-def clean_frame(
+def drop_rows(
     frame: pd.DataFrame,
     *,
     spec: EncodingSpec,
-    missing_tokens: list[str],
+    row_id: str,
     drop_duplicates: bool,
     seen: SeenRows | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Trim text, turn missing-value tokens into NA, drop duplicates and unlabelled rows.
-
-    `seen` carries the rows of earlier batches, when a table is cleaned batch by batch.
-    """
+    """Drop duplicate rows and rows without a label; `row_id` names the column that holds
+    each row's number in the raw table. `seen` carries the rows of earlier batches, when a
+    table is prepared batch by batch."""
     missing = [f.name for f in spec.features if f.name not in frame.columns]
     if spec.target not in frame.columns:
         missing.append(spec.target)
     if missing:
         raise PipelineError(f"missing columns: {', '.join(missing)}")
-    out = normalise_text(frame, missing_tokens=missing_tokens)
-    if ROW_ID not in out.columns:
-        out.insert(0, ROW_ID, np.arange(len(out), dtype="int64"))
+    out = frame
+    if row_id not in out.columns:
+        out = out.assign(**{row_id: np.arange(len(out), dtype="int64")})
     counts = {"rows_in": len(out)}
-    data_columns = [name for name in out.columns if name != ROW_ID]
+    data_columns = [name for name in out.columns if name != row_id]
     before = len(out)
     if drop_duplicates:
         out = out[(seen or SeenRows()).keep_first(out[data_columns])]
@@ -167,37 +168,12 @@ def clean_frame(
     return out.reset_index(drop=True), counts
 
 
-def _codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
-    """Position of each value in `vocabulary`; -1 for a missing or unlisted value."""
-    return pd.Index(vocabulary).get_indexer(values)
-
-
-def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
-    """Encode the feature columns of `frame` into the table layout of the spec: a number as
-    float32 (0 when missing, plus a 1 in its `__missing` column), a category as its code
-    in the schema's vocabulary (-1 when missing or unknown). `model_inputs` expands it."""
-    encoded: dict[str, np.ndarray] = {}
-    for feature in spec.features:
-        if feature.name not in frame.columns:
-            raise PipelineError(f"missing feature column '{feature.name}'")
-        column = frame[feature.name]
-        if feature.kind == "numeric":
-            values = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
-            absent = np.isnan(values)
-            encoded[feature.name] = np.where(absent, 0.0, values).astype("float32")
-            if feature.nullable:
-                encoded[f"{feature.name}__missing"] = absent.astype("float32")
-        else:
-            encoded[feature.name] = _codes(column, feature.vocabulary or []).astype("int32")
-    return pd.DataFrame(encoded, index=frame.index, columns=spec.table_columns)
-
-
 def encode_target(labels: pd.Series, *, classes: list[str]) -> np.ndarray:
     """Class index of each label; a label outside `classes` is an error. With no classes
     (regression) the values themselves, as float64."""
     if not classes:
         return pd.to_numeric(labels, errors="raise").astype("float64").to_numpy()
-    codes = _codes(labels, classes)
+    codes = pd.Index(classes).get_indexer(labels.astype("string"))
     unknown = codes < 0
     if unknown.any():
         examples = sorted(set(labels[unknown].astype(str)))[:5]
@@ -211,32 +187,27 @@ def prepare_frame(
     frame: pd.DataFrame,
     *,
     spec: EncodingSpec,
-    missing_tokens: list[str],
     drop_duplicates: bool,
+    row_id: str = ROW_ID,
     seen: SeenRows | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Clean then encode. Returns the prepared table and the row counts."""
-    clean, counts = clean_frame(
-        frame,
-        spec=spec,
-        missing_tokens=missing_tokens,
-        drop_duplicates=drop_duplicates,
-        seen=seen,
+    """Drop duplicate and unlabelled rows, then encode. Returns the prepared table (its
+    columns `row_id`, the spec's table columns, `target`) and the row counts."""
+    kept, counts = drop_rows(
+        frame, spec=spec, row_id=row_id, drop_duplicates=drop_duplicates, seen=seen
     )
-    features = encode_features(clean, spec=spec)
-    features.insert(0, ROW_ID, clean[ROW_ID].to_numpy())
-    features[spec.target] = encode_target(clean[spec.target], classes=spec.classes)
+    features = encode_features(kept, spec=spec)
+    features.insert(0, ROW_ID, kept[row_id].to_numpy())
+    features[TARGET] = encode_target(kept[spec.target], classes=spec.classes)
     return features, counts
 
 
 def run(params: Params) -> None:
-    """The prepare command: clean and encode the validated table batch by batch (memory
+    """The prepare command: drop and encode the validated table's rows batch by batch (memory
     stays bounded whatever the table's size), write the table, the spec and the report."""
-    spec = spec_from_schema(
-        load_schema(params.dataset.schema_path),
-        target=params.dataset.target,
-        task=params.dataset.task,
-    )
+    schema = load_schema(params.dataset.schema_path)
+    spec = spec_from_schema(schema, target=params.dataset.target, task=params.dataset.task)
+    row_id = free_name(ROW_ID, schema.columns)  # as validate named it
     seen = SeenRows()
     totals: Counter[str] = Counter()
     with TableWriter(paths.PREPARED_TABLE) as writer:
@@ -244,8 +215,8 @@ def run(params: Params) -> None:
             prepared, counts = prepare_frame(
                 batch,
                 spec=spec,
-                missing_tokens=params.prepare.missing_tokens,
                 drop_duplicates=params.prepare.drop_duplicates,
+                row_id=row_id,
                 seen=seen,
             )
             writer.write(prepared)
@@ -256,6 +227,10 @@ def run(params: Params) -> None:
         "features_in": len(spec.features),
         "features_out": len(spec.feature_columns),
         "excluded_columns": spec.excluded,
+        "feature_kinds": {
+            kind: sum(f.kind == kind for f in spec.features)
+            for kind in ("numeric", "categorical", "embedded", "datetime")
+        },
     }
     spec.save(paths.ENCODING_SPEC)
     write_json(report, paths.PREPARE_REPORT)

@@ -1,7 +1,9 @@
 """Loading the pandera schema that declares the raw table.
 
 The schema file is pandera's own YAML. Its top-level `metadata.non_features` maps a column
-to the reason it is not a model input (an identifier, a sampling weight, free text).
+to the reason it is not a model input (an identifier, a sampling weight, free text, a
+suspected leak); `metadata.embedded_categories` maps a high-cardinality text column to the
+reason it is encoded through a vocabulary learned from train rows and an embedding.
 """
 
 from __future__ import annotations
@@ -51,6 +53,21 @@ def non_features(schema: pa.DataFrameSchema) -> dict[str, str]:
     if unknown:
         raise PipelineError(
             f"schema metadata.non_features names columns the schema lacks: {', '.join(unknown)}"
+        )
+    return {str(name): str(reason) for name, reason in declared.items()}
+
+
+def embedded_categories(schema: pa.DataFrameSchema) -> dict[str, str]:
+    """Text columns the schema marks as high-cardinality categories (a vocabulary learned
+    from train rows and an embedding, instead of a declared `isin` list), with the reason."""
+    declared = (schema.metadata or {}).get("embedded_categories") or {}
+    if not isinstance(declared, dict):
+        raise PipelineError("schema metadata.embedded_categories must map column names to reasons")
+    unknown = sorted(set(declared) - set(schema.columns))
+    if unknown:
+        raise PipelineError(
+            "schema metadata.embedded_categories names columns the schema lacks: "
+            + ", ".join(unknown)
         )
     return {str(name): str(reason) for name, reason in declared.items()}
 

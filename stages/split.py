@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from stages import paths
 from stages.config import Params
-from stages.encoding import EncodingSpec
+from stages.encoding import TARGET, EncodingSpec
 from stages.errors import PipelineError
 from stages.io import TableWriter, read_table, read_table_batches, say, write_json
 
@@ -142,7 +142,7 @@ def run(params: Params) -> None:
     prepared table batch by batch into the three splits, so memory stays bounded."""
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     target = params.dataset.target
-    labels = read_table(paths.PREPARED_TABLE, columns=[target])[target]
+    labels = read_table(paths.PREPARED_TABLE, columns=[TARGET])[TARGET].rename(target)
     assignment = split_assignment(
         labels,
         validation=params.split.validation,

@@ -25,10 +25,10 @@ import pandas as pd
 
 from stages import paths
 from stages.config import Params, TrainParams
-from stages.encoding import EncodingSpec, to_arrays
+from stages.encoding import EncodingSpec, suspected_leaks, targets, to_inputs
 from stages.errors import PipelineError
 from stages.io import read_table, say, staging_dir, write_json
-from stages.model import make_model, save_model
+from stages.model import make_model, model_vocabularies, save_model
 from stages.resume import EpochBackup, backup_key
 from stages.runtime import Cluster, configure_device, join_cluster, leave_cluster
 
@@ -152,13 +152,16 @@ def epoch_batches(
     epochs: int,
     process: int = 0,
     processes: int = 1,
+    n_inputs: int = 1,
 ):
     """The training batches of epochs `first_epoch` to `epochs - 1`, as one tf.data stream.
 
     Each epoch's order is a permutation drawn from (seed, epoch) alone, so a run resumed
     at epoch k sees exactly the batches an uninterrupted run sees from epoch k. With
     several processes, every process draws the same global batches and keeps its own
-    stride of each (rows process, process + processes, ...).
+    stride of each (rows process, process + processes, ...). The first `n_inputs` arrays
+    are the model's inputs (grouped into one element when there are several), the rest the
+    targets and sample weights.
     """
     import tensorflow as tf
 
@@ -174,7 +177,8 @@ def epoch_batches(
     def gather(indices):
         if processes > 1:
             indices = indices[process::processes]
-        return tuple(tf.gather(tensor, indices) for tensor in tensors)
+        gathered = tuple(tf.gather(tensor, indices) for tensor in tensors)
+        return _group_inputs(gathered, n_inputs)
 
     return (
         tf.data.Dataset.range(first_epoch, epochs)
@@ -184,12 +188,25 @@ def epoch_batches(
     )
 
 
-def evaluation_batches(arrays: tuple[np.ndarray, ...], *, batch_size: int):
+def _group_inputs(arrays: tuple, n_inputs: int) -> tuple:
+    """(a, b, y, ...) as ((a, b), y, ...) when the model takes several inputs."""
+    return arrays if n_inputs == 1 else (tuple(arrays[:n_inputs]), *arrays[n_inputs:])
+
+
+def _as_tuple(inputs) -> tuple:
+    return inputs if isinstance(inputs, tuple) else (inputs,)
+
+
+def evaluation_batches(arrays: tuple[np.ndarray, ...], *, batch_size: int, n_inputs: int = 1):
     """The validation rows in order, batched and prefetched. With several processes each
     one feeds every row, so the metrics are those of the whole set on every worker."""
     import tensorflow as tf
 
-    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return (
+        tf.data.Dataset.from_tensor_slices(_group_inputs(arrays, n_inputs))
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def class_weights(labels: np.ndarray, *, classes: list[str], mode: str) -> np.ndarray | None:
@@ -257,18 +274,17 @@ def train_model(
     # The device first: TensorFlow can hide a GPU only before it starts using it.
     strategy, device = configure_device(params.device, params.mixed_precision)
     set_determinism(seed, params.deterministic)
-    x_train, y_train = to_arrays(train, spec)
-    x_val, y_val = to_arrays(validation, spec)
-    if len(x_train) < params.batch_size and processes > 1:
+    y_train, y_val = targets(train, spec), targets(validation, spec)
+    if len(y_train) < params.batch_size and processes > 1:
         raise PipelineError(
-            f"{len(x_train)} train rows are fewer than one batch of {params.batch_size}"
+            f"{len(y_train)} train rows are fewer than one batch of {params.batch_size}"
         )
     weights = None
     if spec.task == "classification":
         weights = class_weights(y_train, classes=spec.classes, mode=params.class_weight)
     score = "r2" if spec.task == "regression" else "accuracy"
 
-    steps = steps_per_epoch(len(x_train), params.batch_size, processes)
+    steps = steps_per_epoch(len(y_train), params.batch_size, processes)
     per_execution = fitting_steps_per_execution(params.steps_per_execution, steps)
     if per_execution != params.steps_per_execution:
         print(
@@ -279,6 +295,9 @@ def train_model(
         params = params.model_copy(update={"steps_per_execution": per_execution})
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = make_model(train, y_train, spec=spec, params=params, seed=seed)
+        vocabularies = model_vocabularies(model)
+        x_train = _as_tuple(to_inputs(train, spec, vocabularies))
+        x_val = _as_tuple(to_inputs(validation, spec, vocabularies))
         watch = OverfittingMonitor(params.overfit_gap, score=score)
         stopper = None
         if params.patience > 0:
@@ -310,7 +329,7 @@ def train_model(
     callbacks += [*extra_callbacks, backup]
     first = params.epochs if backup.stopped else done
     if first < params.epochs:
-        train_arrays = (x_train, y_train)
+        train_arrays = (*x_train, y_train)
         if weights is not None:
             train_arrays += (weights[y_train].astype("float32"),)
         model.fit(
@@ -322,9 +341,12 @@ def train_model(
                 epochs=params.epochs,
                 process=process,
                 processes=processes,
+                n_inputs=len(x_train),
             ),
             steps_per_epoch=steps,
-            validation_data=evaluation_batches((x_val, y_val), batch_size=params.batch_size),
+            validation_data=evaluation_batches(
+                (*x_val, y_val), batch_size=params.batch_size, n_inputs=len(x_val)
+            ),
             initial_epoch=first,
             epochs=params.epochs,
             shuffle=False,  # epoch_batches shuffles, reproducibly
@@ -360,9 +382,11 @@ def train_model(
         "overfit_epochs": flagged,
         "overfitting": bool(flagged),
         "history": {name: [round(float(v), 6) for v in values] for name, values in history.items()},
-        "train_rows": len(x_train),
-        "validation_rows": len(x_val),
-        "features": x_train.shape[1],
+        "train_rows": len(y_train),
+        "validation_rows": len(y_val),
+        "features": x_train[0].shape[1],
+        "embedded_categories": {name: len(values) for name, values in vocabularies.items()},
+        "suspected_leaks_excluded": suspected_leaks(spec),
         "parameters": model.count_params(),
         "class_weights": None
         if weights is None
@@ -438,6 +462,8 @@ def _run(params: Params, cluster: Cluster | None) -> None:
         ).to_csv(live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False)
         save_model(model, paths.MODEL)
     Path(paths.TRAIN_BACKUP).unlink(missing_ok=True)
+    for name, reason in report["suspected_leaks_excluded"].items():
+        say("train", f"warning: column '{name}' is not a model input: {reason}")
     best = report["best"]
     score = report["overfit_score"]
     say(

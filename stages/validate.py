@@ -1,7 +1,9 @@
 """validate: check the raw table against the pandera schema, reporting every failure.
 
-Reads data/raw/table.parquet and the schema file in `dataset.schema`. Validation is lazy:
-every failure case is collected, not only the first. Writes the validated (type-coerced)
+Reads data/raw/table.parquet and the schema file in `dataset.schema`. Values are cleaned
+first (text trimmed, missing-value tokens made missing, dates parsed: stages/transform.py),
+then judged. Validation is lazy: every failure case is collected, not only the first. A row
+without a label is not invalid: prepare drops it and counts it. Writes the validated (type-coerced)
 table to data/validated/table.parquet and reports/validate/report.json; when any row is
 invalid, the report and reports/validate/failure_cases.csv describe every failure and the
 stage fails with a message naming each column, check and count.
@@ -16,10 +18,11 @@ import pandera.pandas as pa
 
 from stages import paths
 from stages.config import Params
-from stages.encoding import ROW_ID
+from stages.encoding import ROW_ID, free_name
 from stages.errors import PipelineError
 from stages.io import read_table, say, write_csv, write_json, write_table
 from stages.schema import load_schema, require_target
+from stages.transform import clean_frame
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "index"]
 
@@ -109,7 +112,13 @@ def run(params: Params) -> None:
     schema = load_schema(schema_path)
     target = params.dataset.target
     require_target(schema, target, schema_path)
-    frame = read_table(paths.RAW_TABLE)
+    # Rows without a label are dropped (and counted) by prepare, never judged invalid here.
+    schema = schema.update_column(target, nullable=True)
+    frame = clean_frame(
+        read_table(paths.RAW_TABLE), missing_tokens=params.prepare.missing_tokens, schema=schema
+    )
+    row_id = free_name(ROW_ID, frame.columns)
+    reason = free_name("reason", frame.columns)
     unexpected = [name for name in frame.columns if name not in schema.columns]
     if unexpected and policy.unexpected_columns == "drop":
         frame = frame.drop(columns=unexpected)
@@ -117,7 +126,7 @@ def run(params: Params) -> None:
     report = validation_report(frame, cases, schema_path=schema_path)
     reasons = row_reasons(cases)
     table_level = cases["index"].isna().any()
-    quarantine = pd.DataFrame(columns=[ROW_ID, *frame.columns, "reason"])
+    quarantine = pd.DataFrame(columns=[row_id, *frame.columns, reason])
     error = None
     if validated is None and (table_level or policy.on_invalid == "fail"):
         error = failure_message(report, source=paths.RAW_TABLE)
@@ -130,8 +139,8 @@ def run(params: Params) -> None:
         )
     elif validated is None:
         invalid = list(reasons)
-        quarantine = frame.loc[invalid].assign(reason=[reasons[row] for row in invalid])
-        quarantine.insert(0, ROW_ID, invalid)
+        quarantine = frame.loc[invalid].assign(**{reason: [reasons[row] for row in invalid]})
+        quarantine.insert(0, row_id, invalid)
         validated, _ = validate_frame(frame.drop(index=invalid), schema=schema)
     if error is None:
         classes = validated[target].dropna().unique()
@@ -145,12 +154,14 @@ def run(params: Params) -> None:
         unexpected_columns_policy=policy.unexpected_columns,
         on_invalid=policy.on_invalid,
         quarantined_rows=len(quarantine),
+        unlabelled_rows=int(frame[target].isna().sum()) if target in frame.columns else 0,
     )
     metrics = {
         "rows": len(frame),
         "valid_rows": 0 if error else len(validated),
         "invalid_rows": report["invalid_rows"],
         "quarantined_rows": len(quarantine),
+        "unlabelled_rows": report["unlabelled_rows"],
         # failure count per `column:check`, for `dvc metrics show`
         "failures": {f"{i['column']}:{i['check']}": i["failures"] for i in report["failures"]},
     }
@@ -160,11 +171,13 @@ def run(params: Params) -> None:
     if error is not None:
         raise error
     write_table(quarantine, paths.QUARANTINE_TABLE)
-    validated.insert(0, ROW_ID, validated.index.to_numpy(dtype="int64"))
+    validated.insert(0, row_id, validated.index.to_numpy(dtype="int64"))
     write_table(validated.reset_index(drop=True), paths.VALIDATED_TABLE)
     dropped = f", unexpected columns dropped: {', '.join(unexpected)}" if unexpected else ""
+    unlabelled = report["unlabelled_rows"]
+    unlabelled = f", {unlabelled:,} without a label" if unlabelled else ""
     say(
         "validate",
-        f"{len(validated):,} rows valid, {len(quarantine):,} quarantined{dropped} "
+        f"{len(validated):,} rows valid{unlabelled}, {len(quarantine):,} quarantined{dropped} "
         f"-> {paths.VALIDATED_TABLE}",
     )

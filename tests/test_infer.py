@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -52,7 +53,7 @@ FRAME = pd.DataFrame(
         "delta": [(i * 37) % 101 - 50 for i in range(100)],  # distinct, not a row number
         "color": ["red", "green", None, "blue"] * 25,
         "comment": [f"note {i}" for i in range(100)],
-        "label": ["yes", "no"] * 50,
+        "label": ["yes"] * 50 + ["no"] * 50,
     }
 )
 
@@ -63,7 +64,7 @@ def test_inferred_schema_is_sensible():
     assert columns["label"] == {
         "description": "The target: 2 classes.",
         "dtype": "str",
-        "nullable": False,
+        "nullable": True,  # rows without a label are dropped, not invalid
         "checks": {"isin": ["no", "yes"]},
     }
     assert columns["color"]["checks"] == {"isin": ["blue", "green", "red"]}
@@ -109,3 +110,70 @@ def test_update_params_points_params_at_the_new_source(tmp_path: Path):
     assert (parsed.dataset.target, parsed.dataset.schema_path) == ("label", "schemas/new.yaml")
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     assert yaml.safe_load(params.read_text())["train"] == shipped["train"]
+
+
+def test_every_column_kind_gets_a_decision_and_a_reason():
+    rng = np.random.default_rng(0)
+    rows = 600
+    label = rng.choice(["a", "b"], size=rows)
+    frame = pd.DataFrame(
+        {
+            "plane": [f"N{i % 150}" for i in range(rows)],  # 150 values, each repeated
+            "when": pd.date_range("2020-01-01", periods=rows, freq="h").strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "tags": [[1, 2]] * rows,  # nested
+            "same": ["x"] * rows,
+            "flag": rng.choice(["yes", "no"], size=rows),
+            "text": [f"free text number {i}" if i % 3 else "again" for i in range(rows)],
+            "label": label,
+        }
+    )
+    frame.loc[:5, "label"] = None
+    schema = infer_schema(frame, target="label")
+    columns, metadata = schema["columns"], schema["metadata"]
+    assert "plane" in metadata["embedded_categories"] and "checks" not in columns["plane"]
+    assert columns["when"]["dtype"] == "datetime64[ns]"
+    assert columns["flag"]["description"] == "Yes/no (2 values)."
+    assert metadata["non_features"]["tags"].startswith("nested values")
+    assert metadata["non_features"]["same"].startswith("a single value")
+    assert metadata["non_features"]["text"].startswith("401 distinct values in 600 rows")
+    assert "6 rows without one are dropped" in columns["label"]["description"]
+
+
+def test_a_leak_is_flagged_and_a_strong_honest_feature_is_not():
+    rng = np.random.default_rng(1)
+    rows = 2000
+    signal = rng.normal(size=rows)
+    label = np.where(signal + rng.normal(scale=0.5, size=rows) > 0, "yes", "no")
+    frame = pd.DataFrame(
+        {
+            "strong": signal,  # predicts the label well, not perfectly: a real feature
+            "refund_code": np.where(label == "yes", "R", "N"),  # recorded after the outcome
+            "closed_at": np.where(label == "yes", 1.0, np.nan),  # only its missingness leaks
+            "noise": rng.normal(size=rows),
+            "label": label,
+        }
+    )
+    excluded = infer_schema(frame, target="label")["metadata"]["non_features"]
+    assert set(excluded) == {"refund_code", "closed_at"}
+    assert excluded["refund_code"].startswith("suspected target leak: on its own")
+    assert excluded["closed_at"].startswith("suspected target leak: whether it is missing")
+    wage = pd.DataFrame({"age": rng.integers(20, 60, rows), "wage": rng.lognormal(4, 0.4, rows)})
+    wage["logwage"] = np.log(wage["wage"])
+    leaks = infer_schema(wage, target="wage", task="regression")["metadata"]["non_features"]
+    assert list(leaks) == ["logwage"] and "Spearman correlation 1.000" in leaks["logwage"]
+
+
+def test_update_params_writes_gates_relative_to_the_baselines(tmp_path: Path):
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text())
+    options = {"source": "new.csv", "watch": "new.csv", "query": None, "format": "auto"}
+    changes = update_params(
+        params, options=options, target="y", schema_path="s.yaml", task="regression"
+    )
+    gates = load_params(params).evaluate.gates
+    assert gates.minimum == {} and gates.maximum == {}  # Adult's absolute gates are gone
+    assert gates.must_beat == {"mean": ["r2"]}
+    assert gates.baseline == "hist_gradient_boosting" and set(gates.max_shortfall) == {"r2"}
+    assert any(change.startswith("evaluate.gates") for change in changes)

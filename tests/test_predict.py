@@ -6,7 +6,7 @@ from stages.encoding import model_inputs
 from stages.errors import PipelineError
 from stages.model import build_model, predict_proba
 from stages.predict import feature_schema, predict_frame
-from stages.prepare import encode_features, normalise_text
+from stages.transform import clean_frame, encode_features
 
 TOKENS = ["", "?", "NA"]
 
@@ -28,18 +28,19 @@ def model(spec):
 
 
 def predict(raw, schema, spec, model):
-    return predict_frame(
+    out, _ = predict_frame(
         raw,
         schema=feature_schema(schema, target="label"),
         spec=spec,
         model=model,
         missing_tokens=TOKENS,
     )
+    return out
 
 
 def test_predictions_equal_the_model_on_the_prepare_encoding(schema, spec, model, raw_frame):
     out = predict(raw_frame.drop(columns=["label"]), schema, spec, model)
-    encoded = encode_features(normalise_text(raw_frame, missing_tokens=TOKENS), spec=spec)
+    encoded = encode_features(clean_frame(raw_frame, missing_tokens=TOKENS), spec=spec)
     expected = predict_proba(model, model_inputs(encoded, spec))
     np.testing.assert_allclose(
         out[["probability_no", "probability_yes"]].to_numpy(), expected, rtol=1e-6
@@ -56,12 +57,12 @@ def test_the_label_column_may_be_present_and_is_ignored(schema, spec, model, raw
 
 def test_invalid_rows_get_a_reason_and_keep_their_place(schema, spec, model, raw_frame):
     raw = raw_frame.drop(columns=["label"])
-    raw.loc[1, "color"] = "purple"  # unseen category
+    raw.loc[1, "age"] = -4  # out of range
     raw.loc[3, "age"] = None  # missing where the schema forbids it
     raw.loc[4, "hours"] = None  # missing where the schema allows it
     out = predict(raw, schema, spec, model)
     assert len(out) == 5
-    assert out["error"][1] == "color: 'purple' fails not in the schema's vocabulary"
+    assert out["error"][1] == "age: '-4.0' fails in_range(0, 120)"
     assert "age: '<missing>' fails not_nullable" in out["error"][3]
     assert pd.isna(out["predicted"][1]) and pd.isna(out["predicted"][3])
     assert np.isnan(out["probability_yes"][[1, 3]]).all()
@@ -74,3 +75,29 @@ def test_invalid_rows_get_a_reason_and_keep_their_place(schema, spec, model, raw
 def test_a_missing_column_fails_the_whole_input(schema, spec, model, raw_frame):
     with pytest.raises(PipelineError, match="do not have the schema's columns"):
         predict(raw_frame.drop(columns=["color", "label"]), schema, spec, model)
+
+
+def test_an_unseen_category_is_predicted_as_unknown_with_a_warning(schema, spec, model, raw_frame):
+    raw = raw_frame.drop(columns=["label"])
+    raw.loc[1, "color"] = "purple"
+    out, unseen = predict_frame(
+        raw,
+        schema=feature_schema(schema, target="label"),
+        spec=spec,
+        model=model,
+        missing_tokens=TOKENS,
+    )
+    assert unseen == {"color": 1}
+    assert out["warning"][1] == "color: unseen category 'purple', treated as unknown"
+    assert out["warning"].drop(index=1).isna().all()
+    assert out["error"].isna().all()
+    as_missing = predict(raw.assign(color=raw["color"].where(raw.index != 1)), schema, spec, model)
+    assert out["probability_yes"][1] == pytest.approx(as_missing["probability_yes"][1], rel=1e-6)
+
+
+def test_extra_columns_are_ignored_and_order_is_free(schema, spec, model, raw_frame):
+    raw = raw_frame.drop(columns=["label"])
+    shuffled = raw[list(reversed(raw.columns))].assign(comment="new", reason="x", row_id=1)
+    pd.testing.assert_frame_equal(
+        predict(shuffled, schema, spec, model), predict(raw, schema, spec, model)
+    )

@@ -5,13 +5,8 @@ import pytest
 
 from stages.encoding import EncodingSpec, model_inputs
 from stages.errors import PipelineError
-from stages.prepare import (
-    clean_frame,
-    encode_features,
-    encode_target,
-    prepare_frame,
-    spec_from_schema,
-)
+from stages.prepare import drop_rows, encode_target, prepare_frame, spec_from_schema
+from stages.transform import clean_frame, encode_features
 
 TOKENS = ["", "?", "NA"]
 
@@ -21,25 +16,25 @@ def test_spec_comes_from_the_schema_alone(spec):
     assert spec.classes == ["no", "yes"]
     assert spec.excluded == {"id": "an identifier, not a property of the row"}
     assert spec.feature_columns == [
-        "age",
-        "hours",
-        "hours__missing",
-        "color=red",
-        "color=green",
-        "color=blue",
+        "x:age",
+        "x:hours",
+        "m:hours",
+        "x:color=red",
+        "x:color=green",
+        "x:color=blue",
     ]
-    assert spec.numeric_columns == ["age", "hours"]
+    assert spec.numeric_columns == ["x:age", "x:hours"]
 
 
 def test_exact_encoding_of_a_few_rows(spec, raw_frame):
     encoded = encode_features(raw_frame, spec=spec)
-    assert spec.table_columns == ["age", "hours", "hours__missing", "color"]
+    assert spec.table_columns == ["x:age", "x:hours", "m:hours", "x:color"]
     assert list(encoded.columns) == spec.table_columns
-    assert encoded["age"].tolist() == [25, 40, 33, 58, 19]
-    assert encoded["hours"].tolist() == [40.0, 0.0, 20.5, 60.0, 10.0]  # missing: 0 ...
-    assert encoded["hours__missing"].tolist() == [0, 1, 0, 0, 0]  # ... plus its indicator
-    assert encoded["color"].tolist() == [0, 2, -1, 1, 0]  # codes; missing: -1
-    assert encoded["color"].dtype == "int32" and encoded["age"].dtype == "float32"
+    assert encoded["x:age"].tolist() == [25, 40, 33, 58, 19]
+    assert encoded["x:hours"].tolist() == [40.0, 0.0, 20.5, 60.0, 10.0]  # missing: 0 ...
+    assert encoded["m:hours"].tolist() == [0, 1, 0, 0, 0]  # ... plus its indicator
+    assert encoded["x:color"].tolist() == [0, 2, -1, 1, 0]  # codes; missing: -1
+    assert encoded["x:color"].dtype == "int32" and encoded["x:age"].dtype == "float32"
     expected = np.array(
         [
             [25, 40.0, 0, 1, 0, 0],
@@ -59,7 +54,7 @@ def test_exact_encoding_of_a_few_rows(spec, raw_frame):
 def test_unknown_category_encodes_to_all_zeros(spec, raw_frame):
     row = raw_frame.iloc[[0]].assign(color="purple")
     encoded = encode_features(row, spec=spec)
-    assert encoded["color"].tolist() == [-1]
+    assert encoded["x:color"].tolist() == [-1]
     assert model_inputs(encoded, spec)[:, 3:].tolist() == [[0, 0, 0]]
 
 
@@ -70,38 +65,42 @@ def test_a_row_encodes_the_same_alone_or_in_a_batch(spec, raw_frame):
         np.testing.assert_array_equal(alone.to_numpy()[0], batch.to_numpy()[position])
 
 
-def test_clean_trims_text_maps_tokens_and_drops_duplicates_and_unlabelled(spec, raw_frame):
-    messy = pd.concat([raw_frame, raw_frame.iloc[[0]]], ignore_index=True)  # a duplicate
+def test_clean_trims_text_and_maps_tokens_before_validation(raw_frame):
+    messy = raw_frame.copy()
     messy.loc[1, "color"] = "  blue "
     messy.loc[3, "color"] = "?"
-    messy.loc[4, "label"] = "NA"  # unlabelled once the token becomes missing
+    messy.loc[4, "label"] = "NA"
     before = messy.copy()
-    clean, counts = clean_frame(messy, spec=spec, missing_tokens=TOKENS, drop_duplicates=True)
+    clean = clean_frame(messy, missing_tokens=TOKENS)
     pd.testing.assert_frame_equal(messy, before)  # the input is not mutated
+    assert clean["color"].tolist()[1] == "blue"
+    assert pd.isna(clean["color"].tolist()[3]) and pd.isna(clean["label"].tolist()[4])
+
+
+def test_drop_rows_drops_duplicates_and_unlabelled(spec, raw_frame):
+    messy = pd.concat([raw_frame, raw_frame.iloc[[0]]], ignore_index=True)  # a duplicate
+    messy.loc[4, "label"] = None
+    kept, counts = drop_rows(messy, spec=spec, row_id="row_id", drop_duplicates=True)
     assert counts == {
         "rows_in": 6,
         "duplicates_dropped": 1,
         "unlabelled_dropped": 1,
         "rows_out": 4,
     }
-    assert clean["row_id"].tolist() == [0, 1, 2, 3]
-    assert clean["color"].tolist()[1] == "blue"
-    assert pd.isna(clean["color"].tolist()[3])
+    assert kept["row_id"].tolist() == [0, 1, 2, 3]
 
 
 def test_keep_duplicates_when_asked(spec, raw_frame):
     doubled = pd.concat([raw_frame, raw_frame], ignore_index=True)
-    clean, counts = clean_frame(doubled, spec=spec, missing_tokens=TOKENS, drop_duplicates=False)
+    kept, counts = drop_rows(doubled, spec=spec, row_id="row_id", drop_duplicates=False)
     assert counts["duplicates_dropped"] == 0
-    assert len(clean) == 10
+    assert len(kept) == 10
 
 
 def test_prepare_frame_layout(spec, raw_frame):
-    prepared, counts = prepare_frame(
-        raw_frame, spec=spec, missing_tokens=TOKENS, drop_duplicates=True
-    )
-    assert list(prepared.columns) == ["row_id", *spec.table_columns, "label"]
-    assert prepared["label"].tolist() == [0, 1, 0, 1, 0]
+    prepared, counts = prepare_frame(raw_frame, spec=spec, drop_duplicates=True)
+    assert list(prepared.columns) == ["row_id", *spec.table_columns, "target"]
+    assert prepared["target"].tolist() == [0, 1, 0, 1, 0]
     assert "id" not in prepared.columns
     assert counts == {"rows_in": 5, "duplicates_dropped": 0, "unlabelled_dropped": 0, "rows_out": 5}
 
@@ -110,13 +109,9 @@ def test_duplicates_are_found_across_batches(spec, raw_frame):
     from stages.prepare import SeenRows
 
     seen = SeenRows()
-    first, _ = prepare_frame(
-        raw_frame, spec=spec, missing_tokens=TOKENS, drop_duplicates=True, seen=seen
-    )
+    first, _ = prepare_frame(raw_frame, spec=spec, drop_duplicates=True, seen=seen)
     again = raw_frame.iloc[[1, 3]].assign(row_id=[7, 8])  # the same rows, later in the table
-    second, counts = prepare_frame(
-        again, spec=spec, missing_tokens=TOKENS, drop_duplicates=True, seen=seen
-    )
+    second, counts = prepare_frame(again, spec=spec, drop_duplicates=True, seen=seen)
     assert len(first) == 5 and second.empty
     assert counts["duplicates_dropped"] == 2
 
@@ -146,3 +141,63 @@ def test_spec_round_trips_through_json(spec, tmp_path):
     path = tmp_path / "encoding.json"
     spec.save(path)
     assert EncodingSpec.load(path) == spec
+
+
+def test_user_columns_named_like_the_pipelines_own_do_not_collide(raw_frame):
+    """A user's `row_id`, `target`, `reason` or `x__missing` is just another column."""
+    frame = raw_frame.assign(row_id=[9, 8, 7, 6, 5], target=[1.0, None, 2.0, 3.0, 4.0])
+    frame["m:hours"] = [1.0, 2.0, 3.0, 4.0, 5.0]
+    schema = pa.DataFrameSchema(
+        {
+            "row_id": pa.Column("int64"),
+            "target": pa.Column("float64", nullable=True),
+            "m:hours": pa.Column("float64"),
+            "hours": pa.Column("float64", nullable=True),
+            "label": pa.Column("str", pa.Check.isin(["no", "yes"])),
+        }
+    )
+    spec = spec_from_schema(schema, target="label")
+    prepared, _ = prepare_frame(
+        frame.assign(row_id_1=range(5)), spec=spec, drop_duplicates=True, row_id="row_id_1"
+    )
+    assert prepared["row_id"].tolist() == [0, 1, 2, 3, 4]  # the pipeline's own row number
+    assert prepared["x:row_id"].tolist() == [9, 8, 7, 6, 5]  # the user's column
+    assert prepared["m:target"].tolist() == [0, 1, 0, 0, 0]
+    assert prepared["x:m:hours"].tolist() == [1, 2, 3, 4, 5]
+    assert prepared["m:hours"].tolist() == [0, 1, 0, 0, 0]
+    assert prepared["target"].tolist() == [0, 1, 0, 1, 0]
+    assert len(set(prepared.columns)) == len(prepared.columns)
+
+
+def test_dates_become_their_parts():
+    schema = pa.DataFrameSchema(
+        {
+            "when": pa.Column("datetime64[ns]", nullable=True),
+            "label": pa.Column("str", pa.Check.isin(["a", "b"])),
+        }
+    )
+    spec = spec_from_schema(schema, target="label")
+    raw = pd.DataFrame(
+        {"when": ["2013-01-05T10:30:00Z", "2024-12-31", None], "label": ["a", "b", "a"]}
+    )
+    encoded = encode_features(clean_frame(raw, missing_tokens=TOKENS, schema=schema), spec=spec)
+    assert encoded["x:year:when"].tolist() == [2013, 2024, 0]
+    assert encoded["x:month:when"].tolist() == [1, 12, 0]
+    assert encoded["x:weekday:when"].tolist() == [5, 1, 0]  # a Saturday, a Tuesday
+    assert encoded["x:hour:when"].tolist() == [10.5, 0, 0]
+    assert encoded["m:when"].tolist() == [0, 0, 1]
+
+
+def test_embedded_category_stays_text_until_train():
+    schema = pa.DataFrameSchema(
+        {
+            "plane": pa.Column("str", nullable=True),
+            "label": pa.Column("str", pa.Check.isin(["a", "b"])),
+        },
+        metadata={"embedded_categories": {"plane": "many values"}},
+    )
+    spec = spec_from_schema(schema, target="label")
+    assert [feature.kind for feature in spec.features] == ["embedded"]
+    assert spec.feature_columns == []  # not in the numeric matrix: the model's second input
+    encoded = encode_features(pd.DataFrame({"plane": ["N1", None]}), spec=spec)
+    assert encoded["x:plane"].tolist()[0] == "N1" and pd.isna(encoded["x:plane"].tolist()[1])

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stages.encoding import EncodingSpec, FeatureSpec, model_inputs
-from stages.prepare import encode_features
+from stages.transform import encode_features
 
 SPEC = EncodingSpec(
     target="y",
@@ -46,7 +46,7 @@ def test_encoding_is_finite_has_the_spec_width_and_is_row_independent(values):
     frame = frame_of(values)
     table = encode_features(frame, spec=SPEC)
     assert list(table.columns) == SPEC.table_columns
-    assert table["c"].between(-1, 2).all()
+    assert table["x:c"].between(-1, 2).all()
     encoded = model_inputs(table, SPEC)
     assert encoded.shape == (len(frame), len(SPEC.feature_columns)) == (len(frame), 6)
     assert np.isfinite(encoded).all()

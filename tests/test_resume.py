@@ -45,7 +45,7 @@ def _interrupt_at(epoch: int, batch: int):
 
 @pytest.fixture(scope="module")
 def splits():
-    return split_frame(prepared(400), target="label", validation=0.2, test=0.2, seed=0)
+    return split_frame(prepared(400), target="target", validation=0.2, test=0.2, seed=0)
 
 
 def _train(tmp: Path, splits, name: str, *, key: str = "k", backup=True, extra=(), **params):

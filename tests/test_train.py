@@ -41,10 +41,13 @@ def tiny_params(**overrides) -> TrainParams:
 
 
 def prepared(rows: int) -> pd.DataFrame:
+    """A prepared table as prepare writes it (names prefixed, `target` holding the class)."""
     frame = labelled_frame(rows)
     frame["x1__missing"] = np.float32(0)
     frame.loc[frame.index % 10 == 3, ["x1", "x1__missing"]] = [0.0, 1.0]
-    return frame[["row_id", "x1", "x1__missing", "x2", "label"]]
+    return frame[["row_id", "x1", "x1__missing", "x2", "label"]].set_axis(
+        ["row_id", "x:x1", "m:x1", "x:x2", "target"], axis=1
+    )
 
 
 def fit(splits, live_dir, *, seed: int, **params):
@@ -90,16 +93,16 @@ def test_best_epoch_follows_the_monitored_metric():
 
 def test_scaling_statistics_come_from_train_rows_only():
     frame = prepared(400)
-    frame.loc[frame.index % 2 == 0, "x2"] += 100.0  # shift half the rows
-    splits = split_frame(frame, target="label", validation=0.1, test=0.2, seed=0)
+    frame.loc[frame.index % 2 == 0, "x:x2"] += 100.0  # shift half the rows
+    splits = split_frame(frame, target="target", validation=0.1, test=0.2, seed=0)
     train = splits["train"]
     mean, variance = scaling_statistics(train[SPEC.feature_columns], spec=SPEC)
-    present = train.loc[train["x1__missing"] == 0, "x1"]
-    np.testing.assert_allclose(mean, [present.mean(), 0.0, train["x2"].mean()], rtol=1e-5)
+    present = train.loc[train["m:x1"] == 0, "x:x1"]
+    np.testing.assert_allclose(mean, [present.mean(), 0.0, train["x:x2"].mean()], rtol=1e-5)
     np.testing.assert_allclose(
-        variance, [present.var(ddof=0), 1.0, train["x2"].var(ddof=0)], rtol=1e-4
+        variance, [present.var(ddof=0), 1.0, train["x:x2"].var(ddof=0)], rtol=1e-4
     )
-    assert mean[2] != pytest.approx(frame["x2"].mean(), rel=1e-3)
+    assert mean[2] != pytest.approx(frame["x:x2"].mean(), rel=1e-3)
 
     model = build_model(
         n_features=3,
@@ -122,7 +125,7 @@ def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)  # DVCLive looks for a git repository from here
     frame = prepared(300)
-    splits = split_frame(frame, target="label", validation=0.2, test=0.2, seed=0)
+    splits = split_frame(frame, target="target", validation=0.2, test=0.2, seed=0)
     model, report = fit(splits, tmp_path / "live", seed=3)
     assert report["epochs_run"] == 2
     assert report["train_rows"] == len(splits["train"])
@@ -144,7 +147,7 @@ def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch):
 
 def test_same_seed_gives_identical_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    splits = split_frame(prepared(200), target="label", validation=0.2, test=0.2, seed=0)
+    splits = split_frame(prepared(200), target="target", validation=0.2, test=0.2, seed=0)
     runs = [fit(splits, tmp_path / f"live{index}", seed=11)[0].get_weights() for index in range(2)]
     for first, second in zip(*runs, strict=True):
         np.testing.assert_array_equal(first, second)
@@ -173,16 +176,16 @@ def test_bin_edges_are_fitted_on_the_rows_given_and_follow_the_label():
     rng = np.random.default_rng(0)
     x1 = rng.uniform(0, 100, size=2000)
     frame = pd.DataFrame(
-        {"x1": x1, "x1__missing": 0.0, "x2": rng.normal(size=2000)}, dtype="float32"
+        {"x:x1": x1, "m:x1": 0.0, "x:x2": rng.normal(size=2000)}, dtype="float32"
     )
     labels = (x1 > 60).astype(int)  # the label flips at 60
     indices, edges = bin_edges(frame, labels, spec=SPEC, max_bins=4, seed=0)
     assert indices == [0, 2]  # positions of x1 and x2 among the encoded columns
-    assert edges[0][0] == pytest.approx(frame["x1"].min())
-    assert edges[0][-1] == pytest.approx(frame["x1"].max())
+    assert edges[0][0] == pytest.approx(frame["x:x1"].min())
+    assert edges[0][-1] == pytest.approx(frame["x:x1"].max())
     assert any(abs(edge - 60) < 1 for edge in edges[0])
     first_half = bin_edges(frame.iloc[:1000], labels[:1000], spec=SPEC, max_bins=4, seed=0)
-    assert first_half[1][0][-1] == pytest.approx(frame["x1"].iloc[:1000].max())
+    assert first_half[1][0][-1] == pytest.approx(frame["x:x1"].iloc[:1000].max())
 
 
 def test_saved_model_files_are_byte_identical_for_identical_weights(tmp_path):
@@ -220,12 +223,12 @@ def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     # One positive in ten, overlapping the negatives: unweighted, the model favours "neg".
     frame = prepared(1200)
-    frame["label"] = (np.arange(1200) % 10 == 0).astype("int32")
+    frame["target"] = (np.arange(1200) % 10 == 0).astype("int32")
     rng = np.random.default_rng(1)
-    frame["x1"] = (rng.normal(size=1200) + 1.0 * frame["label"]).astype("float32")
-    splits = split_frame(frame, target="label", validation=0.2, test=0.3, seed=0)
+    frame["x:x1"] = (rng.normal(size=1200) + 1.0 * frame["target"]).astype("float32")
+    splits = split_frame(frame, target="target", validation=0.2, test=0.3, seed=0)
     weights = class_weights(
-        splits["train"]["label"].to_numpy(), classes=SPEC.classes, mode="balanced"
+        splits["train"]["target"].to_numpy(), classes=SPEC.classes, mode="balanced"
     )
     assert weights[1] / weights[0] == pytest.approx(9.0, rel=0.05)
 
@@ -234,7 +237,7 @@ def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkey
         model, report = fit(splits, tmp_path / mode, seed=3, epochs=10, class_weight=mode)
         x_test = splits["test"][SPEC.feature_columns].to_numpy("float32")
         predicted = predict_proba(model, x_test).argmax(axis=1)
-        positives = splits["test"]["label"].to_numpy() == 1
+        positives = splits["test"]["target"].to_numpy() == 1
         recalls[mode] = float((predicted[positives] == 1).mean())
     assert report["class_weights"]["pos"] == pytest.approx(weights[1], rel=1e-5)
     assert recalls["balanced"] >= recalls["none"] + 0.3, recalls
@@ -270,7 +273,7 @@ def test_under_mixed_precision_inputs_and_head_stay_float32(tmp_path):
 
 def test_several_steps_per_execution_train_the_same_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    splits = split_frame(prepared(300), target="label", validation=0.2, test=0.2, seed=0)
+    splits = split_frame(prepared(300), target="target", validation=0.2, test=0.2, seed=0)
     runs = [
         fit(splits, tmp_path / f"live{steps}", seed=2, steps_per_execution=steps)
         for steps in (1, 4)

