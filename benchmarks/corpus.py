@@ -240,18 +240,33 @@ def run_table(
             score=score, network=metrics[score], gbm=hgb.get(score), test_rows=metrics["test_rows"]
         )
     schema = yaml.safe_load((repo / f"schemas/{table.name}.yaml").read_text())
-    result["kinds"] = column_kinds(schema)
+    result["kinds"] = column_kinds(schema, table.target)
     result["ok"] = repro.returncode == 0
     if not result["ok"]:
         result["failed"] = "dvc repro"
     return result
 
 
-def column_kinds(schema: dict) -> dict[str, int]:
-    """How many columns of each kind the inferred schema declares."""
+def column_kinds(schema: dict, target: str) -> dict[str, int]:
+    """How many feature columns of each kind the inferred schema declares, and how many
+    it sets aside (suspected leaks counted apart)."""
+    metadata = schema.get("metadata") or {}
+    excluded = metadata.get("non_features") or {}
+    embedded = metadata.get("embedded_categories") or {}
     kinds: dict[str, int] = {}
-    for column in schema["columns"].values():
-        kind = (column.get("metadata") or {}).get("kind") or column.get("dtype") or "other"
+    for name, column in schema["columns"].items():
+        if name == target:
+            continue
+        if name in excluded:
+            kind = "leak" if excluded[name].startswith("suspected target leak") else "excluded"
+        elif name in embedded:
+            kind = "embedded"
+        elif str(column.get("dtype", "")).startswith("datetime"):
+            kind = "date"
+        elif "isin" in (column.get("checks") or {}):
+            kind = "category"
+        else:
+            kind = "number"
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 

@@ -28,35 +28,37 @@ def main() -> None:
 
     from stages.collect import read_source
     from stages.config import load_params
-    from stages.encoding import to_arrays
+    from stages.encoding import TARGET, targets, to_inputs
     from stages.evaluate import classification_metrics
-    from stages.model import make_model, predict_proba
+    from stages.model import make_model, model_vocabularies, predict_proba
     from stages.prepare import prepare_frame, spec_from_schema
     from stages.schema import load_schema
     from stages.split import split_frame
+    from stages.transform import clean_frame
 
     params = load_params(args.params)
-    spec = spec_from_schema(load_schema(params.dataset.schema_path), target=params.dataset.target)
+    schema = load_schema(params.dataset.schema_path)
+    spec = spec_from_schema(schema, target=params.dataset.target)
+    raw = read_source(params=params.collect)
     prepared, _ = prepare_frame(
-        read_source(params=params.collect),
+        clean_frame(raw, missing_tokens=params.prepare.missing_tokens, schema=schema),
         spec=spec,
-        missing_tokens=params.prepare.missing_tokens,
         drop_duplicates=params.prepare.drop_duplicates,
     )
     splits = split_frame(
         prepared,
-        target=spec.target,
+        target=TARGET,
         validation=params.split.validation,
         test=params.split.test,
         seed=params.dataset.seed,
     )
     keras.utils.set_random_seed(params.dataset.seed)
-    x_train, y_train = to_arrays(splits["train"], spec)
-    x_val, y_val = to_arrays(splits["validation"], spec)
-    x_test, y_test = to_arrays(splits["test"], spec)
+    y_train, y_val, y_test = (targets(splits[name], spec) for name in splits)
     model = make_model(
         splits["train"], y_train, spec=spec, params=params.train, seed=params.dataset.seed
     )
+    vocabularies = model_vocabularies(model)
+    x_train, x_val, x_test = (to_inputs(splits[name], spec, vocabularies) for name in splits)
     model.fit(
         x_train,
         y_train,

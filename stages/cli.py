@@ -31,13 +31,13 @@ COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     },
     "prepare": {"dataset": ["target", "schema", "task"], "prepare": None},
     "split": {"dataset": ["target", "seed"], "split": None},
-    "train": {"dataset": ["seed"], "train": None},
+    "train": {"dataset": ["seed"], "train": None, "prepare": ["missing_tokens"]},
     "evaluate": {"dataset": ["seed"], "evaluate": None},
 }
 # Commands that are not DVC stages: they read params but are run by hand.
 TOOL_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "predict": {"predict": None},
-    "export": {},
+    "export": {"prepare": ["missing_tokens"]},
 }
 
 
@@ -258,7 +258,7 @@ def export(params: Params, output_path: str) -> None:
     """Export models/model.keras as a TensorFlow SavedModel for TF Serving."""
     from stages.predict import export_saved_model
 
-    export_saved_model(paths.MODEL, output_path)
+    export_saved_model(paths.MODEL, output_path, missing_tokens=params.prepare.missing_tokens)
 
 
 @cli.command()

@@ -43,6 +43,7 @@ from stages.errors import PipelineError
 from stages.io import atomic_path, read_json, read_table, say, write_csv, write_json, write_table
 from stages.model import load_model, model_vocabularies, predict_proba, predict_values
 from stages.report import plot_history, plot_predicted_vs_actual, render_report
+from stages.serving import core_model
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -271,7 +272,7 @@ def run(params: Params) -> None:
     check_task_params(params.evaluate, spec.task)
     regression = spec.task == "regression"
     test_rows = read_table(paths.split_table("test"))
-    model = load_model(paths.MODEL)
+    model = core_model(load_model(paths.MODEL))  # the splits are encoded already
     vocabularies = model_vocabularies(model)
     x_test, y_test = to_arrays(test_rows, spec, vocabularies)
     if regression:

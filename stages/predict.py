@@ -29,7 +29,8 @@ from stages.errors import PipelineError
 from stages.io import atomic_path, say
 from stages.model import load_model, model_vocabularies, predict_proba, predict_values
 from stages.schema import load_schema
-from stages.transform import clean_frame, encode_features, unseen_categories
+from stages.serving import core_model
+from stages.transform import clean_frame, encode_features, unparsed_dates, unseen_categories
 from stages.validate import row_reasons, validate_frame
 
 MAX_REASONS_SHOWN = 10
@@ -83,8 +84,9 @@ def predict_frame(
     """
     raw = raw.drop(columns=[spec.target], errors="ignore").reset_index(drop=True)
     raw = raw.drop(columns=[name for name in raw.columns if name not in schema.columns])
+    bad_dates = unparsed_dates(raw, missing_tokens=missing_tokens, schema=schema)
     raw = clean_frame(raw, missing_tokens=missing_tokens, schema=schema)
-    validated, cases = validate_frame(raw, schema=schema)
+    validated, cases = validate_frame(raw, schema=schema, earlier=bad_dates)
     table_cases = cases[cases["index"].isna()]
     if not table_cases.empty:
         details = [
@@ -159,7 +161,7 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
     start = time.perf_counter()
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     schema = feature_schema(load_schema(params.dataset.schema_path), target=spec.target)
-    model = load_model(paths.MODEL)
+    model = core_model(load_model(paths.MODEL))  # the rows are cleaned and encoded here
     rows = invalid = 0
     unseen: Counter[str] = Counter()
     extra: list[str] | None = None
@@ -228,11 +230,28 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
     )
 
 
-def export_saved_model(model_path: str | Path, output: str | Path) -> None:
-    """Write the model as a TensorFlow SavedModel (signature `serve`: features -> probability)."""
+def export_saved_model(
+    model_path: str | Path,
+    output: str | Path,
+    *,
+    spec_path: str | Path = paths.ENCODING_SPEC,
+    missing_tokens: list[str] | None = None,
+) -> None:
+    """Write the raw-column model as a TensorFlow SavedModel (signature `serve`: raw columns
+    -> probabilities). A model file that holds only the numeric core (one trained on the
+    JAX backend) is wrapped in the row transform first."""
     import shutil
 
+    from stages.serving import serving_model, takes_raw_columns
+
     model = load_model(model_path)
+    if not takes_raw_columns(model):
+        model = serving_model(
+            model,
+            spec=EncodingSpec.load(spec_path),
+            vocabularies=model_vocabularies(model),
+            missing_tokens=missing_tokens or [],
+        )
     output = Path(output)
     tmp = output.with_name(f".tmp-{output.name}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -42,7 +42,7 @@ def target_task(column: pa.Column, *, task: str) -> str:
     the schema lists the target's classes or the target is not a number, else regression."""
     if task != "auto":
         return task
-    dtype = column.dtype.type
+    dtype = column.dtype.type if column.dtype is not None else object
     numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
     return "regression" if numeric and _vocabulary(column) is None else "classification"
 
@@ -64,7 +64,7 @@ def spec_from_schema(
                 "at least two classes",
                 ["for a numeric target to predict as a number, set dataset.task: regression"],
             )
-    elif not pd.api.types.is_numeric_dtype(column.dtype.type):
+    elif column.dtype is None or not pd.api.types.is_numeric_dtype(column.dtype.type):
         raise PipelineError(
             f"schema column '{target}' (the target) has dtype {column.dtype}; regression "
             "needs a numeric target (params: dataset.task)"

@@ -39,7 +39,7 @@ def load_schema(path: str | Path) -> pa.DataFrameSchema:
     updates = {
         name: {"checks": [*column.checks, finite]}
         for name, column in schema.columns.items()
-        if pd.api.types.is_float_dtype(column.dtype.type)
+        if column.dtype is not None and pd.api.types.is_float_dtype(column.dtype.type)
     }
     return schema.update_columns(updates) if updates else schema
 

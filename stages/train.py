@@ -404,6 +404,18 @@ def train_model(
     return model, report
 
 
+def serving(model: keras.Model, spec: EncodingSpec, missing_tokens: list[str]) -> keras.Model:
+    """The model to save: on TensorFlow, the core wrapped in the row transform, so it takes
+    raw columns; on JAX (no string tensors) the core alone (`stages export` wraps it)."""
+    if keras.backend.backend() != "tensorflow":
+        return model
+    from stages.serving import serving_model
+
+    return serving_model(
+        model, spec=spec, vocabularies=model_vocabularies(model), missing_tokens=missing_tokens
+    )
+
+
 def _tensorflow_version() -> str | None:
     try:
         import tensorflow as tf
@@ -460,7 +472,7 @@ def _run(params: Params, cluster: Cluster | None) -> None:
         best_epoch_marker(
             report["history"], best=report["best_epoch"], score=report["overfit_score"]
         ).to_csv(live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False)
-        save_model(model, paths.MODEL)
+        save_model(serving(model, spec, params.prepare.missing_tokens), paths.MODEL)
     Path(paths.TRAIN_BACKUP).unlink(missing_ok=True)
     for name, reason in report["suspected_leaks_excluded"].items():
         say("train", f"warning: column '{name}' is not a model input: {reason}")

@@ -61,6 +61,29 @@ def clean_frame(
     return out
 
 
+def unparsed_dates(
+    frame: pd.DataFrame, *, missing_tokens: list[str], schema: pa.DataFrameSchema
+) -> pd.DataFrame:
+    """Failure cases (column, check, failure_case, index) of the values of the schema's
+    date columns that are present but do not read as a date: `clean_frame` makes them
+    missing, and validation reports them with these."""
+    tokens = set(missing_tokens)
+    cases = []
+    for name, declared in schema.columns.items():
+        dtype = declared.dtype.type if declared.dtype is not None else None
+        if name not in frame.columns or dtype is None or not is_datetime_dtype(dtype):
+            continue
+        column = frame[name]
+        if is_datetime_dtype(column.dtype):
+            continue
+        text = column.astype("string").str.strip()
+        present = text.notna() & ~text.isin(tokens)
+        bad = present & parse_dates(text).isna()
+        for index in np.flatnonzero(bad.to_numpy()):
+            cases.append((name, "parses as a date", str(text.iloc[index]), frame.index[index]))
+    return pd.DataFrame(cases, columns=["column", "check", "failure_case", "index"])
+
+
 def _holds_lists(column: pd.Series) -> bool:
     """An object column of lists, dicts or arrays (a nested Parquet column)."""
     if column.dtype != object:

@@ -22,15 +22,17 @@ from stages.encoding import ROW_ID, free_name
 from stages.errors import PipelineError
 from stages.io import read_table, say, write_csv, write_json, write_table
 from stages.schema import load_schema, require_target
-from stages.transform import clean_frame
+from stages.transform import clean_frame, unparsed_dates
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "index"]
 
 
 def validate_frame(
-    frame: pd.DataFrame, *, schema: pa.DataFrameSchema
+    frame: pd.DataFrame, *, schema: pa.DataFrameSchema, earlier: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame | None, pd.DataFrame]:
-    """Validate lazily. Returns (validated frame or None, failure cases)."""
+    """Validate lazily. Returns (validated frame or None, failure cases). `earlier` holds
+    failure cases found while cleaning (dates that do not parse); rows in it are invalid."""
+    extra = earlier if earlier is not None and len(earlier) else None
     try:
         validated = schema.validate(frame.copy(), lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -39,7 +41,11 @@ def validate_frame(
         cases["failure_case"] = [
             "<missing>" if pd.isna(value) else str(value) for value in cases["failure_case"]
         ]
+        if extra is not None:
+            cases = pd.concat([extra, cases], ignore_index=True)
         return None, cases.reset_index(drop=True)
+    if extra is not None:
+        return None, extra.reset_index(drop=True)
     return validated, pd.DataFrame(columns=FAILURE_COLUMNS)
 
 
@@ -114,15 +120,16 @@ def run(params: Params) -> None:
     require_target(schema, target, schema_path)
     # Rows without a label are dropped (and counted) by prepare, never judged invalid here.
     schema = schema.update_column(target, nullable=True)
-    frame = clean_frame(
-        read_table(paths.RAW_TABLE), missing_tokens=params.prepare.missing_tokens, schema=schema
-    )
+    raw = read_table(paths.RAW_TABLE)
+    tokens = params.prepare.missing_tokens
+    bad_dates = unparsed_dates(raw, missing_tokens=tokens, schema=schema)
+    frame = clean_frame(raw, missing_tokens=tokens, schema=schema)
     row_id = free_name(ROW_ID, frame.columns)
     reason = free_name("reason", frame.columns)
     unexpected = [name for name in frame.columns if name not in schema.columns]
     if unexpected and policy.unexpected_columns == "drop":
         frame = frame.drop(columns=unexpected)
-    validated, cases = validate_frame(frame, schema=schema)
+    validated, cases = validate_frame(frame, schema=schema, earlier=bad_dates)
     report = validation_report(frame, cases, schema_path=schema_path)
     reasons = row_reasons(cases)
     table_level = cases["index"].isna().any()

@@ -143,6 +143,30 @@ CASES = {
         "validate",
         "target column 'colour' (params: dataset.target) is not in the schema",
     ),
+    "date that is not a date": (
+        "bad_date.csv",
+        {"dataset.schema": "dates_schema.yaml"},
+        "validate",
+        "column 'when', check parses as a date: 1 failures (e.g. 'not-a-date')",
+    ),
+    "nested column declared as a feature": (
+        "nested.parquet",
+        {"dataset.schema": "nested_schema.yaml"},
+        "prepare",
+        "schema column 'tags' has no dtype, so it cannot be encoded",
+    ),
+    "embedded category the schema lacks": (
+        None,
+        {"dataset.schema": "embedded_unknown_schema.yaml"},
+        "prepare",
+        "schema metadata.embedded_categories names columns the schema lacks: colour",
+    ),
+    "params: negative layer width": (
+        None,
+        {"train.hidden_units": [-3, 8]},
+        "collect",
+        "train.hidden_units: every hidden layer needs at least one unit, got [-3, 8]",
+    ),
     "params: database without query": (
         None,
         {"collect.source": "sqlite:///none.db"},
@@ -167,7 +191,8 @@ def test_broken_input_stops_its_stage_cleanly(workdir: Path, case: str):  # noqa
         if (BROKEN / name).exists():
             shutil.copy(BROKEN / name, workdir / name)
         changes = {"collect.source": name, "collect.watch": name, **changes}
-    shutil.copy(BROKEN / "broken_schema.yaml", workdir / "broken_schema.yaml")
+    for schema in BROKEN.glob("*.yaml"):
+        shutil.copy(schema, workdir / schema.name)
     set_params(changes)
     for stage in STAGES[: STAGES.index(failing)]:
         result = invoke(stage)
@@ -186,3 +211,65 @@ def test_broken_input_stops_its_stage_cleanly(workdir: Path, case: str):  # noqa
 def test_the_corpus_is_large_enough():
     assert len(CASES) >= 15
     assert len([path for path in BROKEN.iterdir()]) >= 15
+
+
+def run_data_stages() -> None:
+    for stage in STAGES:
+        result = invoke(stage)
+        assert result.exit_code == 0, (stage, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_rows_without_a_label_are_dropped_and_counted(workdir: Path):  # noqa: F811
+    lines = Path("tiny.csv").read_text().splitlines()
+    for row in (5, 9, 40):
+        lines[row] = lines[row].rsplit(",", 1)[0] + ","  # a blank label
+    Path("tiny.csv").write_text("\n".join(lines) + "\n")
+    run_data_stages()
+    assert yaml.safe_load(Path(paths.VALIDATE_METRICS).read_text())["unlabelled_rows"] == 3
+    prepared = yaml.safe_load(Path(paths.PREPARE_REPORT).read_text())
+    assert prepared["unlabelled_dropped"] == 3 and prepared["rows_out"] == 57
+
+
+def test_a_bom_crlf_quoted_newlines_and_any_column_order_are_read(workdir: Path):  # noqa: F811
+    lines = Path("tiny.csv").read_text().splitlines()
+    header, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
+    order = [4, 2, 0, 3, 1]  # label, color, age, id, hours
+    rows[7][3] = '"an id\nover two lines"'
+    text = "\r\n".join(",".join(row[i] for i in order) for row in [header, *rows]) + "\r\n"
+    Path("tiny.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    run_data_stages()
+    import pandas as pd
+
+    raw = pd.read_parquet(paths.RAW_TABLE)
+    assert list(raw.columns) == ["label", "color", "age", "id", "hours"]
+    assert raw["id"][7] == "an id\nover two lines"
+
+
+def test_columns_named_like_the_pipelines_own_are_just_columns(workdir: Path):  # noqa: F811
+    import pandas as pd
+
+    frame = pd.read_csv("tiny.csv")
+    frame["row_id"] = range(100, 160)
+    frame["reason"] = ["a", "b", "c"] * 20
+    frame["prediction"] = 1.5
+    frame["hours__missing"] = frame["age"] % 2
+    frame["m:hours"] = 0.25 * frame["age"]
+    frame.to_csv("tiny.csv", index=False)
+    schema = yaml.safe_load(Path("schema.yaml").read_text())
+    for name, dtype in [
+        ("row_id", "int64"),
+        ("prediction", "float64"),
+        ("hours__missing", "int64"),
+        ("m:hours", "float64"),
+    ]:
+        schema["columns"][name] = {"dtype": dtype, "nullable": False}
+    schema["columns"]["reason"] = {"dtype": "str", "checks": {"isin": ["a", "b", "c"]}}
+    Path("schema.yaml").write_text(yaml.safe_dump(schema))
+    run_data_stages()
+    prepared = pd.read_parquet(paths.PREPARED_TABLE)
+    assert prepared["row_id"].tolist()[:3] == [0, 1, 2]  # the pipeline's row numbers
+    assert prepared["x:row_id"].tolist()[:3] == [100, 101, 102]  # the user's column
+    assert {"x:reason", "x:prediction", "x:hours__missing", "x:m:hours", "m:hours"} <= set(
+        prepared.columns
+    )

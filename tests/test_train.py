@@ -175,9 +175,7 @@ def test_bin_edges_are_fitted_on_the_rows_given_and_follow_the_label():
 
     rng = np.random.default_rng(0)
     x1 = rng.uniform(0, 100, size=2000)
-    frame = pd.DataFrame(
-        {"x:x1": x1, "m:x1": 0.0, "x:x2": rng.normal(size=2000)}, dtype="float32"
-    )
+    frame = pd.DataFrame({"x:x1": x1, "m:x1": 0.0, "x:x2": rng.normal(size=2000)}, dtype="float32")
     labels = (x1 > 60).astype(int)  # the label flips at 60
     indices, edges = bin_edges(frame, labels, spec=SPEC, max_bins=4, seed=0)
     assert indices == [0, 2]  # positions of x1 and x2 among the encoded columns
