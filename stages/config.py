@@ -304,6 +304,12 @@ class PredictParams(Section):
     batch_rows: int = Field(
         100_000, gt=0, description="Rows read, validated and scored at a time (bounds memory)."
     )
+    drift_threshold: float = Field(
+        0.2,
+        gt=0,
+        description="Warn about a column whose population stability index against the train "
+        "split exceeds this (0.1: a moderate shift, 0.25: a large one).",
+    )
 
 
 class Params(Section):

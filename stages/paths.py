@@ -23,6 +23,8 @@ SPLIT_NAMES = ("train", "validation", "test")
 SPLIT_REPORT = "reports/split/report.json"
 
 MODEL = "models/model.keras"
+# The train split's profile that `stages predict` measures drift against.
+PROFILE = "models/profile.json"
 SAVED_MODEL = "models/saved_model"
 TRAIN_DIR = "reports/train"
 TRAIN_METRICS = "reports/train/metrics.json"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,9 +25,10 @@ import pyarrow.parquet as pq
 from stages import paths
 from stages.collect import read_chunks
 from stages.config import Params
+from stages.drift import DriftCounter
 from stages.encoding import EncodingSpec, to_inputs
 from stages.errors import PipelineError
-from stages.io import atomic_path, say
+from stages.io import atomic_path, read_json, say, write_json
 from stages.model import load_model, model_vocabularies, predict_proba, predict_values
 from stages.schema import load_schema
 from stages.serving import core_model
@@ -68,6 +70,12 @@ def unseen_warnings(
     return ["; ".join(parts) or None for parts in notes], counts
 
 
+class Predictions(NamedTuple):
+    table: pd.DataFrame  # one row per input row: predicted, probabilities, error, warning
+    unseen: dict[str, int]  # values outside the model's vocabulary, per column
+    encoded: pd.DataFrame  # the valid rows, encoded as prepare does (for drift)
+
+
 def predict_frame(
     raw: pd.DataFrame,
     *,
@@ -75,9 +83,9 @@ def predict_frame(
     spec: EncodingSpec,
     model,
     missing_tokens: list[str],
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Predictions for raw rows, one output row per input row in the same order, and the
-    count of unseen category values per column.
+) -> Predictions:
+    """Predictions for raw rows, one output row per input row in the same order, the
+    count of unseen category values per column, and the valid rows encoded.
 
     `schema` is the feature schema (`feature_schema`); a target column in `raw` and any
     column the schema lacks are ignored; the columns may come in any order.
@@ -110,7 +118,7 @@ def predict_frame(
     out["error"] = pd.array([reasons.get(row) for row in range(len(raw))], dtype="string")
     by_row = dict(zip(validated.index, warnings, strict=True))
     out["warning"] = pd.array([by_row.get(row) for row in range(len(raw))], dtype="string")
-    return out, unseen
+    return Predictions(out, unseen, features)
 
 
 def _class_predictions(model, features: pd.DataFrame, inputs, *, spec: EncodingSpec, rows: int):
@@ -163,6 +171,7 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
     schema = feature_schema(load_schema(params.dataset.schema_path), target=spec.target)
     model = core_model(load_model(paths.MODEL))  # the rows are cleaned and encoded here
     rows = invalid = 0
+    drift = DriftCounter(read_json(paths.PROFILE)) if Path(paths.PROFILE).is_file() else None
     unseen: Counter[str] = Counter()
     extra: list[str] | None = None
     output = Path(output_path)
@@ -186,7 +195,7 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
                         names = ", ".join(extra)
                         say("predict", f"ignoring column(s) the model does not use: {names}")
                 try:
-                    batch, batch_unseen = predict_frame(
+                    batch, batch_unseen, encoded = predict_frame(
                         chunk,
                         schema=schema,
                         spec=spec,
@@ -214,9 +223,23 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
                 rows += len(batch)
                 invalid += int(bad.sum())
                 unseen.update(batch_unseen)
+                if drift is not None:
+                    drift.add(encoded)
         finally:
             writer.close()
     seconds = time.perf_counter() - start
+    if drift is not None:
+        report = drift.summary(threshold=params.predict.drift_threshold, unseen=dict(unseen))
+        report_path = output.with_name(f"{output.stem}.drift.json")
+        write_json(report, report_path)
+        for name in report["drifted"]:
+            say(
+                "predict",
+                f"warning: column '{name}' drifted from the train split (PSI "
+                f"{report['columns'][name]['psi']:.3f} > predict.drift_threshold "
+                f"{params.predict.drift_threshold})",
+            )
+        say("predict", f"drift against the train split -> {report_path}")
     if unseen:
         counts = ", ".join(f"{name} {count:,}" for name, count in sorted(unseen.items()))
         say(

@@ -25,6 +25,7 @@ import pandas as pd
 
 from stages import paths
 from stages.config import Params, TrainParams
+from stages.drift import train_profile
 from stages.encoding import EncodingSpec, suspected_leaks, targets, to_inputs
 from stages.errors import PipelineError
 from stages.io import read_table, say, staging_dir, write_json
@@ -473,6 +474,7 @@ def _run(params: Params, cluster: Cluster | None) -> None:
             report["history"], best=report["best_epoch"], score=report["overfit_score"]
         ).to_csv(live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False)
         save_model(serving(model, spec, params.prepare.missing_tokens), paths.MODEL)
+        write_json(train_profile(train_rows, spec), paths.PROFILE)
     Path(paths.TRAIN_BACKUP).unlink(missing_ok=True)
     for name, reason in report["suspected_leaks_excluded"].items():
         say("train", f"warning: column '{name}' is not a model input: {reason}")

@@ -23,7 +23,13 @@ OUTPUTS = {
     },
     "prepare": {paths.PREPARED_TABLE, paths.ENCODING_SPEC, paths.PREPARE_REPORT},
     "split": {*(paths.split_table(name) for name in paths.SPLIT_NAMES), paths.SPLIT_REPORT},
-    "train": {paths.MODEL, paths.TRAIN_REPORT, paths.TRAIN_PLOTS, paths.TRAIN_METRICS},
+    "train": {
+        paths.MODEL,
+        paths.PROFILE,
+        paths.TRAIN_REPORT,
+        paths.TRAIN_PLOTS,
+        paths.TRAIN_METRICS,
+    },
     "evaluate": {
         paths.EVALUATE_PLOTS,
         paths.EVALUATE_METRICS,

@@ -28,7 +28,7 @@ def model(spec):
 
 
 def predict(raw, schema, spec, model):
-    out, _ = predict_frame(
+    out, _, _ = predict_frame(
         raw,
         schema=feature_schema(schema, target="label"),
         spec=spec,
@@ -80,7 +80,7 @@ def test_a_missing_column_fails_the_whole_input(schema, spec, model, raw_frame):
 def test_an_unseen_category_is_predicted_as_unknown_with_a_warning(schema, spec, model, raw_frame):
     raw = raw_frame.drop(columns=["label"])
     raw.loc[1, "color"] = "purple"
-    out, unseen = predict_frame(
+    out, unseen, _ = predict_frame(
         raw,
         schema=feature_schema(schema, target="label"),
         spec=spec,
@@ -101,3 +101,31 @@ def test_extra_columns_are_ignored_and_order_is_free(schema, spec, model, raw_fr
     pd.testing.assert_frame_equal(
         predict(shuffled, schema, spec, model), predict(raw, schema, spec, model)
     )
+
+
+def test_drift_is_measured_against_the_train_profile(spec, raw_frame):
+    from stages.drift import DriftCounter, psi, train_profile
+    from stages.transform import encode_features
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame(
+        {
+            "age": rng.integers(20, 60, 2000),
+            "hours": np.where(rng.random(2000) < 0.1, np.nan, rng.normal(40, 5, 2000)),
+            "color": rng.choice(["red", "green", "blue"], 2000),
+        }
+    )
+    profile = train_profile(encode_features(train, spec=spec), spec)
+    same, shifted = DriftCounter(profile), DriftCounter(profile)
+    same.add(encode_features(train.sample(500, random_state=1), spec=spec))
+    older = train.assign(age=train["age"] + 25, color="red")
+    shifted.add(encode_features(older, spec=spec))
+    calm = same.summary(threshold=0.2)
+    moved = shifted.summary(threshold=0.2, unseen={"color": 0})
+    assert calm["drifted"] == [] and calm["columns"]["age"]["psi"] < 0.05
+    assert moved["drifted"] == ["age", "color"]
+    assert moved["columns"]["hours"]["psi"] < 0.05
+    assert moved["columns"]["hours"]["missing_batch"] == pytest.approx(
+        calm["columns"]["hours"]["missing_train"], abs=0.001
+    )
+    assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
