@@ -44,32 +44,28 @@ def load_schema(path: str | Path) -> pa.DataFrameSchema:
     return schema.update_columns(updates) if updates else schema
 
 
-def non_features(schema: pa.DataFrameSchema) -> dict[str, str]:
-    """Columns the schema marks as not model inputs, with the reason for each."""
-    declared = (schema.metadata or {}).get("non_features") or {}
+def _reasons(schema: pa.DataFrameSchema, key: str) -> dict[str, str]:
+    """The `metadata.<key>` map of column names to reasons, checked against the columns."""
+    declared = (schema.metadata or {}).get(key) or {}
     if not isinstance(declared, dict):
-        raise PipelineError("schema metadata.non_features must map column names to reasons")
+        raise PipelineError(f"schema metadata.{key} must map column names to reasons")
     unknown = sorted(set(declared) - set(schema.columns))
     if unknown:
         raise PipelineError(
-            f"schema metadata.non_features names columns the schema lacks: {', '.join(unknown)}"
+            f"schema metadata.{key} names columns the schema lacks: {', '.join(unknown)}"
         )
     return {str(name): str(reason) for name, reason in declared.items()}
+
+
+def non_features(schema: pa.DataFrameSchema) -> dict[str, str]:
+    """Columns the schema marks as not model inputs, with the reason for each."""
+    return _reasons(schema, "non_features")
 
 
 def embedded_categories(schema: pa.DataFrameSchema) -> dict[str, str]:
     """Text columns the schema marks as high-cardinality categories (a vocabulary learned
     from train rows and an embedding, instead of a declared `isin` list), with the reason."""
-    declared = (schema.metadata or {}).get("embedded_categories") or {}
-    if not isinstance(declared, dict):
-        raise PipelineError("schema metadata.embedded_categories must map column names to reasons")
-    unknown = sorted(set(declared) - set(schema.columns))
-    if unknown:
-        raise PipelineError(
-            "schema metadata.embedded_categories names columns the schema lacks: "
-            + ", ".join(unknown)
-        )
-    return {str(name): str(reason) for name, reason in declared.items()}
+    return _reasons(schema, "embedded_categories")
 
 
 def require_target(schema: pa.DataFrameSchema, target: str, schema_path: str | Path) -> None:

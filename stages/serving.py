@@ -158,7 +158,9 @@ def serving_model(
         else:
             codes.append(
                 keras.layers.StringLookup(
-                    vocabulary=vocabularies[feature.name] or None,
+                    # An empty vocabulary (no value frequent enough in train rows) cannot be
+                    # set: a value no cleaned text takes stands in, so every row gets code 0.
+                    vocabulary=vocabularies[feature.name] or ["\x00"],
                     num_oov_indices=1,
                     output_mode="int",
                     name=f"{name}_lookup",

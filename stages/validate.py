@@ -124,11 +124,13 @@ def run(params: Params) -> None:
     tokens = params.prepare.missing_tokens
     bad_dates = unparsed_dates(raw, missing_tokens=tokens, schema=schema)
     frame = clean_frame(raw, missing_tokens=tokens, schema=schema)
-    row_id = free_name(ROW_ID, frame.columns)
-    reason = free_name("reason", frame.columns)
     unexpected = [name for name in frame.columns if name not in schema.columns]
     if unexpected and policy.unexpected_columns == "drop":
         frame = frame.drop(columns=unexpected)
+    # Columns added beside the user's take names the schema does not use (prepare finds
+    # the row numbers by the same rule).
+    row_id = free_name(ROW_ID, schema.columns)
+    reason = free_name("reason", [*schema.columns, *frame.columns, row_id])
     validated, cases = validate_frame(frame, schema=schema, earlier=bad_dates)
     report = validation_report(frame, cases, schema_path=schema_path)
     reasons = row_reasons(cases)

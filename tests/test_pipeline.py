@@ -104,8 +104,8 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
     from stages.config import load_params
     from stages.encoding import EncodingSpec
     from stages.predict import feature_schema
-    from stages.prepare import encode_features, normalise_text
     from stages.schema import load_schema
+    from stages.transform import clean_frame, encode_features
     from stages.validate import validate_frame
 
     evaluated = pd.read_parquet(repo / "reports/evaluate/predictions.parquet")
@@ -128,29 +128,50 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
         update={"source": str(repo / "new_rows.data"), "names": params.collect.names[:-1]}
     )
     schema = feature_schema(load_schema(repo / params.dataset.schema_path), target=spec.target)
-    validated, cases = validate_frame(read_source(params=collect), schema=schema)
-    assert cases.empty
-    at_predict = encode_features(
-        normalise_text(validated, missing_tokens=params.prepare.missing_tokens), spec=spec
+    clean = clean_frame(
+        read_source(params=collect), missing_tokens=params.prepare.missing_tokens, schema=schema
     )
+    validated, cases = validate_frame(clean, schema=schema)
+    assert cases.empty
+    at_predict = encode_features(validated, spec=spec)
     prepared = pd.read_parquet(repo / "data/prepared/table.parquet").set_index("row_id")
     at_training = prepared.loc[evaluated["row_id"], spec.table_columns]
     np.testing.assert_array_equal(at_predict.to_numpy(), at_training.to_numpy())
 
 
-def test_exported_saved_model_gives_the_same_outputs(repo: Path, first_repro):
+def test_load_model_the_saved_model_and_predict_agree_on_raw_rows(repo: Path, first_repro):
+    """models/model.keras takes raw columns: keras.models.load_model on it, the SavedModel
+    `stages export` writes, and `stages predict` give the same probabilities."""
+    import keras
     import tensorflow as tf
 
-    from stages.encoding import EncodingSpec, to_arrays
-    from stages.model import load_model
+    import stages.serving
+    from stages.collect import read_source
+    from stages.config import load_params
+    from stages.encoding import EncodingSpec
+
+    lines = (repo / "data/adult.data").read_text().splitlines()[:300]
+    lines = [line.rsplit(",", 1)[0].replace(" Private,", " Privateer,") for line in lines]
+    (repo / "raw_rows.data").write_text("\n".join(lines) + "\n")
+    run([sys.executable, "-m", "stages", "predict", "raw_rows.data", "--output", "raw.csv"], repo)
+    by_predict = pd.read_csv(repo / "raw.csv")["probability_>50K"].to_numpy()
+    assert pd.read_csv(repo / "raw.csv")["warning"].str.contains("Privateer").sum() > 100
 
     run([sys.executable, "-m", "stages", "export", "--output", "models/saved_model"], repo)
+    params = load_params(repo / "params.yaml")
+    collect = params.collect.model_copy(
+        update={"source": str(repo / "raw_rows.data"), "names": params.collect.names[:-1]}
+    )
     spec = EncodingSpec.load(repo / "data/prepared/encoding.json")
-    features, _ = to_arrays(pd.read_parquet(repo / "data/split/test.parquet"), spec)
-    reloaded = tf.saved_model.load(str(repo / "models/saved_model"))
-    served = np.asarray(reloaded.serve(tf.constant(features)))
-    direct = load_model(repo / "models/model.keras").predict(features, verbose=0)
-    np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)
+    inputs = stages.serving.raw_inputs(read_source(params=collect), spec)
+    loaded = keras.models.load_model(repo / "models/model.keras")  # safe mode
+    by_keras = loaded.predict(inputs, verbose=0)[:, 0]
+    saved = tf.saved_model.load(str(repo / "models/saved_model"))
+    by_saved_model = np.asarray(saved.serve(inputs))[:, 0]
+    np.testing.assert_allclose(by_keras, by_predict, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(by_saved_model, by_predict, rtol=1e-6, atol=1e-7)
+    drift = json.loads((repo / "raw.drift.json").read_text())
+    assert drift["columns"]["workclass"]["unseen_batch"] > 0.3
 
 
 def test_changing_train_params_reruns_only_train_and_evaluate(repo: Path, first_repro):

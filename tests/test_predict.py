@@ -27,15 +27,18 @@ def model(spec):
     )
 
 
-def predict(raw, schema, spec, model):
-    out, _, _ = predict_frame(
+def predictions(raw, schema, spec, model):
+    return predict_frame(
         raw,
         schema=feature_schema(schema, target="label"),
         spec=spec,
         model=model,
         missing_tokens=TOKENS,
     )
-    return out
+
+
+def predict(raw, schema, spec, model):
+    return predictions(raw, schema, spec, model).table
 
 
 def test_predictions_equal_the_model_on_the_prepare_encoding(schema, spec, model, raw_frame):
@@ -80,13 +83,7 @@ def test_a_missing_column_fails_the_whole_input(schema, spec, model, raw_frame):
 def test_an_unseen_category_is_predicted_as_unknown_with_a_warning(schema, spec, model, raw_frame):
     raw = raw_frame.drop(columns=["label"])
     raw.loc[1, "color"] = "purple"
-    out, unseen, _ = predict_frame(
-        raw,
-        schema=feature_schema(schema, target="label"),
-        spec=spec,
-        model=model,
-        missing_tokens=TOKENS,
-    )
+    out, unseen, _ = predictions(raw, schema, spec, model)
     assert unseen == {"color": 1}
     assert out["warning"][1] == "color: unseen category 'purple', treated as unknown"
     assert out["warning"].drop(index=1).isna().all()
