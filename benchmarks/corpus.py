@@ -239,6 +239,10 @@ def run_table(
         result.update(
             score=score, network=metrics[score], gbm=hgb.get(score), test_rows=metrics["test_rows"]
         )
+        if "roc_auc" in metrics:
+            result.update(network_auc=metrics["roc_auc"], gbm_auc=hgb.get("roc_auc"))
+        collected = json.loads((repo / "reports/collect/report.json").read_text())
+        result["rows"] = collected["rows"]
     schema = yaml.safe_load((repo / f"schemas/{table.name}.yaml").read_text())
     result["kinds"] = column_kinds(schema, table.target)
     result["ok"] = repro.returncode == 0
@@ -299,6 +303,30 @@ def main() -> None:
                 ),
             )
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(markdown_table(results))
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The results as the README's table."""
+    lines = [
+        "| table | mess | rows | feature columns | network | gradient boosting | both commands |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in result.get("kinds", {}).items())
+        if "network" not in result:
+            lines.append(f"| {result['table']} | {result['mess']} | | {kinds} | failed | | |")
+            continue
+        figures = [f"{result['score']} {result['network']:.4f}", f"{result['gbm']:.4f}"]
+        if "network_auc" in result:
+            figures[0] += f", AUC {result['network_auc']:.4f}"
+            figures[1] += f", AUC {result['gbm_auc']:.4f}"
+        lines.append(
+            f"| {result['table']} | {result['mess']} | {result['rows']:,} | {kinds} | "
+            f"{figures[0]} | {figures[1]} | {result['seconds']:.0f} s |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
