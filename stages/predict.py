@@ -26,13 +26,13 @@ from stages import paths
 from stages.collect import read_chunks
 from stages.config import Params
 from stages.drift import DriftCounter
-from stages.encoding import EncodingSpec, to_inputs
+from stages.encoding import EncodingSpec, to_inputs, value_column
 from stages.errors import PipelineError
 from stages.io import atomic_path, read_json, say, write_json
 from stages.model import load_model, model_vocabularies, predict_proba, predict_values
 from stages.schema import load_schema
 from stages.serving import core_model
-from stages.transform import clean_frame, encode_features, unparsed_dates, unseen_categories
+from stages.transform import clean_frame, encode_features, unparsed_dates
 from stages.validate import row_reasons, validate_frame
 
 MAX_REASONS_SHOWN = 10
@@ -52,22 +52,39 @@ def feature_schema(schema: pa.DataFrameSchema, *, target: str) -> pa.DataFrameSc
 
 
 def unseen_warnings(
-    clean: pd.DataFrame, *, spec: EncodingSpec, vocabularies: dict[str, list[str]]
-) -> tuple[list[str | None], dict[str, int]]:
-    """Per row, a warning naming each category outside the model's vocabulary (the schema's
-    for a listed category, the one learned from train rows for an embedded one), and the
-    count of such values per column."""
-    masks = unseen_categories(clean, spec=spec)
+    clean: pd.DataFrame,
+    encoded: pd.DataFrame,
+    *,
+    spec: EncodingSpec,
+    vocabularies: dict[str, list[str]],
+) -> tuple[dict, dict[str, int]]:
+    """For each row (by index label) with a category outside the model's vocabulary (the
+    schema's for a listed category, the one learned from train rows for an embedded one),
+    a warning naming each; and the count of such values per column."""
+    masks = {  # a listed category outside the schema's vocabulary encodes to -1
+        feature.name: clean[feature.name].notna() & (encoded[value_column(feature.name)] < 0)
+        for feature in spec.features
+        if feature.kind == "categorical"
+    }
     for name, values in vocabularies.items():
         column = clean[name]
         masks[name] = column.notna() & ~column.astype("string").isin(values)
     counts = {name: int(mask.sum()) for name, mask in masks.items() if mask.any()}
-    notes: list[list[str]] = [[] for _ in range(len(clean))]
+    notes: dict = {}
     for name in counts:
-        for position in np.flatnonzero(masks[name].to_numpy()):
-            value = clean[name].iloc[position]
-            notes[position].append(f"{name}: unseen category {str(value)!r}, treated as unknown")
-    return ["; ".join(parts) or None for parts in notes], counts
+        unseen = clean.loc[masks[name].to_numpy(), name]
+        for row, value in unseen.items():
+            note = f"{name}: unseen category {str(value)!r}, treated as unknown"
+            notes[row] = f"{notes[row]}; {note}" if row in notes else note
+    return notes, counts
+
+
+def _sparse_text(texts: dict, rows: int) -> pd.arrays.StringArray:
+    """A text column of `rows` rows, missing except at the positions `texts` gives."""
+    column = np.full(rows, None, dtype=object)
+    if texts:
+        column[np.fromiter(texts.keys(), dtype="int64")] = list(texts.values())
+    return pd.array(column, dtype="string")
 
 
 class Predictions(NamedTuple):
@@ -105,8 +122,8 @@ def predict_frame(
     if reasons:
         validated, _ = validate_frame(raw.drop(index=list(reasons)), schema=schema)
     vocabularies = model_vocabularies(model)
-    warnings, unseen = unseen_warnings(validated, spec=spec, vocabularies=vocabularies)
     features = encode_features(validated, spec=spec)
+    warnings, unseen = unseen_warnings(validated, features, spec=spec, vocabularies=vocabularies)
     inputs = to_inputs(features, spec, vocabularies) if len(features) else None
     if spec.task == "regression":  # one predicted number per row
         values = np.full(len(raw), np.nan)
@@ -115,9 +132,8 @@ def predict_frame(
         out = pd.DataFrame({"predicted": values})
     else:
         out = _class_predictions(model, features, inputs, spec=spec, rows=len(raw))
-    out["error"] = pd.array([reasons.get(row) for row in range(len(raw))], dtype="string")
-    by_row = dict(zip(validated.index, warnings, strict=True))
-    out["warning"] = pd.array([by_row.get(row) for row in range(len(raw))], dtype="string")
+    out["error"] = _sparse_text(reasons, len(raw))
+    out["warning"] = _sparse_text(warnings, len(raw))
     return Predictions(out, unseen, features)
 
 

@@ -135,14 +135,3 @@ def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
         if feature.nullable:
             encoded[missing_column(feature.name)] = absent.astype("float32")
     return pd.DataFrame(encoded, index=frame.index, columns=spec.table_columns)
-
-
-def unseen_categories(frame: pd.DataFrame, *, spec: EncodingSpec) -> dict[str, pd.Series]:
-    """Per categorical feature, a mask of the rows whose value is present but outside the
-    schema's vocabulary: they take the out-of-vocabulary path (all zeros)."""
-    masks = {}
-    for feature in spec.features:
-        if feature.kind == "categorical" and feature.name in frame.columns:
-            column = frame[feature.name]
-            masks[feature.name] = column.notna() & (_codes(column, feature.vocabulary or []) < 0)
-    return masks
