@@ -253,12 +253,14 @@ def test_columns_named_like_the_pipelines_own_are_just_columns(workdir: Path):  
     frame["row_id"] = range(100, 160)
     frame["reason"] = ["a", "b", "c"] * 20
     frame["prediction"] = 1.5
+    frame["index"] = frame["age"] * 2
     frame["hours__missing"] = frame["age"] % 2
     frame["m:hours"] = 0.25 * frame["age"]
     frame.to_csv("tiny.csv", index=False)
     schema = yaml.safe_load(Path("schema.yaml").read_text())
     for name, dtype in [
         ("row_id", "int64"),
+        ("index", "int64"),
         ("prediction", "float64"),
         ("hours__missing", "int64"),
         ("m:hours", "float64"),
@@ -270,6 +272,6 @@ def test_columns_named_like_the_pipelines_own_are_just_columns(workdir: Path):  
     prepared = pd.read_parquet(paths.PREPARED_TABLE)
     assert prepared["row_id"].tolist()[:3] == [0, 1, 2]  # the pipeline's row numbers
     assert prepared["x:row_id"].tolist()[:3] == [100, 101, 102]  # the user's column
-    assert {"x:reason", "x:prediction", "x:hours__missing", "x:m:hours", "m:hours"} <= set(
+    assert {"x:index", "x:reason", "x:prediction", "x:hours__missing", "x:m:hours"} <= set(
         prepared.columns
     )
