@@ -53,7 +53,7 @@ def test_encoding_is_finite_has_the_spec_width_and_is_row_independent(values):
     onehot = encoded[:, 3:]
     assert set(np.unique(onehot)) <= {0.0, 1.0}
     assert (onehot.sum(axis=1) <= 1).all()  # at most one category; unseen or missing: none
-    np.testing.assert_array_equal(encoded[:, 1], frame["n"].isna().to_numpy())  # n__missing
+    np.testing.assert_array_equal(encoded[:, 1], frame["n"].isna().to_numpy())  # m:n
     for position in range(len(frame)):
         alone = model_inputs(encode_features(frame.iloc[[position]], spec=SPEC), SPEC)
         np.testing.assert_array_equal(alone[0], encoded[position])
