@@ -302,12 +302,12 @@ def main() -> None:
                     "\n", "\n    "
                 ),
             )
-    Path(args.out).write_text(json.dumps([figures(result) for result in results], indent=2) + "\n")
+    Path(args.out).write_text(json.dumps([for_json(result) for result in results], indent=2) + "\n")
     print()
     print(markdown_table(results))
 
 
-def figures(result: dict) -> dict:
+def for_json(result: dict) -> dict:
     """A result for the JSON file: the commands' output only where they failed."""
     if result["ok"]:
         return {k: v for k, v in result.items() if k not in ("infer_output", "repro_output")}
