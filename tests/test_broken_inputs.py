@@ -275,3 +275,19 @@ def test_columns_named_like_the_pipelines_own_are_just_columns(workdir: Path):  
     assert {"x:index", "x:reason", "x:prediction", "x:hours__missing", "x:m:hours"} <= set(
         prepared.columns
     )
+
+
+def test_infer_schema_names_a_target_the_table_lacks(workdir: Path):  # noqa: F811
+    result = invoke("infer-schema", "tiny.csv", "--target", "nope", "--out", "drafted.yaml")
+    assert result.exit_code == 1
+    assert "tiny.csv: target column 'nope' (--target) is not among the columns" in result.output
+    assert "Traceback" not in result.output and not Path("drafted.yaml").exists()
+
+
+def test_infer_schema_sets_nested_columns_aside(workdir: Path):  # noqa: F811
+    shutil.copy(BROKEN / "nested.parquet", workdir / "nested.parquet")
+    result = invoke("infer-schema", "nested.parquet", "--target", "label", "--out", "n.yaml")
+    assert result.exit_code == 0, result.output
+    schema = yaml.safe_load(Path("n.yaml").read_text())
+    assert schema["metadata"]["non_features"]["tags"].startswith("nested values")
+    assert "dtype" not in schema["columns"]["tags"]

@@ -90,3 +90,24 @@ def test_saved_file_and_saved_model_agree_with_the_transform(models, tmp_path):
     saved = tf.saved_model.load(str(tmp_path / "saved"))  # keep it: serve uses its variables
     served = saved.serve(raw_inputs(RAW, spec))
     np.testing.assert_allclose(np.asarray(served)[:, 0], expected[:, 1], rtol=1e-5)
+
+
+def test_export_wraps_a_model_file_that_holds_only_the_core(models, tmp_path):
+    """What several JAX workers save (the core alone) still exports as a raw-column model."""
+    import tensorflow as tf
+
+    from stages.predict import export_saved_model
+
+    spec, vocabularies, core, _ = models
+    save_model(core, tmp_path / "core.keras")
+    spec.save(tmp_path / "encoding.json")
+    export_saved_model(
+        tmp_path / "core.keras",
+        tmp_path / "saved",
+        spec_path=tmp_path / "encoding.json",
+        missing_tokens=TOKENS,
+    )
+    saved = tf.saved_model.load(str(tmp_path / "saved"))
+    served = np.asarray(saved.serve(raw_inputs(RAW, spec)))[:, 0]
+    expected = through_the_transform(spec, vocabularies, core)[:, 1]
+    np.testing.assert_allclose(served, expected, rtol=1e-5)
