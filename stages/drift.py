@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.encoding import EncodingSpec, missing_column, value_column
+from stages.encoding import EncodingSpec, value_column
 
 TOP_CATEGORIES = 50
 QUANTILES = np.linspace(0, 1, 11)[1:-1]
@@ -34,41 +34,67 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 def _columns(spec: EncodingSpec):
     """(encoded column, raw column, kind, missing indicator or None) of every feature."""
     for feature in spec.features:
-        indicator = missing_column(feature.name) if feature.nullable else None
         if feature.kind in ("numeric", "datetime"):
             for name in feature.numeric_parts():
-                yield name, feature.name, "number", indicator
+                yield name, feature.name, "number", feature.indicator
         else:
             yield value_column(feature.name), feature.name, feature.kind, None
+
+
+def _absent(encoded: pd.DataFrame, name: str, kind: str, indicator: str | None) -> np.ndarray:
+    """Rows where the encoded column is missing: its indicator for a number, no text for an
+    embedded category, code -1 for a listed category (missing, or unseen at prediction)."""
+    values = encoded[name]
+    if kind == "number":
+        if indicator is not None and indicator in encoded.columns:
+            return encoded[indicator].to_numpy() == 1
+        return np.zeros(len(encoded), dtype=bool)
+    if kind == "embedded":
+        return values.isna().to_numpy()
+    return values.to_numpy() < 0
+
+
+def _present_labels(values: pd.Series, kind: str) -> pd.Series:
+    """Present category values as the text the profile keys its shares by."""
+    return (values.astype(int) if kind == "categorical" else values).astype(str)
 
 
 def train_profile(train: pd.DataFrame, spec: EncodingSpec) -> dict[str, Any]:
     """The profile of the train split's encoded rows."""
     columns = {}
     for name, source, kind, indicator in _columns(spec):
-        values = train[name]
-        absent = (
-            train[indicator].to_numpy() == 1
-            if indicator
-            else (values.isna().to_numpy() if kind == "embedded" else np.zeros(len(train), bool))
-        )
-        entry: dict[str, Any] = {"source": source, "kind": kind, "missing": float(absent.mean())}
-        present = values[~absent]
+        absent = _absent(train, name, kind, indicator)
+        entry: dict[str, Any] = {
+            "source": source,
+            "kind": kind,
+            "indicator": indicator,
+            "missing": float(absent.mean()),
+        }
+        present = train[name][~absent]
         if kind == "number":
             numbers = present.to_numpy(dtype="float64")
             edges = np.unique(np.quantile(numbers, QUANTILES)) if numbers.size else np.array([])
-            counts = np.bincount(
-                np.searchsorted(edges, numbers, side="right"), minlength=len(edges) + 1
-            )
-            entry.update(edges=edges.tolist(), shares=(counts / max(counts.sum(), 1)).tolist())
+            entry["edges"] = edges.tolist()
+            counts = _number_bins(numbers, entry["edges"])
+            entry["shares"] = (counts / max(counts.sum(), 1)).tolist()
         else:
-            if kind == "categorical":
-                present = present[present >= 0].astype(int)
-            shares = present.astype(str).value_counts(normalize=True)
+            shares = _present_labels(present, kind).value_counts(normalize=True)
             top = shares.iloc[:TOP_CATEGORIES]
             entry["shares"] = {**top.round(6).to_dict(), OTHER: round(float(1 - top.sum()), 6)}
         columns[name] = entry
     return {"rows": len(train), "columns": columns}
+
+
+def _number_bins(numbers: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Rows per bin between the train deciles `edges` (below the first, ..., above the last)."""
+    return np.bincount(np.searchsorted(edges, numbers, side="right"), minlength=len(edges) + 1)
+
+
+def _category_bins(labels: pd.Series, shares: dict[str, float]) -> np.ndarray:
+    """Rows per category of the profile; a value it does not list counts as the last, other."""
+    names = list(shares)
+    positions = pd.Index(names[:-1]).get_indexer(labels)
+    return np.bincount(np.where(positions < 0, len(names) - 1, positions), minlength=len(names))
 
 
 class DriftCounter:
@@ -86,33 +112,13 @@ class DriftCounter:
         for name, entry in self.profile["columns"].items():
             if name not in encoded.columns:
                 continue
-            values = encoded[name]
-            indicator = missing_column(entry["source"])
-            if entry["kind"] == "number":
-                absent = (
-                    encoded[indicator].to_numpy() == 1
-                    if indicator in encoded.columns
-                    else np.zeros(len(encoded), bool)
-                )
-                numbers = values.to_numpy(dtype="float64")[~absent]
-                edges = np.asarray(entry["edges"])
-                bins = np.bincount(
-                    np.searchsorted(edges, numbers, side="right"), minlength=len(edges) + 1
-                )
+            kind = entry["kind"]
+            absent = _absent(encoded, name, kind, entry["indicator"])
+            present = encoded[name][~absent]
+            if kind == "number":
+                bins = _number_bins(present.to_numpy(dtype="float64"), entry["edges"])
             else:
-                absent = (
-                    values.isna().to_numpy()
-                    if entry["kind"] == "embedded"
-                    else (values.to_numpy() < 0)
-                )
-                present = values[~absent]
-                if entry["kind"] == "categorical":
-                    present = present.astype(int)
-                labels = list(entry["shares"])
-                known = pd.Index(labels[:-1])
-                positions = known.get_indexer(present.astype(str))
-                positions = np.where(positions < 0, len(labels) - 1, positions)
-                bins = np.bincount(positions, minlength=len(labels))
+                bins = _category_bins(_present_labels(present, kind), entry["shares"])
             self.counts[name] = self.counts.get(name, 0) + bins
             self.missing[name] = self.missing.get(name, 0) + int(absent.sum())
 

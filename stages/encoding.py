@@ -82,6 +82,14 @@ class FeatureSpec(BaseModel):
     nullable: bool
     vocabulary: list[str] | None = None
 
+    @property
+    def indicator(self) -> str | None:
+        """The on-disk missing indicator of a number or date that may be missing; None
+        otherwise (a category's missing value has its own code)."""
+        if self.kind in ("numeric", "datetime") and self.nullable:
+            return missing_column(self.name)
+        return None
+
     def numeric_parts(self) -> list[str]:
         """The on-disk float columns of a numeric or date feature (no indicator)."""
         if self.kind == "numeric":
@@ -108,11 +116,9 @@ class EncodingSpec(BaseModel):
         for feature in self.features:
             for name in feature.numeric_parts():
                 out.append(EncodedColumn(name=name, source=feature.name, kind="numeric"))
-            if feature.kind in ("numeric", "datetime") and feature.nullable:
+            if feature.indicator:
                 out.append(
-                    EncodedColumn(
-                        name=missing_column(feature.name), source=feature.name, kind="missing"
-                    )
+                    EncodedColumn(name=feature.indicator, source=feature.name, kind="missing")
                 )
             if feature.kind == "categorical":
                 out.extend(
@@ -138,14 +144,22 @@ class EncodingSpec(BaseModel):
         names: list[str] = []
         for feature in self.features:
             names.extend(feature.numeric_parts() or [value_column(feature.name)])
-            if feature.kind in ("numeric", "datetime") and feature.nullable:
-                names.append(missing_column(feature.name))
+            if feature.indicator:
+                names.append(feature.indicator)
         return names
 
     @property
     def numeric_columns(self) -> list[str]:
         """The encoded columns whose scale is learned (from train rows only)."""
         return [column.name for column in self.columns if column.kind == "numeric"]
+
+    @property
+    def indicators(self) -> dict[str, str | None]:
+        """Each numeric encoded column (a number, a part of a date) and the missing
+        indicator of its feature (None when it cannot be missing)."""
+        return {
+            name: feature.indicator for feature in self.features for name in feature.numeric_parts()
+        }
 
     @property
     def embedded(self) -> list[FeatureSpec]:
@@ -186,8 +200,7 @@ def model_inputs(frame: pd.DataFrame, spec: EncodingSpec) -> np.ndarray:
     position = 0
     for feature in spec.features:
         if feature.kind in ("numeric", "datetime"):
-            names = feature.numeric_parts()
-            names += [missing_column(feature.name)] if feature.nullable else []
+            names = feature.numeric_parts() + ([feature.indicator] if feature.indicator else [])
             matrix[:, position : position + len(names)] = frame[names].to_numpy(np.float32)
             position += len(names)
         elif feature.kind == "categorical":

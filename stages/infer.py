@@ -35,6 +35,7 @@ from stages.config import (
 from stages.encoding import LEAK_REASON
 from stages.errors import PipelineError
 from stages.io import atomic_path, say
+from stages.transform import holds_nested
 
 MISSING_TOKENS = ("?", "NA", "N/A", "n/a", "NULL", "null", "None", "-")
 SAMPLE_BYTES = 1 << 16
@@ -175,16 +176,6 @@ LEAK_SAMPLE_ROWS = 50_000
 LEAK_BINS = 64
 
 
-def _is_nested(series: pd.Series) -> bool:
-    """A column of lists, maps or arrays (nested Parquet or JSON values)."""
-    if series.dtype != object:
-        return False
-    present = series.dropna()
-    return bool(len(present)) and any(
-        isinstance(value, (list, dict, tuple, set, np.ndarray)) for value in present.iloc[:1000]
-    )
-
-
 def _looks_like_dates(values: pd.Series) -> bool:
     """Text whose values (nearly all) are dates or timestamps."""
     sample = values.iloc[:2000].astype(str)
@@ -213,7 +204,7 @@ def infer_schema(
     if target not in frame.columns:
         names = ", ".join(map(str, frame.columns))
         raise PipelineError(f"target column '{target}' is not among the columns: {names}")
-    if _is_nested(frame[target]):
+    if holds_nested(frame[target]):
         raise PipelineError(f"target column '{target}' holds nested values (lists or maps)")
     task = infer_task(frame[target], task=task, max_categories=max_categories)
     if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
@@ -227,7 +218,7 @@ def infer_schema(
     for name in frame.columns:
         series = frame[name]
         entry: dict[str, Any] = {"nullable": bool(series.isna().any())}
-        if _is_nested(series):
+        if holds_nested(series):
             entry.update(description="Nested values (lists or maps).", nullable=True)
             non_features[name] = "nested values (lists or maps): not a model input"
             columns[str(name)] = entry
@@ -405,7 +396,7 @@ def suspected_leaks(
     leaks = {}
     for name in columns:
         values = labelled[name]
-        if _is_nested(values):
+        if holds_nested(values):
             continue
         missing = values.isna().to_numpy()
         if missing.any() and not missing.all():

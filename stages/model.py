@@ -22,7 +22,7 @@ from keras import ops
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from stages.config import TrainParams
-from stages.encoding import EncodingSpec, learn_vocabulary, missing_column, value_column
+from stages.encoding import EncodingSpec, learn_vocabulary, value_column
 from stages.errors import PipelineError
 from stages.io import atomic_path
 
@@ -30,11 +30,9 @@ from stages.io import atomic_path
 MIN_BIN_SHARE = 0.0025
 
 
-def _present_values(features: pd.DataFrame, name: str, spec: EncodingSpec) -> np.ndarray:
-    """Mask of the rows where numeric column `name` is not missing."""
-    source = next(column.source for column in spec.columns if column.name == name)
-    indicator = missing_column(source)
-    if indicator in features.columns:
+def _present_values(features: pd.DataFrame, indicator: str | None) -> np.ndarray:
+    """Mask of the rows where a numeric column is not missing, from its indicator."""
+    if indicator is not None and indicator in features.columns:
         return features[indicator].to_numpy() == 0
     return np.ones(len(features), dtype=bool)
 
@@ -51,9 +49,9 @@ def scaling_statistics(
     mean = np.zeros(len(spec.feature_columns), dtype="float64")
     variance = np.ones(len(spec.feature_columns), dtype="float64")
     position = {name: index for index, name in enumerate(spec.feature_columns)}
-    for name in spec.numeric_columns:
+    for name, indicator in spec.indicators.items():
         values = features[name].to_numpy(dtype="float64")
-        values = values[_present_values(features, name, spec)]
+        values = values[_present_values(features, indicator)]
         if values.size:
             index = position[name]
             mean[index] = values.mean()
@@ -76,10 +74,11 @@ def bin_edges(
     indices, edges = [], []
     tree_type = DecisionTreeRegressor if spec.task == "regression" else DecisionTreeClassifier
     min_rows = max(1, round(MIN_BIN_SHARE * len(features)))
+    indicators = spec.indicators
     for index, name in enumerate(spec.feature_columns):
-        if name not in spec.numeric_columns:
+        if name not in indicators:  # an indicator or a one-hot column: not binned
             continue
-        present = _present_values(features, name, spec)
+        present = _present_values(features, indicators[name])
         values = features[name].to_numpy(dtype="float64")[present]
         if values.size == 0:
             continue

@@ -112,9 +112,9 @@ def predict_frame(
     """
     raw = raw.drop(columns=[spec.target], errors="ignore").reset_index(drop=True)
     raw = raw.drop(columns=[name for name in raw.columns if name not in schema.columns])
-    bad_dates = unparsed_dates(raw, missing_tokens=missing_tokens, schema=schema)
-    raw = clean_frame(raw, missing_tokens=missing_tokens, schema=schema)
-    validated, cases = validate_frame(raw, schema=schema, earlier=bad_dates)
+    clean = clean_frame(raw, missing_tokens=missing_tokens, schema=schema)
+    bad_dates = unparsed_dates(raw, clean, missing_tokens=missing_tokens, schema=schema)
+    validated, cases = validate_frame(clean, schema=schema, earlier=bad_dates)
     table_cases = cases[cases["index"].isna()]
     if not table_cases.empty:
         details = [
@@ -123,7 +123,7 @@ def predict_frame(
         raise PipelineError("the rows do not have the schema's columns", details)
     reasons = row_reasons(cases)
     if reasons:
-        validated, _ = validate_frame(raw.drop(index=list(reasons)), schema=schema)
+        validated, _ = validate_frame(clean.drop(index=list(reasons)), schema=schema)
     vocabularies = model_vocabularies(model)
     features = encode_features(validated, spec=spec)
     warnings, unseen = unseen_warnings(validated, features, spec=spec, vocabularies=vocabularies)

@@ -125,7 +125,10 @@ class SeenRows:
 
     def keep_first(self, frame: pd.DataFrame) -> np.ndarray:
         """Mask of the rows of `frame` not seen before, in this frame or an earlier one."""
-        hashable = frame.apply(lambda c: c.map(repr) if c.dtype == object else c)
+        # Object columns may hold nested values (lists, maps), which are not hashable:
+        # they are hashed by their text. Other columns are hashed as they are, uncopied.
+        objects = {name: frame[name].map(repr) for name in frame if frame[name].dtype == object}
+        hashable = frame.assign(**objects) if objects else frame
         hashes = pd.util.hash_pandas_object(hashable, index=False).to_numpy()
         keep = ~pd.Series(hashes).duplicated().to_numpy()
         for earlier in self.batches:

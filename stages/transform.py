@@ -17,7 +17,6 @@ import pandera.pandas as pa
 from stages.encoding import (
     DATE_PARTS,
     EncodingSpec,
-    missing_column,
     part_column,
     value_column,
 )
@@ -50,46 +49,62 @@ def clean_frame(
     tokens = set(missing_tokens)
     for name in out.columns:
         column = out[name]
-        if pd.api.types.is_string_dtype(column) and not _holds_lists(column):
-            trimmed = column.astype("string").str.strip()
-            out[name] = trimmed.mask(trimmed.isin(tokens)).astype(column.dtype)
-    if schema is not None:
-        for name, declared in schema.columns.items():
-            dtype = declared.dtype.type if declared.dtype is not None else None
-            if name in out.columns and dtype is not None and is_datetime_dtype(dtype):
-                out[name] = parse_dates(out[name])
+        if pd.api.types.is_string_dtype(column) and not holds_nested(column):
+            out[name] = _trimmed(column, tokens).astype(column.dtype)
+    for name in _date_columns(out, schema):
+        out[name] = parse_dates(out[name])
     return out
 
 
 def unparsed_dates(
-    frame: pd.DataFrame, *, missing_tokens: list[str], schema: pa.DataFrameSchema
+    raw: pd.DataFrame,
+    clean: pd.DataFrame,
+    *,
+    missing_tokens: list[str],
+    schema: pa.DataFrameSchema,
 ) -> pd.DataFrame:
     """Failure cases (column, check, failure_case, index) of the values of the schema's
-    date columns that are present but do not read as a date: `clean_frame` makes them
-    missing, and validation reports them with these."""
+    date columns that are present in `raw` but that `clean_frame` could not read as a date
+    (it made them missing, in `clean`): validation reports them with these."""
     tokens = set(missing_tokens)
     cases = []
-    for name, declared in schema.columns.items():
-        dtype = declared.dtype.type if declared.dtype is not None else None
-        if name not in frame.columns or dtype is None or not is_datetime_dtype(dtype):
+    for name in _date_columns(raw, schema):
+        if is_datetime_dtype(raw[name].dtype):
             continue
-        column = frame[name]
-        if is_datetime_dtype(column.dtype):
-            continue
-        text = column.astype("string").str.strip()
-        present = text.notna() & ~text.isin(tokens)
-        bad = present & parse_dates(text).isna()
-        for index in np.flatnonzero(bad.to_numpy()):
-            cases.append((name, "parses as a date", str(text.iloc[index]), frame.index[index]))
+        text = _trimmed(raw[name], tokens)
+        bad = (text.notna() & clean[name].isna()).to_numpy()
+        for index in np.flatnonzero(bad):
+            cases.append((name, "parses as a date", str(text.iloc[index]), raw.index[index]))
     return pd.DataFrame(cases, columns=["column", "check", "failure_case", "index"])
 
 
-def _holds_lists(column: pd.Series) -> bool:
-    """An object column of lists, dicts or arrays (a nested Parquet column)."""
+def _trimmed(column: pd.Series, tokens: set[str]) -> pd.Series:
+    """Text trimmed, missing-value tokens made missing."""
+    trimmed = column.astype("string").str.strip()
+    return trimmed.mask(trimmed.isin(tokens))
+
+
+def _date_columns(frame: pd.DataFrame, schema: pa.DataFrameSchema | None) -> list[str]:
+    """The columns of `frame` that `schema` declares as dates."""
+    if schema is None:
+        return []
+    return [
+        name
+        for name, declared in schema.columns.items()
+        if name in frame.columns
+        and declared.dtype is not None
+        and is_datetime_dtype(declared.dtype.type)
+    ]
+
+
+def holds_nested(column: pd.Series) -> bool:
+    """A column of lists, maps or arrays (nested Parquet or JSON values)."""
     if column.dtype != object:
         return False
     present = column.dropna()
-    return bool(len(present)) and not isinstance(present.iloc[0], str)
+    return any(
+        isinstance(value, (list, dict, tuple, set, np.ndarray)) for value in present.iloc[:1000]
+    )
 
 
 def _codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
@@ -132,6 +147,6 @@ def encode_features(frame: pd.DataFrame, *, spec: EncodingSpec) -> pd.DataFrame:
         else:  # embedded: the text itself; train learns its vocabulary from train rows
             encoded[value_column(feature.name)] = column.astype("string").to_numpy()
             continue
-        if feature.nullable:
-            encoded[missing_column(feature.name)] = absent.astype("float32")
+        if feature.indicator:
+            encoded[feature.indicator] = absent.astype("float32")
     return pd.DataFrame(encoded, index=frame.index, columns=spec.table_columns)

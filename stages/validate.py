@@ -122,8 +122,8 @@ def run(params: Params) -> None:
     schema = schema.update_column(target, nullable=True)
     raw = read_table(paths.RAW_TABLE)
     tokens = params.prepare.missing_tokens
-    bad_dates = unparsed_dates(raw, missing_tokens=tokens, schema=schema)
     frame = clean_frame(raw, missing_tokens=tokens, schema=schema)
+    bad_dates = unparsed_dates(raw, frame, missing_tokens=tokens, schema=schema)
     unexpected = [name for name in frame.columns if name not in schema.columns]
     if unexpected and policy.unexpected_columns == "drop":
         frame = frame.drop(columns=unexpected)
