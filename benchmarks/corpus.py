@@ -235,7 +235,9 @@ def run_table(
     if metrics_path.exists():
         metrics = json.loads(metrics_path.read_text())
         score = "r2" if "r2" in metrics else "accuracy"
-        hgb = metrics.get("baseline", {}).get("hist_gradient_boosting", {})
+        baselines_path = repo / "reports/evaluate/baselines.json"
+        baselines = json.loads(baselines_path.read_text()) if baselines_path.exists() else {}
+        hgb = baselines.get("hist_gradient_boosting", {})
         result.update(
             score=score, network=metrics[score], gbm=hgb.get(score), test_rows=metrics["test_rows"]
         )

@@ -29,7 +29,7 @@ def main() -> None:
     from stages.collect import read_source
     from stages.config import load_params
     from stages.encoding import TARGET, targets, to_inputs
-    from stages.evaluate import classification_metrics
+    from stages.metrics import classification_metrics
     from stages.model import make_model, model_vocabularies, predict_proba
     from stages.prepare import prepare_frame, spec_from_schema
     from stages.schema import load_schema

@@ -30,9 +30,9 @@ def compare_metrics(
 ) -> list[dict[str, Any]]:
     """One row per metric: base and current values, the change, and whether it regressed.
 
-    A metric regresses when it got worse by more than `tolerance` (lower log loss is
-    better; higher is better for the rest). Nested metrics are named with dots:
-    `baseline.logistic.accuracy`.
+    A metric regresses when it got worse by more than `tolerance` (lower log loss,
+    calibration error, MAE and RMSE are better; higher is better for the rest). Nested
+    metrics are named with dots: `logistic.accuracy` in reports/evaluate/baselines.json.
     """
     rows = []
     for name in names:

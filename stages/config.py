@@ -123,6 +123,24 @@ class SplitParams(Section):
         return self
 
 
+class ThresholdParams(Section):
+    """Two classes: the probability of the positive class (the second in the encoding
+    spec) at or above which a row is predicted positive."""
+
+    rule: Literal["fixed", "f1", "balanced_accuracy", "cost"] = Field(
+        "fixed",
+        description="fixed: `value`; f1, balanced_accuracy: the threshold that maximises it "
+        "on the validation split; cost: the one with the least total cost of errors there.",
+    )
+    value: float = Field(0.5, gt=0, lt=1, description="The threshold when `rule` is fixed.")
+    false_positive_cost: float = Field(
+        1.0, gt=0, description="rule cost: the cost of predicting positive for a negative row."
+    )
+    false_negative_cost: float = Field(
+        1.0, gt=0, description="rule cost: the cost of predicting negative for a positive row."
+    )
+
+
 class TrainParams(Section):
     """The network and how it is fitted."""
 
@@ -200,6 +218,16 @@ class TrainParams(Section):
         16, ge=1, description="Embedded categories: the widest embedding of one column."
     )
 
+    calibration: Literal["temperature", "platt", "none"] = Field(
+        "temperature",
+        description="Classification: rescale the logits so the probabilities match how "
+        "often the classes occur, fitted on the validation split (temperature: one number, "
+        "keeps every ranking; platt: two classes only, also a shift; none).",
+    )
+    threshold: ThresholdParams = Field(
+        default_factory=ThresholdParams, description="Two classes: the decision threshold."
+    )
+
     @field_validator("hidden_units")
     @classmethod
     def _positive_widths(cls, value: list[int]) -> list[int]:
@@ -222,16 +250,17 @@ Metric = Literal[
     "f1_macro",
     "roc_auc",
     "log_loss",
+    "calibration_error",
     "mae",
     "rmse",
     "r2",
 ]
 METRICS: tuple[str, ...] = typing.get_args(Metric)
 METRICS_FOR_TASK: dict[str, tuple[str, ...]] = {
-    "classification": METRICS[:7],
+    "classification": METRICS[:8],
     "regression": ("mae", "rmse", "r2"),
 }
-LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
+LOWER_IS_BETTER = frozenset({"log_loss", "calibration_error", "mae", "rmse"})
 # majority and logistic are classifiers, mean and linear (ridge) regressors;
 # hist_gradient_boosting fits either task.
 Baseline = Literal["majority", "logistic", "mean", "linear", "hist_gradient_boosting"]
@@ -263,6 +292,14 @@ class GateParams(Section):
         "e.g. {majority: [log_loss, roc_auc]}.",
     )
 
+    use_interval: bool = Field(
+        False,
+        description="A gate passes only if the whole bootstrap interval (evaluate.interval) "
+        "does: the "
+        "model's interval for minimum and maximum, the interval of its difference to the "
+        "baseline for must_beat and max_shortfall.",
+    )
+
     @model_validator(mode="after")
     def _shortfall_needs_baseline(self) -> GateParams:
         if self.max_shortfall and self.baseline is None:
@@ -280,6 +317,28 @@ class EvaluateParams(Section):
         description="Baselines fitted on the train split and scored on the test split.",
     )
     gates: GateParams = Field(default_factory=GateParams, description="Gates on test metrics.")
+    resamples: int = Field(
+        1000,
+        ge=100,
+        description="Bootstrap resamples of the test rows behind every metric's interval.",
+    )
+    interval: float = Field(
+        0.95, gt=0, lt=1, description="Share of the resampled values an interval holds."
+    )
+    importance_repeats: int = Field(
+        5,
+        ge=0,
+        description="Permutation importance: shuffles of each raw column on the test split "
+        "(0: none).",
+    )
+    importance_rows: int = Field(
+        20_000, gt=0, description="Permutation importance: most test rows used (a sample)."
+    )
+    slices: list[str] = Field(
+        default_factory=list,
+        description="Feature columns whose values group the test rows; each group gets its "
+        "own metrics (a number is cut into quartiles).",
+    )
 
     @model_validator(mode="after")
     def _gate_baseline_is_fitted(self) -> EvaluateParams:

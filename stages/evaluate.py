@@ -17,7 +17,7 @@ For regression the metrics are MAE, RMSE and R2, the plot is predicted against a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler, label_binarize
 
 from stages import paths
+from stages.calibration import decide, probabilities
 from stages.config import (
     BASELINES_FOR_TASK,
     LOWER_IS_BETTER,
@@ -40,47 +41,28 @@ from stages.config import (
 )
 from stages.encoding import ROW_ID, EncodingSpec, to_arrays
 from stages.errors import PipelineError
+from stages.importance import permutation_importance, slice_labels, slice_metrics
 from stages.io import atomic_path, read_json, read_table, say, write_csv, write_json, write_table
-from stages.model import load_model, model_vocabularies, predict_proba, predict_values
-from stages.report import plot_history, plot_predicted_vs_actual, render_report
+from stages.metrics import bootstrap, classification_metrics, interval, regression_metrics
+from stages.model import (
+    decision_threshold,
+    load_model,
+    model_vocabularies,
+    predict_logits,
+    predict_proba,
+    predict_values,
+)
+from stages.report import (
+    plot_confusion,
+    plot_curves,
+    plot_history,
+    plot_importance,
+    plot_predicted_vs_actual,
+    plot_reliability,
+    plot_slices,
+    render_report,
+)
 from stages.serving import core_model
-
-
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Test metrics from true class indices and predicted probabilities (rows x classes)."""
-    n_classes = proba.shape[1]
-    y_pred = proba.argmax(axis=1)
-    labels = list(range(n_classes))
-    precision, recall, f1, _ = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average="macro", zero_division=0
-    )
-    if n_classes == 2:
-        roc_auc = skm.roc_auc_score(y_true, proba[:, 1])
-    else:
-        roc_auc = skm.roc_auc_score(
-            y_true, proba, multi_class="ovr", average="macro", labels=labels
-        )
-    values = {
-        "accuracy": skm.accuracy_score(y_true, y_pred),
-        "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
-        "precision_macro": precision,
-        "recall_macro": recall,
-        "f1_macro": f1,
-        "roc_auc": roc_auc,
-        "log_loss": skm.log_loss(y_true, proba / proba.sum(axis=1, keepdims=True), labels=labels),
-    }
-    return {name: round(float(value), 6) for name, value in values.items()}
-
-
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Test metrics of predicted against actual values."""
-    y_true, y_pred = np.ravel(y_true), np.ravel(y_pred)
-    values = {
-        "mae": skm.mean_absolute_error(y_true, y_pred),
-        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
-        "r2": skm.r2_score(y_true, y_pred),
-    }
-    return {name: round(float(value), 6) for name, value in values.items()}
 
 
 def _scores_against_truth(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,22 +74,26 @@ def _scores_against_truth(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.nda
 
 
 def plot_tables(
-    y_true: np.ndarray, proba: np.ndarray, *, classes: list[str]
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    *,
+    classes: list[str],
+    labels: np.ndarray | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The tables `dvc plots` draws: confusion rows, ROC, precision-recall, calibration.
+    """The tables `dvc plots` draws: confusion rows (of `labels`, the model's decisions;
+    default the most probable class), ROC, precision-recall, calibration.
 
     With more than two classes, ROC, precision-recall and calibration pool every class
     one-vs-rest (micro-average).
     """
+    if labels is None:
+        labels = proba.argmax(axis=1)
     names = np.asarray(classes, dtype=object)
     truth, scores = _scores_against_truth(y_true, proba)
     fpr, tpr, roc_thresholds = skm.roc_curve(truth, scores)
     precision, recall, pr_thresholds = skm.precision_recall_curve(truth, scores)
-    observed, predicted = calibration_curve(truth, scores, n_bins=10, strategy="quantile")
     return {
-        "confusion": pd.DataFrame(
-            {"actual": names[y_true], "predicted": names[proba.argmax(axis=1)]}
-        ),
+        "confusion": pd.DataFrame({"actual": names[y_true], "predicted": names[labels]}),
         "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)}),
         "precision_recall": pd.DataFrame(
             {
@@ -116,10 +102,16 @@ def plot_tables(
                 "threshold": pr_thresholds,
             }
         ),
-        "calibration": pd.DataFrame(
-            {"predicted_probability": predicted, "observed_frequency": observed}
-        ),
+        "calibration": reliability(y_true, proba),
     }
+
+
+def reliability(y_true: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
+    """Observed frequency against mean predicted probability in ten quantile bins (the
+    positive class, or every class one-vs-rest)."""
+    truth, scores = _scores_against_truth(y_true, proba)
+    observed, predicted = calibration_curve(truth, scores, n_bins=10, strategy="quantile")
+    return pd.DataFrame({"predicted_probability": predicted, "observed_frequency": observed})
 
 
 def baseline_estimator(name: str, *, seed: int, task: str = "classification"):
@@ -139,8 +131,17 @@ def baseline_estimator(name: str, *, seed: int, task: str = "classification"):
     raise ValueError(f"unknown baseline {name}")
 
 
-def check_task_params(params: EvaluateParams, task: str) -> None:
-    """Baselines and gates must suit the task: a clear error naming the key, before work."""
+def check_task_params(params: EvaluateParams, spec: EncodingSpec) -> None:
+    """Baselines and gates must suit the task, slices must name feature columns: a clear
+    error naming the key, before work."""
+    task = spec.task
+    features = [feature.name for feature in spec.features]
+    for column in params.slices:
+        if column not in features:
+            raise PipelineError(
+                f"evaluate.slices: '{column}' is not a feature column of the model; use "
+                f"one of {', '.join(features)}"
+            )
     allowed = BASELINES_FOR_TASK[task]
     wrong = [name for name in params.baselines if name not in allowed]
     if wrong:
@@ -171,87 +172,148 @@ def flat_inputs(inputs) -> np.ndarray:
     return inputs
 
 
-def baseline_metrics(
+def baseline_predictions(
     names: list[str],
     *,
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_test: np.ndarray,
-    y_test: np.ndarray,
     n_classes: int,
     seed: int,
-) -> dict[str, dict[str, float]]:
-    """Fit each baseline on the train rows, score it on the test rows (`n_classes` 0:
-    regression)."""
-    scores = {}
+) -> dict[str, np.ndarray]:
+    """Fit each baseline on the train rows; its class probabilities (rows x classes) on
+    the test rows, or its predicted values (`n_classes` 0: regression)."""
+    predictions = {}
     for name in names:
         if n_classes == 0:
             estimator = baseline_estimator(name, seed=seed, task="regression")
             estimator.fit(x_train, np.ravel(y_train))
-            scores[name] = regression_metrics(y_test, estimator.predict(x_test))
+            predictions[name] = estimator.predict(x_test).astype("float64")
             continue
         estimator = baseline_estimator(name, seed=seed).fit(x_train, y_train)
         proba = np.zeros((len(x_test), n_classes))
         classes = np.asarray(estimator.classes_, dtype=int)
         proba[:, classes] = estimator.predict_proba(x_test)  # a class absent from train stays 0
-        scores[name] = classification_metrics(y_test, proba)
-    return scores
+        predictions[name] = proba
+    return predictions
+
+
+def scores_of(y_true: np.ndarray, predicted: np.ndarray, *, task: str) -> dict[str, float]:
+    """The test metrics of one prediction set (probabilities, or values for regression)."""
+    if task == "regression":
+        return regression_metrics(y_true, predicted)
+    return classification_metrics(y_true, predicted)
 
 
 def check_gates(
-    metrics: dict[str, float], baselines: dict[str, dict[str, float]], gates: GateParams
+    metrics: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    gates: GateParams,
+    intervals: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every gate with the value it saw and whether it passed."""
+    """Every gate with the value it saw and whether it passed.
+
+    With `gates.use_interval`, a gate passes only if the whole interval does (`intervals`
+    as `metric_intervals` writes them): a minimum needs the interval's low end above it,
+    a baseline gate the pessimistic end of the interval of the model's difference."""
+    strict = gates.use_interval and intervals is not None
     results = []
     for metric, bound in gates.minimum.items():
         value = metrics[metric]
-        results.append(
-            {"metric": metric, "gate": f">= {bound}", "value": value, "passed": value >= bound}
-        )
+        seen = intervals["model"][metric][0] if strict else value
+        results.append(_gate(metric, f">= {bound}", value, seen >= bound, strict and seen))
     for metric, bound in gates.maximum.items():
         value = metrics[metric]
-        results.append(
-            {"metric": metric, "gate": f"<= {bound}", "value": value, "passed": value <= bound}
-        )
+        seen = intervals["model"][metric][1] if strict else value
+        results.append(_gate(metric, f"<= {bound}", value, seen <= bound, strict and seen))
     for baseline, names in gates.must_beat.items():
         for metric in names:
             reference = baselines[baseline][metric]
             value = metrics[metric]
-            better = value < reference if metric in LOWER_IS_BETTER else value > reference
-            results.append(
-                {
-                    "metric": metric,
-                    "gate": f"better than {baseline} ({reference})",
-                    "value": value,
-                    "passed": bool(better),
-                }
-            )
+            lower = metric in LOWER_IS_BETTER
+            if strict:  # the end of the difference's interval least in the model's favour
+                low, high = intervals["difference"][baseline][metric]["interval"]
+                better, seen = (high < 0, high) if lower else (low > 0, low)
+            else:
+                better, seen = (value < reference if lower else value > reference), None
+            gate = _gate(metric, f"better than {baseline} ({reference})", value, better, seen)
+            results.append(gate)
     for metric, allowed in gates.max_shortfall.items():
         reference = baselines[gates.baseline][metric]
         value = metrics[metric]
-        shortfall = value - reference if metric in LOWER_IS_BETTER else reference - value
-        results.append(
-            {
-                "metric": metric,
-                "gate": f"at most {allowed} short of {gates.baseline} ({reference})",
-                "value": value,
-                "shortfall": round(shortfall, 6),
-                "passed": shortfall <= allowed,
-            }
+        lower = metric in LOWER_IS_BETTER
+        shortfall = value - reference if lower else reference - value
+        if strict:
+            low, high = intervals["difference"][gates.baseline][metric]["interval"]
+            shortfall = high if lower else -low
+        gate = _gate(
+            metric,
+            f"at most {allowed} short of {gates.baseline} ({reference})",
+            value,
+            shortfall <= allowed,
+            None,
         )
+        results.append({**gate, "shortfall": round(shortfall, 6)})
     return results
 
 
+def _gate(metric: str, rule: str, value: float, passed, bound) -> dict[str, Any]:
+    gate = {"metric": metric, "gate": rule, "value": value, "passed": bool(passed)}
+    if bound is not None and bound is not False:
+        gate["interval_end"] = round(float(bound), 6)
+    return gate
+
+
+def metric_intervals(
+    samples: dict[str, dict[str, np.ndarray]],
+    scores: dict[str, dict[str, float]],
+    *,
+    level: float,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The interval of every metric of the model and each baseline, and of the model's
+    difference to each baseline (same resamples: a paired bootstrap)."""
+    model = samples["model"]
+    baselines = [name for name in samples if name != "model"]
+    return {
+        "level": level,
+        "resamples": resamples,
+        "seed": seed,
+        "model": {metric: interval(values, level) for metric, values in model.items()},
+        "baselines": {
+            name: {metric: interval(values, level) for metric, values in samples[name].items()}
+            for name in baselines
+        },
+        "difference": {
+            name: {
+                metric: {
+                    "value": round(scores["model"][metric] - scores[name][metric], 6),
+                    "interval": interval(model[metric] - samples[name][metric], level),
+                }
+                for metric in model
+            }
+            for name in baselines
+        },
+    }
+
+
 def prediction_table(
-    row_ids: pd.Series, y_true: np.ndarray, proba: np.ndarray, *, classes: list[str]
+    row_ids: pd.Series,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    *,
+    classes: list[str],
+    labels: np.ndarray,
 ) -> pd.DataFrame:
-    """One row per test row: its row_id, actual and predicted class, class probabilities."""
+    """One row per test row: its row_id, actual and predicted class (`labels`, the
+    model's decisions), class probabilities."""
     names = np.asarray(classes, dtype=object)
     table = pd.DataFrame(
         {
             "row_id": row_ids.to_numpy(),
             "actual": names[y_true],
-            "predicted": names[proba.argmax(axis=1)],
+            "predicted": names[labels],
         }
     )
     for index, label in enumerate(classes):
@@ -266,73 +328,212 @@ def regression_table(row_ids: pd.Series, y_true: np.ndarray, y_pred: np.ndarray)
     )
 
 
+class Outputs(NamedTuple):
+    """The model on the test rows."""
+
+    predicted: np.ndarray  # probabilities (rows x classes), or values for regression
+    labels: np.ndarray | None  # the classes it decides, at its threshold
+    threshold: float | None  # a two-class model's decision threshold
+    uncalibrated: np.ndarray | None  # probabilities before calibration
+
+
+def model_outputs(model, inputs, *, task: str) -> Outputs:
+    """Predictions, decisions and uncalibrated probabilities of the (core) model."""
+    if task == "regression":
+        return Outputs(predict_values(model, inputs), None, None, None)
+    proba = predict_proba(model, inputs)
+    threshold = decision_threshold(model)
+    logits = predict_logits(model, inputs)
+    return Outputs(proba, decide(proba, threshold), threshold, probabilities(logits))
+
+
+def decision_report(
+    y_true: np.ndarray, outputs: Outputs, *, training: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Calibration (fitted on validation rows by train) before and after on the test rows;
+    for two classes, the metrics at 0.5 and at the model's threshold."""
+    before = classification_metrics(y_true, outputs.uncalibrated)
+    after = classification_metrics(y_true, outputs.predicted)
+    fitted = training or {}
+    report: dict[str, Any] = {
+        "method": fitted.get("method"),
+        "temperature": fitted.get("temperature"),
+        "validation": fitted.get("validation"),
+        "test": {
+            "log_loss_before": before["log_loss"],
+            "log_loss_after": after["log_loss"],
+            "calibration_error_before": before["calibration_error"],
+            "calibration_error_after": after["calibration_error"],
+        },
+    }
+    if outputs.threshold is not None:
+        decided = classification_metrics(y_true, outputs.predicted, outputs.labels)
+        kept = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro")
+        report["threshold"] = {
+            "rule": fitted.get("threshold_rule"),
+            "value": round(outputs.threshold, 6),
+            "test_at_0.5": {name: after[name] for name in kept},
+            "test_at_threshold": {name: decided[name] for name in kept},
+        }
+    return report
+
+
+def slices_report(
+    test_rows: pd.DataFrame,
+    y_true: np.ndarray,
+    outputs: Outputs,
+    *,
+    spec: EncodingSpec,
+    settings: EvaluateParams,
+    seed: int,
+) -> dict[str, Any]:
+    """Per `evaluate.slices` column: the model's accuracy (mean absolute error for
+    regression) per group of test rows."""
+    if spec.task == "regression":
+        per_row = np.abs(np.ravel(outputs.predicted) - np.ravel(y_true))
+        metric = "mae"
+    else:
+        per_row = (outputs.labels == y_true).astype("float64")
+        metric = "accuracy"
+    return {
+        column: slice_metrics(
+            slice_labels(test_rows, spec, column),
+            per_row,
+            metric=metric,
+            lower_is_better=metric in LOWER_IS_BETTER,
+            resamples=settings.resamples,
+            level=settings.interval,
+            seed=seed,
+        )
+        for column in settings.slices
+    }
+
+
 def run(params: Params) -> None:
-    """The evaluate command: score model and baselines on the test split, check the gates."""
+    """The evaluate command: score model and baselines on the test split, with intervals,
+    calibration, importance and slices; write the report; check the gates."""
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
-    check_task_params(params.evaluate, spec.task)
-    regression = spec.task == "regression"
+    settings = params.evaluate
+    check_task_params(settings, spec)
+    task, seed = spec.task, params.dataset.seed
+    regression = task == "regression"
     test_rows = read_table(paths.split_table("test"))
     model = core_model(load_model(paths.MODEL))  # the splits are encoded already
     vocabularies = model_vocabularies(model)
     x_test, y_test = to_arrays(test_rows, spec, vocabularies)
-    if regression:
-        y_pred = predict_values(model, x_test)
-        metrics = regression_metrics(y_test, y_pred)
-        predictions = regression_table(test_rows[ROW_ID], y_test, y_pred)
-        tables = {"predicted_vs_actual": predictions[["actual", "predicted"]]}
-    else:
-        proba = predict_proba(model, x_test)
-        metrics = classification_metrics(y_test, proba)
-        predictions = prediction_table(test_rows[ROW_ID], y_test, proba, classes=spec.classes)
-        tables = plot_tables(y_test, proba, classes=spec.classes)
-    baselines = {}
-    if params.evaluate.baselines:  # the train split is read only to fit them
+    outputs = model_outputs(model, x_test, task=task)
+    metrics = scores_of(y_test, outputs.predicted, task=task)
+    predictions: dict[str, np.ndarray] = {}
+    if settings.baselines:  # the train split is read only to fit them
         x_train, y_train = to_arrays(read_table(paths.split_table("train")), spec, vocabularies)
-        baselines = baseline_metrics(
-            params.evaluate.baselines,
+        predictions = baseline_predictions(
+            settings.baselines,
             x_train=flat_inputs(x_train),
             y_train=y_train,
             x_test=flat_inputs(x_test),
-            y_test=y_test,
             n_classes=len(spec.classes),  # none for regression
-            seed=params.dataset.seed,
+            seed=seed,
         )
-    write_json({**metrics, "test_rows": len(y_test), "baseline": baselines}, paths.EVALUATE_METRICS)
-    for name, table in tables.items():
-        write_csv(table, f"{paths.EVALUATE_PLOTS}/{name}.csv")
-    write_table(predictions, paths.EVALUATE_PREDICTIONS)
+    baselines = {name: scores_of(y_test, values, task=task) for name, values in predictions.items()}
+    samples = bootstrap(
+        y_test,
+        {
+            name: (values, None)
+            for name, values in {"model": outputs.predicted, **predictions}.items()
+        },
+        task=task,
+        resamples=settings.resamples,
+        seed=seed,
+    )
+    intervals = metric_intervals(
+        samples,
+        {"model": metrics, **baselines},
+        level=settings.interval,
+        resamples=settings.resamples,
+        seed=seed,
+    )
+    training = read_json(paths.TRAIN_REPORT)
+    decision = (
+        None
+        if regression
+        else decision_report(y_test, outputs, training=training.get("calibration"))
+    )
+    importance = None
+    if settings.importance_repeats:
+        importance = permutation_importance(
+            (lambda inputs: predict_values(model, inputs))
+            if regression
+            else (lambda inputs: predict_proba(model, inputs)),
+            x_test,
+            y_test,
+            spec=spec,
+            repeats=settings.importance_repeats,
+            max_rows=settings.importance_rows,
+            seed=seed,
+        )
+    slices = slices_report(test_rows, y_test, outputs, spec=spec, settings=settings, seed=seed)
+
+    summary = {**metrics, "test_rows": len(y_test)}
+    if outputs.threshold is not None:
+        summary["threshold"] = round(outputs.threshold, 6)
+    write_json(summary, paths.EVALUATE_METRICS)
+    write_json(baselines, paths.EVALUATE_BASELINES)
+    write_json(intervals, paths.EVALUATE_INTERVALS)
+    write_json(slices, paths.EVALUATE_SLICES)
+    write_json(decision or {}, paths.EVALUATE_DECISION)  # a regressor has neither
+    if regression:
+        table = regression_table(test_rows[ROW_ID], y_test, outputs.predicted)
+        tables = {"predicted_vs_actual": table[["actual", "predicted"]]}
+    else:
+        table = prediction_table(
+            test_rows[ROW_ID],
+            y_test,
+            outputs.predicted,
+            classes=spec.classes,
+            labels=outputs.labels,
+        )
+        tables = plot_tables(y_test, outputs.predicted, classes=spec.classes, labels=outputs.labels)
+    if importance is not None:
+        tables["importance"] = importance
+    for name, frame in tables.items():
+        write_csv(frame, f"{paths.EVALUATE_PLOTS}/{name}.csv")
+    write_table(table, paths.EVALUATE_PREDICTIONS)
     headline, second = ("r2", "rmse") if regression else ("accuracy", "roc_auc")
     label = {"r2": "R2", "rmse": "RMSE", "accuracy": "accuracy", "roc_auc": "ROC AUC"}
+    low, high = intervals["model"][headline]
     against = ", ".join(f"{name} {scores[headline]:.4f}" for name, scores in baselines.items())
     say(
         "evaluate",
-        f"{len(y_test):,} test rows: {label[headline]} {metrics[headline]:.4f}, "
-        f"{label[second]} {metrics[second]:.4f} (baselines' {label[headline]}: "
-        f"{against or 'none'}) -> {paths.EVALUATE_METRICS}",
+        f"{len(y_test):,} test rows: {label[headline]} {metrics[headline]:.4f} "
+        f"({settings.interval:.0%} interval {low:.4f} to {high:.4f}), {label[second]} "
+        f"{metrics[second]:.4f} (baselines' {label[headline]}: {against or 'none'}) -> "
+        f"{paths.EVALUATE_METRICS}",
     )
-    gates = check_gates(metrics, baselines, params.evaluate.gates)
-    training = read_json(paths.TRAIN_REPORT)
-    score = training.get("overfit_score", "accuracy")
-    plot_history(
-        training["history"],
-        best_epoch=training["best_epoch"],
-        score=score,
-        target=paths.CURVES_FIGURE,
+    gates = check_gates(metrics, baselines, settings.gates, intervals)
+    figures = write_figures(
+        training=training,
+        tables=tables,
+        outputs=outputs,
+        y_true=y_test,
+        metrics=metrics,
+        decision=decision,
+        importance=importance,
+        slices=slices,
+        spec=spec,
     )
-    scatter = None
-    if regression:
-        plot_predicted_vs_actual(predictions, target=paths.SCATTER_FIGURE)
-        scatter = str(Path(paths.SCATTER_FIGURE).relative_to(Path(paths.REPORT).parent))
     report = render_report(
         validation=read_json(paths.VALIDATE_REPORT),
         splits=read_json(paths.SPLIT_REPORT),
         training=training,
         metrics=metrics,
         baselines=baselines,
+        intervals=intervals,
+        decision=decision,
+        importance=importance,
+        slices=slices,
         gates=gates,
-        curves=str(Path(paths.CURVES_FIGURE).relative_to(Path(paths.REPORT).parent)),
+        figures=figures,
         metrics_rows=len(y_test),
-        scatter=scatter,
     )
     with atomic_path(paths.REPORT, suffix=".md") as tmp:
         tmp.write_text(report, encoding="utf-8")
@@ -344,3 +545,69 @@ def run(params: Params) -> None:
         )
     write_json({"passed": True, "gates": gates}, paths.EVALUATE_VERDICT)
     say("evaluate", f"{len(gates)} gate(s) passed -> {paths.EVALUATE_VERDICT}")
+
+
+def write_figures(
+    *,
+    training: dict[str, Any],
+    tables: dict[str, pd.DataFrame],
+    outputs: Outputs,
+    y_true: np.ndarray,
+    metrics: dict[str, float],
+    decision: dict[str, Any] | None,
+    importance: pd.DataFrame | None,
+    slices: dict[str, Any],
+    spec: EncodingSpec,
+) -> dict[str, str]:
+    """Every figure of the report as a PNG; returns their paths relative to the report."""
+    folder = Path(paths.FIGURES)
+    written = {}
+    plot_history(
+        training["history"],
+        best_epoch=training["best_epoch"],
+        score=training.get("overfit_score", "accuracy"),
+        target=folder / "training_curves.png",
+    )
+    written["curves"] = folder / "training_curves.png"
+    if spec.task == "regression":
+        plot_predicted_vs_actual(
+            tables["predicted_vs_actual"], target=folder / "predicted_vs_actual.png"
+        )
+        written["scatter"] = folder / "predicted_vs_actual.png"
+    else:
+        plot_confusion(
+            tables["confusion"],
+            classes=spec.classes,
+            target=folder / "confusion.png",
+            threshold=outputs.threshold,
+        )
+        plot_curves(
+            tables["roc"],
+            tables["precision_recall"],
+            auc=metrics["roc_auc"],
+            target=folder / "roc_pr.png",
+            threshold=outputs.threshold,
+        )
+        plot_reliability(
+            reliability(y_true, outputs.uncalibrated),
+            tables["calibration"],
+            errors=(
+                decision["test"]["calibration_error_before"],
+                decision["test"]["calibration_error_after"],
+            ),
+            target=folder / "calibration.png",
+        )
+        written |= {
+            "confusion": folder / "confusion.png",
+            "roc_pr": folder / "roc_pr.png",
+            "calibration": folder / "calibration.png",
+        }
+    if importance is not None and len(importance):
+        score = "R2" if spec.task == "regression" else "ROC AUC"
+        plot_importance(importance, score=score, target=folder / "importance.png")
+        written["importance"] = folder / "importance.png"
+    if slices:
+        plot_slices(slices, target=folder / "slices.png")
+        written["slices"] = folder / "slices.png"
+    base = Path(paths.REPORT).parent
+    return {name: str(path.relative_to(base)) for name, path in written.items()}

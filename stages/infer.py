@@ -453,9 +453,17 @@ GATES_FOR_TASK: dict[str, dict[str, Any]] = {
 }
 
 
-def fit_task(raw: dict[str, Any], task: str) -> list[str]:
+def fit_task(
+    raw: dict[str, Any],
+    task: str,
+    *,
+    classes: int | None = None,
+    features: list[str] | None = None,
+) -> list[str]:
     """Make the params that depend on the task and the table suit them: the baselines, the
-    gates (relative to the baselines), the monitor; returns what changed."""
+    gates (relative to the baselines), the monitor, the decision threshold and calibration
+    (two classes only: `classes`), the slices (feature columns only); returns what
+    changed."""
     changes = []
     evaluate = raw.setdefault("evaluate", {})
     allowed = list(BASELINES_FOR_TASK[task])
@@ -479,6 +487,18 @@ def fit_task(raw: dict[str, Any], task: str) -> list[str]:
     if task == "regression" and train.get("class_weight", "none") != "none":
         train["class_weight"] = "none"
         changes.append("train.class_weight: none")
+    if task == "regression" or (classes is not None and classes != 2):
+        if "threshold" in train:
+            del train["threshold"]
+            changes.append("train.threshold: removed (a decision threshold is for two classes)")
+        if train.get("calibration") == "platt":
+            train["calibration"] = "temperature"
+            changes.append("train.calibration: temperature (platt is for two classes)")
+    if features is not None and evaluate.get("slices"):
+        kept = [name for name in evaluate["slices"] if name in features]
+        if kept != evaluate["slices"]:
+            evaluate["slices"] = kept
+            changes.append(f"evaluate.slices: {kept} (feature columns of this table only)")
     return changes
 
 
@@ -498,10 +518,13 @@ def update_params(
     schema_path: str,
     task: str,
     rows: int | None = None,
+    classes: int | None = None,
+    features: list[str] | None = None,
 ) -> list[str]:
     """Point params.yaml at the source, its read options, the target, the task and the
     schema, and fit the task's other params (and, given the table's `rows`, the batch
-    size) to it; returns the changes made to params other than the source's."""
+    size; its number of `classes` and its `features`, what depends on them) to it;
+    returns the changes made to params other than the source's."""
     raw = read_params_file(path)
     collect = {**options, "max_rows": None}
     defaults = CollectParams.model_fields
@@ -511,7 +534,7 @@ def update_params(
             collect[key] = field.default_factory() if field.default_factory else field.default
     raw["collect"] = collect
     raw.setdefault("dataset", {}).update(target=target, schema=schema_path, task=task)
-    changes = fit_task(raw, task)
+    changes = fit_task(raw, task, classes=classes, features=features)
     if rows is not None:
         split = raw.get("split") or {}
         share = 1 - split.get("validation", 0.1) - split.get("test", 0.2)
@@ -577,6 +600,10 @@ def run(
             schema_path=out,
             task=task,
             rows=len(frame),
+            classes=int(frame[target].nunique()) if task == "classification" else None,
+            features=[
+                str(name) for name in frame.columns if name != target and name not in excluded
+            ],
         )
         say("infer-schema", f"{update} now reads {source} with target '{target}' ({task})")
         if changes:

@@ -179,6 +179,84 @@ class CategoryEmbedding(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="stages")
+class CalibratedHead(keras.layers.Layer):
+    """Logits to class probabilities: sigmoid (one logit, two classes) or softmax of
+    `scale * logits + shift`. It also holds a two-class model's decision threshold.
+
+    Scale 1, shift 0 and threshold 0.5 while training (the loss sees the logits as they
+    are); train then sets them from the validation split (stages/calibration.py). They are
+    weights the optimizer never touches, saved with the model."""
+
+    def build(self, input_shape) -> None:
+        units = int(input_shape[-1])
+        self.scale = self.add_weight(name="scale", shape=(), initializer="ones", trainable=False)
+        self.shift = self.add_weight(
+            name="shift", shape=(units,), initializer="zeros", trainable=False
+        )
+        self.threshold = self.add_weight(
+            name="threshold",
+            shape=(),
+            initializer=keras.initializers.Constant(0.5),
+            trainable=False,
+        )
+        super().build(input_shape)
+
+    def call(self, logits):
+        z = ops.cast(logits, "float32") * self.scale + self.shift
+        if self.shift.shape[0] == 1:
+            return keras.activations.sigmoid(z)
+        return keras.activations.softmax(z, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+# The classifier's last two layers: its logits and the calibrated head.
+LOGITS, HEAD = "logits", "probability"
+
+
+def _head(model: keras.Model) -> CalibratedHead | None:
+    for layer in model.layers:
+        if isinstance(layer, CalibratedHead):
+            return layer
+    return None
+
+
+def set_decision(model: keras.Model, *, scale: float, shift: list[float], threshold: float) -> None:
+    """Store the fitted calibration and the decision threshold in a classifier's head."""
+    head = _head(model)
+    head.scale.assign(float(scale))
+    head.shift.assign(np.asarray(shift, dtype="float32"))
+    head.threshold.assign(float(threshold))
+
+
+def decision(model: keras.Model) -> dict[str, float | list[float]] | None:
+    """A classifier's calibration (scale, shift) and threshold; None for a regressor."""
+    head = _head(model)
+    if head is None:
+        return None
+    shift = np.asarray(keras.ops.convert_to_numpy(head.shift.value), dtype="float64")
+    return {
+        "scale": float(keras.ops.convert_to_numpy(head.scale.value)),
+        "shift": [float(value) for value in shift],
+        "threshold": float(keras.ops.convert_to_numpy(head.threshold.value)),
+    }
+
+
+def decision_threshold(model: keras.Model) -> float | None:
+    """The threshold a two-class model decides with; None for more classes or regression."""
+    held = decision(model)
+    if held is None or len(held["shift"]) != 1:
+        return None
+    return held["threshold"]
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """A classifier cut before its head: the same inputs, its logits as output."""
+    return keras.Model(model.inputs, model.get_layer(LOGITS).output, name="logits")
+
+
 def model_vocabularies(model: keras.Model) -> dict[str, list[str]]:
     """The learned vocabulary of each embedded category the model holds (none: {})."""
     for layer in model.layers:
@@ -249,14 +327,11 @@ def build_model(
         outputs = keras.layers.Rescaling(
             scale=std_target, offset=mean_target, name="prediction", dtype="float32"
         )(x)
-    elif n_classes == 2:
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(
-            x
-        )
     else:
-        outputs = keras.layers.Dense(
-            n_classes, activation="softmax", name="probability", dtype="float32"
+        logits = keras.layers.Dense(
+            1 if n_classes == 2 else n_classes, name=LOGITS, dtype="float32"
         )(x)
+        outputs = CalibratedHead(name=HEAD, dtype="float32")(logits)
     return keras.Model(model_inputs if len(model_inputs) > 1 else inputs, outputs, name="mlp")
 
 
@@ -350,18 +425,45 @@ def make_model(
     return model
 
 
-def predict_proba(model: keras.Model, features, *, batch_size: int = 4096) -> np.ndarray:
+# Rows per call into the model when predicting: one call per chunk, no per-batch loop.
+PREDICT_CHUNK_ROWS = 65_536
+
+
+def _outputs(model: keras.Model, features) -> np.ndarray:
+    """The model's outputs for inputs as it takes them (an array, a tuple of arrays, or a
+    dict of them by input name), one call per chunk of rows."""
+    if isinstance(features, dict):
+        rows = len(next(iter(features.values())))
+        take = lambda a, b: {name: part[a:b] for name, part in features.items()}  # noqa: E731
+    elif isinstance(features, tuple | list):
+        rows = len(features[0])
+        take = lambda a, b: tuple(part[a:b] for part in features)  # noqa: E731
+    else:
+        rows = len(features)
+        take = lambda a, b: features[a:b]  # noqa: E731
+    chunks = [
+        np.asarray(model.predict_on_batch(take(start, start + PREDICT_CHUNK_ROWS)))
+        for start in range(0, rows, PREDICT_CHUNK_ROWS)
+    ]
+    return np.concatenate(chunks).astype("float64")
+
+
+def predict_proba(model: keras.Model, features) -> np.ndarray:
     """Class probabilities, shape (rows, classes), whatever the head."""
-    raw = np.asarray(model.predict(features, batch_size=batch_size, verbose=0), dtype="float64")
+    raw = _outputs(model, features)
     if raw.shape[1] == 1:
         return np.hstack([1.0 - raw, raw])
     return raw
 
 
-def predict_values(model: keras.Model, features, *, batch_size: int = 4096) -> np.ndarray:
+def predict_values(model: keras.Model, features) -> np.ndarray:
     """A regression model's predictions, shape (rows,), in the target's units."""
-    raw = model.predict(features, batch_size=batch_size, verbose=0)
-    return np.asarray(raw, dtype="float64").reshape(-1)
+    return _outputs(model, features).reshape(-1)
+
+
+def predict_logits(model: keras.Model, features) -> np.ndarray:
+    """A classifier's logits, before its calibrated head."""
+    return _outputs(logits_model(model), features)
 
 
 def save_model(model: keras.Model, target: str | Path) -> None:

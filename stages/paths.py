@@ -34,11 +34,16 @@ TRAIN_REPORT = "reports/train/report.json"
 TRAIN_BACKUP = ".resume/train.npz"
 
 EVALUATE_METRICS = "reports/evaluate/metrics.json"
+# Kept in git beside the metrics, read with `dvc metrics show <file>`.
+EVALUATE_BASELINES = "reports/evaluate/baselines.json"
+EVALUATE_INTERVALS = "reports/evaluate/intervals.json"
+EVALUATE_SLICES = "reports/evaluate/slices.json"
+EVALUATE_DECISION = "reports/evaluate/calibration.json"
 EVALUATE_PLOTS = "reports/evaluate/plots"
 EVALUATE_PREDICTIONS = "reports/evaluate/predictions.parquet"
 EVALUATE_VERDICT = "reports/evaluate/verdict.json"
-CURVES_FIGURE = "reports/evaluate/figures/training_curves.png"
-SCATTER_FIGURE = "reports/evaluate/figures/predicted_vs_actual.png"
+# The report's PNG figures.
+FIGURES = "reports/evaluate/figures"
 REPORT = "reports/report.md"
 
 

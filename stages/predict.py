@@ -26,13 +26,20 @@ import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 
 from stages import paths
+from stages.calibration import decide
 from stages.collect import read_chunks
 from stages.config import Params
 from stages.drift import DriftCounter
 from stages.encoding import EncodingSpec, to_inputs, value_column
 from stages.errors import PipelineError
 from stages.io import atomic_path, read_json, say, write_json
-from stages.model import load_model, model_vocabularies, predict_proba, predict_values
+from stages.model import (
+    decision_threshold,
+    load_model,
+    model_vocabularies,
+    predict_proba,
+    predict_values,
+)
 from stages.schema import load_schema
 from stages.serving import core_model
 from stages.transform import clean_frame, encode_features, unparsed_dates
@@ -141,13 +148,14 @@ def predict_frame(
 
 
 def _class_predictions(model, features: pd.DataFrame, inputs, *, spec: EncodingSpec, rows: int):
-    """Predicted class and class probabilities; NaN and no class for a row not in
-    `features` (an invalid row)."""
+    """Predicted class (at the model's decision threshold, for two classes) and class
+    probabilities; NaN and no class for a row not in `features` (an invalid row)."""
     proba = np.full((rows, len(spec.classes)), np.nan)
     if inputs is not None:
         proba[features.index.to_numpy()] = predict_proba(model, inputs)
     names = np.asarray(spec.classes, dtype=object)
-    predicted = np.where(np.isnan(proba[:, 0]), None, names[np.nan_to_num(proba).argmax(axis=1)])
+    labels = decide(np.nan_to_num(proba), decision_threshold(model))
+    predicted = np.where(np.isnan(proba[:, 0]), None, names[labels])
     out = pd.DataFrame({"predicted": pd.array(predicted, dtype="string")})
     for index, label in enumerate(spec.classes):
         out[f"probability_{label}"] = proba[:, index]

@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from stages.config import METRICS
 from stages.io import atomic_path
 
@@ -69,15 +72,168 @@ def plot_predicted_vs_actual(predictions, *, target: str | Path) -> None:
     plt.close(figure)
 
 
-def _metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
-    columns = ["model", *baselines]
+def _figure(plt, target: str | Path, figure) -> None:
+    _save_png(figure, target)
+    plt.close(figure)
+
+
+def plot_confusion(
+    confusion: pd.DataFrame,
+    *,
+    classes: list[str],
+    target: str | Path,
+    threshold: float | None = None,
+) -> None:
+    """Counts of test rows per actual (rows) and predicted (columns) class."""
+    plt = _pyplot()
+    counts = pd.crosstab(confusion["actual"], confusion["predicted"]).reindex(
+        index=classes, columns=classes, fill_value=0
+    )
+    size = min(4 + 0.5 * len(classes), 12)
+    figure, axis = plt.subplots(figsize=(size, size * 0.85), layout="constrained")
+    image = axis.imshow(counts.to_numpy(), cmap="Blues")
+    figure.colorbar(image, ax=axis, shrink=0.8)
+    ticks = range(len(classes))
+    axis.set_xticks(ticks, classes, rotation=45 if len(classes) > 3 else 0, ha="right")
+    axis.set_yticks(ticks, classes)
+    if len(classes) <= 20:
+        peak = counts.to_numpy().max() or 1
+        for (row, column), value in np.ndenumerate(counts.to_numpy()):
+            axis.text(
+                column,
+                row,
+                f"{value:,}",
+                ha="center",
+                va="center",
+                color="white" if value > peak / 2 else "black",
+            )
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("actual")
+    at = "" if threshold is None else f" (threshold {threshold:.3f})"
+    axis.set_title(f"Confusion matrix, test set{at}")
+    _figure(plt, target, figure)
+
+
+def plot_curves(
+    roc: pd.DataFrame,
+    pr: pd.DataFrame,
+    *,
+    auc: float,
+    target: str | Path,
+    threshold: float | None = None,
+) -> None:
+    """ROC and precision-recall curves of the test set, side by side, with the point the
+    model's decision threshold picks on each."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    left.plot(roc["fpr"], roc["tpr"], label=f"model (AUC {auc:.4f})")
+    left.plot([0, 1], [0, 1], color="grey", linestyle="--", label="chance")
+    right.plot(pr["recall"], pr["precision"])
+    if threshold is not None:
+        at_roc = roc[roc["threshold"] >= threshold].iloc[-1]
+        at_pr = pr[pr["threshold"] >= threshold].iloc[0]
+        label = f"threshold {threshold:.3f}"
+        left.plot(at_roc["fpr"], at_roc["tpr"], "o", color="tab:red", label=label)
+        right.plot(at_pr["recall"], at_pr["precision"], "o", color="tab:red", label=label)
+        right.legend(loc="lower left")
+    left.set_xlabel("false positive rate")
+    left.set_ylabel("true positive rate")
+    left.set_title("ROC curve, test set")
+    left.legend(loc="lower right")
+    right.set_xlabel("recall")
+    right.set_ylabel("precision")
+    right.set_title("Precision-recall curve, test set")
+    _figure(plt, target, figure)
+
+
+def plot_reliability(
+    before: pd.DataFrame, after: pd.DataFrame, *, errors: tuple[float, float], target: str | Path
+) -> None:
+    """Reliability diagram: observed frequency against predicted probability, before and
+    after calibration, with the diagonal where they would be equal."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.2, 5), layout="constrained")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    for table, label, error in (
+        (before, "before calibration", errors[0]),
+        (after, "after calibration", errors[1]),
+    ):
+        axis.plot(
+            table["predicted_probability"],
+            table["observed_frequency"],
+            marker="o",
+            label=f"{label} (ECE {error:.4f})",
+        )
+    axis.set_xlabel("predicted probability")
+    axis.set_ylabel("observed frequency")
+    axis.set_title("Calibration, test set")
+    axis.legend()
+    _figure(plt, target, figure)
+
+
+def plot_importance(importance: pd.DataFrame, *, score: str, target: str | Path) -> None:
+    """Permutation importance per raw column, most important on top."""
+    plt = _pyplot()
+    shown = importance.head(30).iloc[::-1]
+    figure, axis = plt.subplots(figsize=(7, 1.2 + 0.32 * len(shown)), layout="constrained")
+    axis.barh(shown["column"], shown["importance"], xerr=shown["std"], color="tab:blue")
+    axis.axvline(0, color="grey", linewidth=0.8)
+    axis.set_xlabel(f"{score} lost when the column is shuffled")
+    axis.set_title("Permutation importance, test set")
+    _figure(plt, target, figure)
+
+
+def plot_slices(slices: dict[str, dict[str, Any]], *, target: str | Path) -> None:
+    """Each slice column's groups: the metric with its interval, and the rows."""
+    plt = _pyplot()
+    panels = list(slices.items())
+    heights = [max(2.0, 0.9 + 0.32 * min(len(part["groups"]), 30)) for _, part in panels]
+    figure, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(7, sum(heights)),
+        layout="constrained",
+        height_ratios=heights,
+        squeeze=False,
+    )
+    for axis, (column, part) in zip(axes[:, 0], panels, strict=True):
+        metric = part["metric"]
+        groups = part["groups"][:30][::-1]
+        values = np.array([group[metric] for group in groups])
+        low = np.array([group["interval"][0] for group in groups])
+        high = np.array([group["interval"][1] for group in groups])
+        labels = [f"{group['value']} ({group['rows']:,})" for group in groups]
+        axis.errorbar(
+            values,
+            range(len(groups)),
+            xerr=[np.maximum(values - low, 0), np.maximum(high - values, 0)],
+            fmt="o",
+            capsize=3,
+        )
+        axis.axvline(part["overall"], color="grey", linestyle="--", label="all test rows")
+        axis.legend(loc="best", fontsize="small")
+        axis.set_yticks(range(len(groups)), labels)
+        axis.set_xlabel(metric.replace("_", " "))
+        axis.set_title(f"{column}: {metric.replace('_', ' ')} per group (rows), test set")
+    _figure(plt, target, figure)
+
+
+def _metrics_table(
+    metrics: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    intervals: dict[str, Any],
+) -> str:
+    level = f"{intervals['level']:.0%}"
+    columns = ["model", f"model, {level} interval", *baselines]
     lines = [
         "| metric | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",
     ]
     for name in (name for name in METRICS if name in metrics):
-        values = [metrics[name], *(scores[name] for scores in baselines.values())]
-        lines.append(f"| {name} | " + " | ".join(f"{value:.4f}" for value in values) + " |")
+        low, high = intervals["model"][name]
+        values = [f"{metrics[name]:.4f}", f"{low:.4f} to {high:.4f}"]
+        values += [f"{scores[name]:.4f}" for scores in baselines.values()]
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
@@ -91,6 +247,198 @@ def _split_contents(part: dict[str, Any]) -> str:
     )
 
 
+def _headline(metrics: dict[str, float]) -> tuple[str, str]:
+    return ("r2", "R2") if "r2" in metrics else ("accuracy", "accuracy")
+
+
+def _strongest(baselines: dict[str, dict[str, float]], metric: str) -> str | None:
+    if not baselines:
+        return None
+    return max(baselines, key=lambda name: baselines[name][metric])
+
+
+def _weakest_slice(slices: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    gaps = [(column, part) for column, part in slices.items() if part["largest_gap"]]
+    if not gaps:
+        return None
+    return max(gaps, key=lambda item: item[1]["largest_gap"]["gap"])
+
+
+def conclusion(
+    *,
+    training: dict[str, Any],
+    metrics: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    intervals: dict[str, Any],
+    decision: dict[str, Any] | None,
+    importance: pd.DataFrame | None,
+    slices: dict[str, Any],
+    gates: list[dict[str, Any]],
+    rows: int,
+) -> str:
+    """The paragraph that opens the report: what a reviewer should conclude, in words."""
+    metric, name = _headline(metrics)
+    level = f"{intervals['level']:.0%}"
+    low, high = intervals["model"][metric]
+    said = [
+        f"On {rows:,} unseen test rows the network's {name} is {metrics[metric]:.4f} "
+        f"({level} bootstrap interval {low:.4f} to {high:.4f})."
+    ]
+    rival = _strongest(baselines, metric)
+    if rival is not None:
+        difference = intervals["difference"][rival][metric]
+        d_low, d_high = difference["interval"]
+        if d_low > 0:
+            verdict = "ahead of it beyond the noise of the test set"
+        elif d_high < 0:
+            verdict = "behind it beyond the noise of the test set"
+        else:
+            verdict = "the interval spans 0, so the test set cannot tell them apart"
+        said.append(
+            f"Against the strongest baseline, {rival} ({baselines[rival][metric]:.4f}), the "
+            f"difference is {difference['value']:+.4f} ({d_low:+.4f} to {d_high:+.4f}): {verdict}."
+        )
+    flagged = training["overfit_epochs"]
+    if flagged:
+        worst = max(flagged, key=lambda item: item["gap"])
+        said.append(
+            f"Overfitting was flagged in {len(flagged)} epoch(s) (validation trailing training by "
+            f"up to {worst['gap']:.4f}); the model keeps the weights of epoch "
+            f"{training['best_epoch']}."
+        )
+    else:
+        said.append("No epoch was flagged for overfitting.")
+    if decision is not None:
+        test = decision["test"]
+        said.append(
+            f"Calibration ({decision['method']}) moved the test calibration error from "
+            f"{test['calibration_error_before']:.4f} to {test['calibration_error_after']:.4f} "
+            f"and the log loss from {test['log_loss_before']:.4f} to "
+            f"{test['log_loss_after']:.4f}."
+        )
+        threshold = decision.get("threshold")
+        if threshold is not None and threshold["rule"] != "fixed":
+            chosen = threshold["test_at_threshold"]
+            said.append(
+                f"It predicts the positive class from probability {threshold['value']:.4f} "
+                f"(chosen for {threshold['rule'].replace('_', ' ')} on the validation split): "
+                f"test accuracy {chosen['accuracy']:.4f}, macro F1 {chosen['f1_macro']:.4f}."
+            )
+    if importance is not None and len(importance):
+        top = ", ".join(f"`{column}`" for column in importance["column"].head(3))
+        said.append(f"The columns it leans on most: {top}.")
+    weakest = _weakest_slice(slices)
+    if weakest is not None:
+        column, part = weakest
+        gap = part["largest_gap"]
+        groups = {group["value"]: group for group in part["groups"]}
+        worst, best = groups[gap["worst"]], groups[gap["best"]]
+        metric_name = part["metric"].replace("_", " ")
+        said.append(
+            f"Its weakest slice is `{column}` = {gap['worst']} ({worst['rows']:,} rows, "
+            f"{metric_name} {worst[part['metric']]:.4f}, interval {worst['interval'][0]:.4f} to "
+            f"{worst['interval'][1]:.4f}), {gap['gap']:.4f} from {gap['best']} "
+            f"({best[part['metric']]:.4f})."
+        )
+    missed = [gate for gate in gates if not gate["passed"]]
+    if not gates:
+        said.append("No gates are set.")
+    elif missed:
+        said.append(
+            f"{len(missed)} of {len(gates)} gates missed: "
+            + "; ".join(f"{gate['metric']} {gate['gate']}" for gate in missed)
+            + "."
+        )
+    else:
+        said.append(f"All {len(gates)} gates passed.")
+    return " ".join(said)
+
+
+def _decision_section(decision: dict[str, Any] | None, figures: dict[str, str]) -> str:
+    if decision is None:
+        return ""
+    test, validation = decision["test"], decision.get("validation") or {}
+    lines = [
+        "## Calibration and decision threshold",
+        "",
+        f"Calibration: {decision['method']}"
+        + (f", temperature {decision['temperature']:.4f}" if decision.get("temperature") else "")
+        + ", fitted on the validation split.",
+        "",
+        "| split | calibration error before | after | log loss before | after |",
+        "|---|---|---|---|---|",
+    ]
+    for split, part in (("validation", validation), ("test", test)):
+        if part:
+            lines.append(
+                f"| {split} | {part['calibration_error_before']:.4f} | "
+                f"{part['calibration_error_after']:.4f} | {part['log_loss_before']:.4f} | "
+                f"{part['log_loss_after']:.4f} |"
+            )
+    lines += ["", f"![Reliability diagram, test set]({figures['calibration']})"]
+    threshold = decision.get("threshold")
+    if threshold is not None:
+        at_half, chosen = threshold["test_at_0.5"], threshold["test_at_threshold"]
+        lines += [
+            "",
+            f"Decision threshold {threshold['value']:.4f} (rule: {threshold['rule']}); "
+            "test metrics at 0.5 and at it:",
+            "",
+            "| metric | at 0.5 | at the threshold |",
+            "|---|---|---|",
+            *(f"| {name} | {at_half[name]:.4f} | {chosen[name]:.4f} |" for name in at_half),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _importance_section(importance: pd.DataFrame | None, figures: dict[str, str], score: str):
+    if importance is None or not len(importance):
+        return ""
+    rows = "\n".join(
+        f"| `{row.column}` | {row.importance:.4f} | {row.std:.4f} |"
+        for row in importance.head(20).itertuples()
+    )
+    return (
+        "## Feature importance\n\n"
+        f"{score} lost on the test set when one raw column is shuffled (mean and standard "
+        "deviation over the shuffles; a one-hot group counts as its column).\n\n"
+        f"| column | importance | sd |\n|---|---|---|\n{rows}\n\n"
+        f"![Permutation importance]({figures['importance']})\n"
+    )
+
+
+def _slices_section(slices: dict[str, Any], figures: dict[str, str]) -> str:
+    if not slices:
+        return ""
+    parts = ["## Slices", ""]
+    for column, part in slices.items():
+        metric = part["metric"]
+        parts += [
+            f"`{column}`:",
+            "",
+            f"| value | rows | {metric} | interval |",
+            "|---|---|---|---|",
+        ]
+        parts += [
+            f"| {group['value']} | {group['rows']:,} | {group[metric]:.4f} | "
+            f"{group['interval'][0]:.4f} to {group['interval'][1]:.4f}"
+            f"{'' if group['ranked'] else ' (too few rows to rank)'} |"
+            for group in part["groups"]
+        ]
+        gap = part["largest_gap"]
+        if gap:
+            parts += ["", f"Largest gap: {gap['gap']:.4f}, {gap['worst']} against {gap['best']}."]
+        parts.append("")
+    parts.append(f"![Metrics per slice]({figures['slices']})")
+    return "\n".join(parts) + "\n"
+
+
+def _interval_end(gate: dict[str, Any]) -> str:
+    if "interval_end" not in gate:
+        return ""
+    return f" (interval end {gate['interval_end']:.4f})"
+
+
 def render_report(
     *,
     validation: dict[str, Any],
@@ -98,13 +446,17 @@ def render_report(
     training: dict[str, Any],
     metrics: dict[str, float],
     baselines: dict[str, dict[str, float]],
+    intervals: dict[str, Any],
+    decision: dict[str, Any] | None,
+    importance: pd.DataFrame | None,
+    slices: dict[str, Any],
     gates: list[dict[str, Any]],
-    curves: str,
+    figures: dict[str, str],
     metrics_rows: int,
-    scatter: str | None = None,
 ) -> str:
-    """The report as Markdown; `curves` (and for regression `scatter`, the predicted
-    against actual figure) are paths relative to the report."""
+    """The report as Markdown; `figures` maps each figure (curves, scatter, confusion,
+    roc_pr, calibration, importance, slices) to its path relative to the report."""
+    regression = "scatter" in figures
     split_lines = "\n".join(
         f"| {name} | {part['rows']:,} | {part['fraction']:.0%} | {_split_contents(part)} |"
         for name, part in splits.items()
@@ -127,7 +479,7 @@ def render_report(
         )
     if gates:
         gates_section = "| metric | value | gate | result |\n|---|---|---|---|\n" + "\n".join(
-            f"| {gate['metric']} | {gate['value']:.4f} | {gate['gate']} | "
+            f"| {gate['metric']} | {gate['value']:.4f} | {gate['gate']}{_interval_end(gate)} | "
             f"{'passed' if gate['passed'] else '**missed**'} |"
             for gate in gates
         )
@@ -143,7 +495,27 @@ def render_report(
         )
     )
     best = training["best"]
+    opening = conclusion(
+        training=training,
+        metrics=metrics,
+        baselines=baselines,
+        intervals=intervals,
+        decision=decision,
+        importance=importance,
+        slices=slices,
+        gates=gates,
+        rows=metrics_rows,
+    )
+    if regression:
+        figures_of_test = f"![Predicted against actual, test set]({figures['scatter']})\n"
+    else:
+        figures_of_test = (
+            f"![Confusion matrix, test set]({figures['confusion']})\n\n"
+            f"![ROC and precision-recall curves, test set]({figures['roc_pr']})\n"
+        )
     return f"""# Pipeline report
+
+{opening}
 
 ## Data validation
 
@@ -152,7 +524,7 @@ def render_report(
 
 ## Splits
 
-| split | rows | share | {"target" if scatter else "classes"} |
+| split | rows | share | {"target" if regression else "classes"} |
 |---|---|---|---|
 {split_lines}
 
@@ -164,17 +536,22 @@ validation {score_name} {best["val_" + score]:.4f}), and its weights are the mod
 Seed {training["seed"]}, {training["device"]}, Keras {training["keras_version"]}, deterministic
 ops {"on" if training["deterministic"] else "off"}.
 
-![Training and validation curves]({curves})
+![Training and validation curves]({figures["curves"]})
 
 {overfitting}
 
 ## Test metrics against baselines
 
 Baselines are fitted on the same train split and scored on the same test split
-({metrics_rows:,} rows).
+({metrics_rows:,} rows). Intervals: {intervals["resamples"]:,} bootstrap resamples of the test
+rows (seed {intervals["seed"]}).
 
-{_metrics_table(metrics, baselines)}
-{f"{chr(10)}![Predicted against actual, test set]({scatter}){chr(10)}" if scatter else ""}
+{_metrics_table(metrics, baselines, intervals)}
+
+{figures_of_test}
+{_decision_section(decision, figures)}
+{_importance_section(importance, figures, "R2" if regression else "ROC AUC")}
+{_slices_section(slices, figures)}
 ## Gates
 
 {gates_section}

@@ -24,12 +24,21 @@ import numpy as np
 import pandas as pd
 
 from stages import paths
-from stages.config import Params, TrainParams
+from stages.calibration import choose_threshold, decide, fit_calibration, probabilities
+from stages.config import Params, ThresholdParams, TrainParams
 from stages.drift import train_profile
 from stages.encoding import EncodingSpec, suspected_leaks, targets, to_inputs
 from stages.errors import PipelineError
 from stages.io import read_table, say, staging_dir, write_json
-from stages.model import make_model, model_vocabularies, save_model
+from stages.metrics import classification_metrics
+from stages.model import (
+    decision,
+    make_model,
+    model_vocabularies,
+    predict_logits,
+    save_model,
+    set_decision,
+)
 from stages.resume import EpochBackup, backup_key
 from stages.runtime import Cluster, configure_device, join_cluster, leave_cluster
 
@@ -241,6 +250,14 @@ def check_task_params(spec: EncodingSpec, params: TrainParams) -> None:
             "train.monitor: val_r2 is for regression; use val_loss or "
             "val_accuracy for classification"
         )
+    two_classes = spec.task == "classification" and len(spec.classes) == 2
+    if params.calibration == "platt" and not two_classes:
+        raise PipelineError("train.calibration: platt is for two classes; use temperature or none")
+    if not two_classes and params.threshold != ThresholdParams():
+        raise PipelineError(
+            "train.threshold: a decision threshold is for two classes; remove the key or "
+            "keep rule fixed at 0.5"
+        )
 
 
 def train_model(
@@ -359,6 +376,9 @@ def train_model(
         backup.on_train_begin()
         stopper.on_train_end()
     history = backup.history
+    calibration = None
+    if spec.task == "classification":
+        calibration = fit_decision(model, x_val, y_val, params=params)
     best = best_epoch(history, monitor=params.monitor)
     flagged = overfit_epochs(history, gap=params.overfit_gap, score=score)
     # The saved model holds the best epoch's weights, so the summary reports that epoch.
@@ -383,6 +403,7 @@ def train_model(
         "overfit_epochs": flagged,
         "overfitting": bool(flagged),
         "history": {name: [round(float(v), 6) for v in values] for name, values in history.items()},
+        "calibration": calibration,
         "train_rows": len(y_train),
         "validation_rows": len(y_val),
         "features": x_train[0].shape[1],
@@ -403,6 +424,39 @@ def train_model(
         "tensorflow_version": _tensorflow_version(),
     }
     return model, report
+
+
+def fit_decision(
+    model: keras.Model, x_val: tuple, y_val: np.ndarray, *, params: TrainParams
+) -> dict[str, Any]:
+    """Calibrate a classifier and choose its decision threshold on the validation rows;
+    both are stored in the model's head. Returns what was fitted, with the validation
+    log loss and calibration error before and after."""
+    logits = predict_logits(model, x_val)
+    scale, shift = fit_calibration(logits, y_val, method=params.calibration)
+    before = probabilities(logits)
+    after = probabilities(logits, scale=scale, shift=shift)
+    threshold = 0.5
+    if logits.shape[1] == 1:
+        threshold = choose_threshold(y_val, after[:, 1], params.threshold)
+    set_decision(model, scale=scale, shift=shift, threshold=threshold)
+    held = decision(model)
+    labels = decide(after, held["threshold"] if logits.shape[1] == 1 else None)
+    uncalibrated = classification_metrics(y_val, before)
+    calibrated = classification_metrics(y_val, after, labels)
+    return {
+        "method": params.calibration,
+        "temperature": round(1.0 / held["scale"], 6) if held["scale"] > 0 else None,
+        **held,
+        "threshold_rule": params.threshold.rule if logits.shape[1] == 1 else None,
+        "validation": {
+            "log_loss_before": uncalibrated["log_loss"],
+            "log_loss_after": calibrated["log_loss"],
+            "calibration_error_before": uncalibrated["calibration_error"],
+            "calibration_error_after": calibrated["calibration_error"],
+            "accuracy_at_threshold": calibrated["accuracy"],
+        },
+    }
 
 
 def serving(model: keras.Model, spec: EncodingSpec, missing_tokens: list[str]) -> keras.Model:

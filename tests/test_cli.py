@@ -28,6 +28,7 @@ def workdir(tmp_path: Path, monkeypatch) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["dataset"].update(target="label", schema="schema.yaml")
     params["collect"] = {"source": "tiny.csv", "watch": "tiny.csv"}
+    params["evaluate"]["slices"] = ["color"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from stages.evaluate import classification_metrics, plot_tables
+from stages.evaluate import plot_tables
+from stages.metrics import classification_metrics
 
 Y_TRUE = np.array([0, 0, 0, 1, 1, 1])
 # Predicted P(class 1): one false positive (row 2) and one false negative (row 5).
@@ -44,22 +45,22 @@ def test_plot_tables():
 
 
 def test_baselines_are_fitted_on_train_rows_and_scored_on_test_rows():
-    from stages.evaluate import baseline_metrics
+    from stages.evaluate import baseline_predictions, scores_of
 
     rng = np.random.default_rng(0)
     x_train = rng.normal(size=(400, 2))
     y_train = (x_train[:, 0] > 0.5).astype(int)  # about 31% positive
     x_test = rng.normal(size=(200, 2))
     y_test = (x_test[:, 0] > 0.5).astype(int)
-    scores = baseline_metrics(
+    predictions = baseline_predictions(
         ["majority", "logistic", "hist_gradient_boosting"],
         x_train=x_train,
         y_train=y_train,
         x_test=x_test,
-        y_test=y_test,
         n_classes=2,
         seed=0,
     )
+    scores = {name: scores_of(y_test, p, task="classification") for name, p in predictions.items()}
     assert scores["majority"]["accuracy"] == pytest.approx(1 - y_test.mean())
     assert scores["majority"]["roc_auc"] == pytest.approx(0.5)
     assert scores["logistic"]["accuracy"] > 0.95
@@ -100,3 +101,50 @@ def test_gate_params_are_checked():
         EvaluateParams(baselines=["majority"], gates={"baseline": "logistic"})
     with pytest.raises(ValueError):
         GateParams(minimum={"acuracy": 0.9})
+
+
+def test_gates_on_the_interval_need_the_whole_interval_to_pass():
+    from stages.config import GateParams
+    from stages.evaluate import check_gates
+
+    metrics = {"accuracy": 0.86, "log_loss": 0.30}
+    baselines = {"majority": {"accuracy": 0.76, "log_loss": 0.55}, "logistic": {"accuracy": 0.85}}
+    intervals = {
+        "model": {"accuracy": [0.84, 0.88], "log_loss": [0.28, 0.32]},
+        "difference": {
+            "majority": {"log_loss": {"value": -0.25, "interval": [-0.27, -0.23]}},
+            "logistic": {"accuracy": {"value": 0.01, "interval": [-0.004, 0.024]}},
+        },
+    }
+    gates = {
+        "minimum": {"accuracy": 0.85},
+        "maximum": {"log_loss": 0.31},
+        "must_beat": {"majority": ["log_loss"], "logistic": ["accuracy"]},
+        "baseline": "logistic",
+        "max_shortfall": {"accuracy": 0.003},
+    }
+    on_values = check_gates(metrics, baselines, GateParams(**gates), intervals)
+    assert all(gate["passed"] for gate in on_values)
+    on_intervals = check_gates(
+        metrics, baselines, GateParams(**gates, use_interval=True), intervals
+    )
+    assert [gate["passed"] for gate in on_intervals] == [False, False, True, False, False]
+    assert on_intervals[0]["interval_end"] == 0.84  # the low end of accuracy's interval
+    assert on_intervals[1]["interval_end"] == 0.32
+    assert on_intervals[4]["shortfall"] == pytest.approx(0.004)
+
+
+def test_slices_must_name_feature_columns():
+    from stages.config import EvaluateParams
+    from stages.encoding import EncodingSpec, FeatureSpec
+    from stages.errors import PipelineError
+    from stages.evaluate import check_task_params
+
+    spec = EncodingSpec(
+        target="y",
+        classes=["a", "b"],
+        features=[FeatureSpec(name="age", kind="numeric", nullable=False)],
+    )
+    check_task_params(EvaluateParams(slices=["age"]), spec)
+    with pytest.raises(PipelineError, match=r"evaluate\.slices: 'sex' is not a feature column"):
+        check_task_params(EvaluateParams(slices=["sex"]), spec)

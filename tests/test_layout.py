@@ -35,7 +35,11 @@ OUTPUTS = {
         paths.EVALUATE_METRICS,
         paths.EVALUATE_PREDICTIONS,
         paths.EVALUATE_VERDICT,
-        str(Path(paths.CURVES_FIGURE).parent),
+        paths.EVALUATE_BASELINES,
+        paths.EVALUATE_INTERVALS,
+        paths.EVALUATE_SLICES,
+        paths.EVALUATE_DECISION,
+        paths.FIGURES,
         paths.REPORT,
     },
 }
@@ -95,7 +99,11 @@ def test_each_stage_lists_exactly_the_params_it_reads():
 
 def test_outputs_match_the_paths_module():
     for name, stage in DVC.items():
-        declared = {*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])}
+        declared = {
+            next(iter(out)) if isinstance(out, dict) else out
+            for kind in ("outs", "metrics", "plots")
+            for out in stage.get(kind, [])
+        }
         assert declared == OUTPUTS[name], name
 
 
@@ -125,10 +133,39 @@ def test_metrics_and_plots_are_declared_for_dvc():
         "reports/train/plots/best_epoch.tsv",
         *(
             f"reports/evaluate/plots/{name}.csv"
-            for name in ("confusion", "roc", "precision_recall", "calibration")
+            for name in ("confusion", "roc", "precision_recall", "calibration", "importance")
         ),
     }
     assert Path(paths.TRAIN_METRICS).name == "metrics.json"
+
+
+def test_metrics_files_are_kept_in_git_and_only_the_models_test_metrics_are_declared():
+    """`dvc metrics show` prints the model's test metrics alone; every metrics file is kept
+    in git (cache: false), so `dvc metrics diff` works in a fresh clone without a remote."""
+    declared = [out for stage in DVC.values() for out in stage.get("metrics", [])]
+    assert declared == [{paths.EVALUATE_METRICS: {"cache": False}}]
+    kept = {
+        paths.VALIDATE_METRICS,
+        paths.TRAIN_METRICS,
+        paths.EVALUATE_BASELINES,
+        paths.EVALUATE_INTERVALS,
+        paths.EVALUATE_SLICES,
+        paths.EVALUATE_DECISION,
+    }
+    outs = {
+        next(iter(out)): out[next(iter(out))]
+        for stage in DVC.values()
+        for out in stage.get("outs", [])
+        if isinstance(out, dict)
+    }
+    assert {name: outs[name] for name in kept} == {name: {"cache": False} for name in kept}
+
+
+def test_the_model_is_a_registered_artifact():
+    artifacts = yaml.safe_load((REPO / "dvc.yaml").read_text())["artifacts"]
+    assert artifacts["model"]["path"] == paths.MODEL
+    assert artifacts["model"]["type"] == "model"
+    assert artifacts["model"]["desc"] and artifacts["model"]["labels"]
 
 
 def test_the_users_ci_workflow_is_valid_and_mirrors_ci_run():

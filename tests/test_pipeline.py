@@ -61,17 +61,43 @@ def test_repro_runs_every_stage_and_writes_every_output(repo: Path, first_repro)
     assert metrics["test_rows"] == len(splits["test"])
     # 2 epochs on 240 rows already rank most test rows right (majority-class accuracy: 0.76)
     assert 0.7 < metrics["roc_auc"] <= 1 and 0.7 < metrics["accuracy"] <= 1
-    assert set(metrics["baseline"]) == {"majority", "logistic", "hist_gradient_boosting"}
+    assert 0 < metrics["threshold"] < 1 and "calibration_error" in metrics
+    baselines = json.loads((repo / "reports/evaluate/baselines.json").read_text())
+    assert set(baselines) == {"majority", "logistic", "hist_gradient_boosting"}
+    intervals = json.loads((repo / "reports/evaluate/intervals.json").read_text())
+    for name, (low, high) in intervals["model"].items():
+        assert low <= metrics[name] <= high, name
+    assert set(intervals["difference"]) == set(baselines)
+    slices = json.loads((repo / "reports/evaluate/slices.json").read_text())
+    assert list(slices) == ["sex", "race"]
+    assert sum(group["rows"] for group in slices["sex"]["groups"]) == metrics["test_rows"]
+    calibration = json.loads((repo / "reports/evaluate/calibration.json").read_text())
+    assert calibration["method"] == "temperature" and calibration["temperature"] > 0
+    assert calibration["threshold"]["rule"] == "f1"
     verdict = json.loads((repo / "reports/evaluate/verdict.json").read_text())
     assert verdict["passed"] is True and verdict["gates"][0]["metric"] == "accuracy"
     predictions = pd.read_parquet(repo / "reports/evaluate/predictions.parquet")
     assert predictions["row_id"].tolist() == splits["test"]["row_id"].tolist()
-    for name in ("confusion", "roc", "precision_recall", "calibration"):
+    for name in ("confusion", "roc", "precision_recall", "calibration", "importance"):
         assert (repo / f"reports/evaluate/plots/{name}.csv").stat().st_size > 0
+    importance = pd.read_csv(repo / "reports/evaluate/plots/importance.csv")
+    assert len(importance) == 14 and importance["importance"].is_monotonic_decreasing
     assert (repo / "models/model.keras").stat().st_size > 0
     report = (repo / "reports/report.md").read_text()
+    assert report.split("\n")[2].startswith("On ")  # the conclusion opens the report
     assert "## Test metrics against baselines" in report and "| accuracy |" in report
-    assert (repo / "reports/evaluate/figures/training_curves.png").stat().st_size > 0
+    figures = [
+        "training_curves",
+        "confusion",
+        "roc_pr",
+        "calibration",
+        "importance",
+        "slices",
+    ]
+    for name in figures:
+        png = repo / f"reports/evaluate/figures/{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"](evaluate/figures/{name}.png)" in report, name
     assert not list(repo.rglob(".tmp-*"))  # no partial file left behind
 
 
@@ -85,10 +111,26 @@ def test_metrics_and_plots_show(repo: Path, first_repro):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     (workspace,) = metrics.values()
     files = workspace["data"]
-    assert {"reports/train/metrics.json", "reports/evaluate/metrics.json"} <= set(files)
+    assert set(files) == {"reports/evaluate/metrics.json"}  # the model's test metrics alone
     assert "roc_auc" in files["reports/evaluate/metrics.json"]["data"]
+    table = run(["dvc", "metrics", "show"], repo).stdout
+    assert max(len(line) for line in table.splitlines()) < 200  # read at a glance
+    baselines = run(["dvc", "metrics", "show", "reports/evaluate/baselines.json"], repo).stdout
+    assert "hist_gradient_boosting.accuracy" in baselines
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
-    assert {"loss", "accuracy", "confusion", "roc"} <= set(plots["data"])
+    assert {"loss", "accuracy", "confusion", "roc", "importance"} <= set(plots["data"])
+
+
+def test_metrics_files_are_in_git_and_the_model_is_an_artifact(repo: Path, first_repro, tmp_path):
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout
+    for name in ("metrics", "baselines", "intervals", "slices", "calibration"):
+        assert f"reports/evaluate/{name}.json" in status, name  # not ignored: git keeps it
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "trained"], repo)
+    run(["git", "tag", "-a", "model@v1.0.0", "-m", "first model"], repo)
+    target = tmp_path / "fetched.keras"
+    run(["dvc", "artifacts", "get", str(repo), "model", "--rev", "v1.0.0", "-o", str(target)], repo)
+    assert target.read_bytes() == (repo / "models/model.keras").read_bytes()
 
 
 def test_training_again_reproduces_the_same_model_byte_for_byte(repo: Path, first_repro):
@@ -118,6 +160,11 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
     assert predicted["row"].tolist() == list(range(len(evaluated)))
     assert predicted["error"].isna().all()
     assert predicted["predicted"].tolist() == evaluated["predicted"].tolist()
+    # Both decide at the threshold chosen on the validation split (rule f1), not at 0.5.
+    threshold = json.loads((repo / "reports/evaluate/metrics.json").read_text())["threshold"]
+    assert threshold != 0.5
+    at_threshold = np.where(predicted["probability_>50K"] >= threshold, ">50K", "<=50K")
+    assert predicted["predicted"].tolist() == at_threshold.tolist()
     for column in ("probability_<=50K", "probability_>50K"):
         np.testing.assert_allclose(predicted[column], evaluated[column], rtol=1e-6, atol=1e-7)
 

@@ -114,7 +114,6 @@ def test_queued_experiments_show_up_with_their_metrics(repo: Path):
     for name, epochs in (("epochs-3", 3), ("epochs-4", 4)):
         data = experiments[name]
         assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == epochs
+        assert set(data["metrics"]) == {"reports/evaluate/metrics.json"}
         evaluate = data["metrics"]["reports/evaluate/metrics.json"]["data"]
-        assert 0 < evaluate["accuracy"] <= 1 and "baseline" in evaluate
-        train = data["metrics"]["reports/train/metrics.json"]["data"]
-        assert train["epochs_run"] == epochs
+        assert 0 < evaluate["accuracy"] <= 1 and evaluate["test_rows"] > 0

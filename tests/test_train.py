@@ -145,6 +145,43 @@ def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
 
 
+def test_calibration_and_threshold_are_fitted_on_validation_rows_and_saved_in_the_model(
+    tmp_path, monkeypatch
+):
+    import keras
+
+    from stages.model import decision, decision_threshold
+
+    monkeypatch.chdir(tmp_path)
+    splits = split_frame(prepared(400), target="target", validation=0.3, test=0.1, seed=0)
+    model, report = fit(splits, tmp_path / "live", seed=3, threshold={"rule": "balanced_accuracy"})
+    fitted = report["calibration"]
+    assert fitted["method"] == "temperature" and fitted["threshold_rule"] == "balanced_accuracy"
+    assert fitted["temperature"] == pytest.approx(1 / fitted["scale"], rel=1e-5)
+    assert fitted["validation"]["log_loss_after"] <= fitted["validation"]["log_loss_before"]
+    assert fitted["threshold"] == decision_threshold(model) != 0.5
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    assert decision(reloaded) == decision(model)
+    x_val = splits["validation"][SPEC.feature_columns].to_numpy("float32")
+    np.testing.assert_allclose(predict_proba(reloaded, x_val), predict_proba(model, x_val))
+
+
+def test_threshold_and_platt_scaling_need_two_classes():
+    from stages.errors import PipelineError
+    from stages.train import check_task_params
+
+    three = SPEC.model_copy(update={"classes": ["a", "b", "c"]})
+    with pytest.raises(PipelineError, match=r"train\.threshold: a decision threshold is for two"):
+        check_task_params(three, tiny_params(threshold={"rule": "f1"}))
+    with pytest.raises(PipelineError, match=r"train\.calibration: platt is for two classes"):
+        check_task_params(three, tiny_params(calibration="platt"))
+    check_task_params(three, tiny_params())  # the defaults suit any task
+    regression = SPEC.model_copy(update={"task": "regression", "classes": []})
+    check_task_params(regression, tiny_params())
+
+
 def test_same_seed_gives_identical_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     splits = split_frame(prepared(200), target="target", validation=0.2, test=0.2, seed=0)
