@@ -1,17 +1,26 @@
 """evaluate: judge the trained model on the unseen test split, against baselines and gates.
 
-Reads models/model.keras, data/split/{train,test}.parquet and data/prepared/encoding.json.
-Fits the baselines in `evaluate.baselines` on the train split (never on test rows) and
-scores them on the same test split as the model. Writes reports/evaluate/metrics.json
-(accuracy, balanced accuracy, macro precision, recall and F1, ROC AUC, log loss for the
-model; the same under `baseline.<name>` for each baseline), the data of `dvc plots` in
-reports/evaluate/plots/ (confusion.csv with one row per test row, roc.csv,
-precision_recall.csv, calibration.csv), the test predictions
-(reports/evaluate/predictions.parquet) and, when every gate in `evaluate.gates` passes,
-reports/evaluate/verdict.json; a missed gate fails the stage naming metric, value and gate.
+Reads models/model.keras, data/split/{train,test}.parquet, data/prepared/encoding.json and
+the earlier stages' reports. Fits the baselines in `evaluate.baselines` on the train split
+(never on test rows) and scores them on the same test split as the model. Writes:
+
+- reports/evaluate/metrics.json: the model's test metrics (accuracy, balanced accuracy,
+  macro precision, recall and F1, ROC AUC, log loss, calibration error; for two classes its
+  decision threshold), the file `dvc metrics show` prints;
+- baselines.json (each baseline's metrics), intervals.json (a bootstrap interval for every
+  metric of the model and the baselines, and for the model's difference to each baseline),
+  slices.json (metrics per group of `evaluate.slices`), calibration.json (the calibration
+  and threshold train fitted, before and after on the test rows), beside it;
+- the data of `dvc plots` in reports/evaluate/plots/ (confusion.csv with one row per test
+  row at the model's threshold, roc.csv, precision_recall.csv, calibration.csv,
+  importance.csv: permutation importance per raw column);
+- the test predictions (reports/evaluate/predictions.parquet), reports/report.md with its
+  PNG figures, and, when every gate in `evaluate.gates` passes,
+  reports/evaluate/verdict.json; a missed gate fails the stage naming metric, value and gate.
 
 For regression the metrics are MAE, RMSE and R2, the plot is predicted against actual
-(reports/evaluate/plots/predicted_vs_actual.csv) and the baselines are regressors.
+(reports/evaluate/plots/predicted_vs_actual.csv), the baselines are regressors and there
+is no calibration or threshold (calibration.json holds `{}`).
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from stages.model import (
     predict_values,
 )
 from stages.report import (
+    Findings,
     plot_confusion,
     plot_curves,
     plot_history,
@@ -221,11 +231,11 @@ def check_gates(
     for metric, bound in gates.minimum.items():
         value = metrics[metric]
         seen = intervals["model"][metric][0] if strict else value
-        results.append(_gate(metric, f">= {bound}", value, seen >= bound, strict and seen))
+        results.append(_gate(metric, f">= {bound}", value, seen >= bound, seen if strict else None))
     for metric, bound in gates.maximum.items():
         value = metrics[metric]
         seen = intervals["model"][metric][1] if strict else value
-        results.append(_gate(metric, f"<= {bound}", value, seen <= bound, strict and seen))
+        results.append(_gate(metric, f"<= {bound}", value, seen <= bound, seen if strict else None))
     for baseline, names in gates.must_beat.items():
         for metric in names:
             reference = baselines[baseline][metric]
@@ -259,7 +269,7 @@ def check_gates(
 
 def _gate(metric: str, rule: str, value: float, passed, bound) -> dict[str, Any]:
     gate = {"metric": metric, "gate": rule, "value": value, "passed": bool(passed)}
-    if bound is not None and bound is not False:
+    if bound is not None:
         gate["interval_end"] = round(float(bound), 6)
     return gate
 
@@ -510,30 +520,18 @@ def run(params: Params) -> None:
         f"{paths.EVALUATE_METRICS}",
     )
     gates = check_gates(metrics, baselines, settings.gates, intervals)
+    found = Findings(
+        metrics, baselines, intervals, decision, importance, slices, gates, len(y_test)
+    )
     figures = write_figures(
-        training=training,
-        tables=tables,
-        outputs=outputs,
-        y_true=y_test,
-        metrics=metrics,
-        decision=decision,
-        importance=importance,
-        slices=slices,
-        spec=spec,
+        training=training, tables=tables, outputs=outputs, y_true=y_test, found=found, spec=spec
     )
     report = render_report(
         validation=read_json(paths.VALIDATE_REPORT),
         splits=read_json(paths.SPLIT_REPORT),
         training=training,
-        metrics=metrics,
-        baselines=baselines,
-        intervals=intervals,
-        decision=decision,
-        importance=importance,
-        slices=slices,
-        gates=gates,
+        found=found,
         figures=figures,
-        metrics_rows=len(y_test),
     )
     with atomic_path(paths.REPORT, suffix=".md") as tmp:
         tmp.write_text(report, encoding="utf-8")
@@ -553,13 +551,16 @@ def write_figures(
     tables: dict[str, pd.DataFrame],
     outputs: Outputs,
     y_true: np.ndarray,
-    metrics: dict[str, float],
-    decision: dict[str, Any] | None,
-    importance: pd.DataFrame | None,
-    slices: dict[str, Any],
+    found: Findings,
     spec: EncodingSpec,
 ) -> dict[str, str]:
     """Every figure of the report as a PNG; returns their paths relative to the report."""
+    metrics, decision, importance, slices = (
+        found.metrics,
+        found.decision,
+        found.importance,
+        found.slices,
+    )
     folder = Path(paths.FIGURES)
     written = {}
     plot_history(

@@ -2,8 +2,9 @@
 
 Pure builders, no file access. Model code uses backend-agnostic Keras 3 only (no tf.* ops),
 so the same model runs on TensorFlow (the default) or JAX. Everything the model learns
-from data besides its weights (scaling statistics, bin edges) is computed from train rows
-only and saved inside the model.
+from data besides its weights (scaling statistics, bin edges, vocabularies) is computed
+from train rows only and saved inside the model; a classifier's calibration and decision
+threshold, fitted on validation rows, live in its head (CalibratedHead).
 """
 
 from __future__ import annotations
@@ -217,9 +218,12 @@ LOGITS, HEAD = "logits", "probability"
 
 
 def _head(model: keras.Model) -> CalibratedHead | None:
+    """The classifier's head, in the model or in the core a raw-column model wraps."""
     for layer in model.layers:
         if isinstance(layer, CalibratedHead):
             return layer
+        if isinstance(layer, keras.Model) and (inner := _head(layer)) is not None:
+            return inner
     return None
 
 

@@ -1,14 +1,16 @@
 """The run report people read without DVC: reports/report.md and its PNG figures.
 
-Written by evaluate from what the earlier stages reported: the validation summary, the
-split counts, the training curves with the best epoch marked, the overfitting verdict,
-the test metrics beside the baselines, and the gates.
+Written by evaluate from what the earlier stages reported: a concluding paragraph, the
+validation summary, the split counts, the training curves with the best epoch marked, the
+overfitting verdict, the test metrics with their intervals beside the baselines, the
+confusion matrix, ROC and precision-recall curves, calibration, permutation importance,
+slices, and the gates. Every figure is a PNG.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -237,6 +239,30 @@ def _metrics_table(
     return "\n".join(lines)
 
 
+def _differences_table(metrics: dict[str, float], intervals: dict[str, Any]) -> str:
+    """The model minus each baseline, with the interval of that difference."""
+    differences = intervals.get("difference") or {}
+    if not differences:
+        return ""
+    shown = [name for name in ("accuracy", "roc_auc", "log_loss", "r2", "rmse") if name in metrics]
+    lines = [
+        "",
+        f"The model minus each baseline, with the {intervals['level']:.0%} interval of the "
+        "difference (same resamples for both):",
+        "",
+        "| baseline | " + " | ".join(shown) + " |",
+        "|---" * (len(shown) + 1) + "|",
+    ]
+    for baseline, part in differences.items():
+        cells = [
+            f"{part[name]['value']:+.4f} ({part[name]['interval'][0]:+.4f} to "
+            f"{part[name]['interval'][1]:+.4f})"
+            for name in shown
+        ]
+        lines.append(f"| {baseline} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _split_contents(part: dict[str, Any]) -> str:
     if "classes" in part:
         return ", ".join(f"{label}: {count:,}" for label, count in part["classes"].items())
@@ -264,19 +290,22 @@ def _weakest_slice(slices: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return max(gaps, key=lambda item: item[1]["largest_gap"]["gap"])
 
 
-def conclusion(
-    *,
-    training: dict[str, Any],
-    metrics: dict[str, float],
-    baselines: dict[str, dict[str, float]],
-    intervals: dict[str, Any],
-    decision: dict[str, Any] | None,
-    importance: pd.DataFrame | None,
-    slices: dict[str, Any],
-    gates: list[dict[str, Any]],
-    rows: int,
-) -> str:
+class Findings(NamedTuple):
+    """What evaluate found on the test rows, as the report tells it."""
+
+    metrics: dict[str, float]  # the model's
+    baselines: dict[str, dict[str, float]]
+    intervals: dict[str, Any]  # as stages.evaluate.metric_intervals writes them
+    decision: dict[str, Any] | None  # calibration and threshold; None for regression
+    importance: pd.DataFrame | None  # permutation importance, most important first
+    slices: dict[str, Any]  # per slice column, as stages.importance.slice_metrics
+    gates: list[dict[str, Any]]
+    rows: int  # test rows
+
+
+def conclusion(training: dict[str, Any], found: Findings) -> str:
     """The paragraph that opens the report: what a reviewer should conclude, in words."""
+    metrics, baselines, intervals, decision, importance, slices, gates, rows = found
     metric, name = _headline(metrics)
     level = f"{intervals['level']:.0%}"
     low, high = intervals["model"][metric]
@@ -444,18 +473,12 @@ def render_report(
     validation: dict[str, Any],
     splits: dict[str, Any],
     training: dict[str, Any],
-    metrics: dict[str, float],
-    baselines: dict[str, dict[str, float]],
-    intervals: dict[str, Any],
-    decision: dict[str, Any] | None,
-    importance: pd.DataFrame | None,
-    slices: dict[str, Any],
-    gates: list[dict[str, Any]],
+    found: Findings,
     figures: dict[str, str],
-    metrics_rows: int,
 ) -> str:
     """The report as Markdown; `figures` maps each figure (curves, scatter, confusion,
     roc_pr, calibration, importance, slices) to its path relative to the report."""
+    metrics, baselines, intervals, decision, importance, slices, gates, metrics_rows = found
     regression = "scatter" in figures
     split_lines = "\n".join(
         f"| {name} | {part['rows']:,} | {part['fraction']:.0%} | {_split_contents(part)} |"
@@ -495,17 +518,7 @@ def render_report(
         )
     )
     best = training["best"]
-    opening = conclusion(
-        training=training,
-        metrics=metrics,
-        baselines=baselines,
-        intervals=intervals,
-        decision=decision,
-        importance=importance,
-        slices=slices,
-        gates=gates,
-        rows=metrics_rows,
-    )
+    opening = conclusion(training, found)
     if regression:
         figures_of_test = f"![Predicted against actual, test set]({figures['scatter']})\n"
     else:
@@ -547,6 +560,7 @@ Baselines are fitted on the same train split and scored on the same test split
 rows (seed {intervals["seed"]}).
 
 {_metrics_table(metrics, baselines, intervals)}
+{_differences_table(metrics, intervals)}
 
 {figures_of_test}
 {_decision_section(decision, figures)}

@@ -6,7 +6,10 @@ and reports/train/plots/metrics/{train,eval}/*.tsv) and reports/train/report.jso
 best epoch, the epochs where validation accuracy trailed training accuracy by more than
 `train.overfit_gap`, the seed, the versions and the device.
 
-Scaling is learned here, from train rows only, and saved inside the model.
+Scaling is learned here, from train rows only, and saved inside the model. After the fit,
+a classifier's calibration and (two classes) its decision threshold are fitted on the
+validation rows and stored in its head (stages/calibration.py); the report gives them with
+the validation log loss and calibration error before and after.
 """
 
 from __future__ import annotations

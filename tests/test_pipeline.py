@@ -192,6 +192,7 @@ def test_load_model_the_saved_model_and_predict_agree_on_raw_rows(repo: Path, fi
     import keras
     import tensorflow as tf
 
+    import stages.model
     import stages.serving
     from stages.collect import read_source
     from stages.config import load_params
@@ -217,6 +218,11 @@ def test_load_model_the_saved_model_and_predict_agree_on_raw_rows(repo: Path, fi
     by_saved_model = np.asarray(saved.serve(inputs))[:, 0]
     np.testing.assert_allclose(by_keras, by_predict, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(by_saved_model, by_predict, rtol=1e-6, atol=1e-7)
+    # The raw-column model carries the decision threshold predict applies.
+    threshold = json.loads((repo / "reports/evaluate/metrics.json").read_text())["threshold"]
+    assert round(stages.model.decision_threshold(loaded), 6) == threshold
+    predicted = pd.read_csv(repo / "raw.csv")["predicted"]
+    assert (predicted == np.where(by_predict >= threshold, ">50K", "<=50K")).all()
     drift = json.loads((repo / "raw.drift.json").read_text())
     assert drift["columns"]["workclass"]["unseen_batch"] > 0.3
 

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from stages.report import plot_history, render_report
+from stages.report import Findings, plot_history, render_report
 from stages.train import best_epoch_marker
 
 from .test_train import DIVERGING
@@ -39,6 +39,7 @@ INTERVALS = {
         "majority": {
             "accuracy": {"value": 0.09, "interval": [0.05, 0.13]},
             "roc_auc": {"value": 0.4, "interval": [0.35, 0.45]},
+            "log_loss": {"value": -0.1, "interval": [-0.12, -0.08]},
         }
     },
 }
@@ -88,15 +89,17 @@ def test_report_states_validation_splits_overfitting_baselines_and_gates():
         validation={"rows": 1000, "columns": 5, "schema": "s.yaml", "valid": True},
         splits={"train": {"rows": 700, "fraction": 0.7, "classes": {"no": 500, "yes": 200}}},
         training=TRAINING,
-        metrics=METRICS,
-        baselines={"majority": {**METRICS, "accuracy": 0.71, "roc_auc": 0.5}},
-        intervals=INTERVALS,
-        decision=DECISION,
-        importance=importance,
-        slices=SLICES,
-        gates=[{"metric": "roc_auc", "value": 0.9, "gate": ">= 0.95", "passed": False}],
+        found=Findings(
+            metrics=METRICS,
+            baselines={"majority": {**METRICS, "accuracy": 0.71, "roc_auc": 0.5}},
+            intervals=INTERVALS,
+            decision=DECISION,
+            importance=importance,
+            slices=SLICES,
+            gates=[{"metric": "roc_auc", "value": 0.9, "gate": ">= 0.95", "passed": False}],
+            rows=200,
+        ),
         figures=FIGURES,
-        metrics_rows=200,
     )
     opening = text.split("## Data validation")[0]
     assert "On 200 unseen test rows the network's accuracy is 0.8000 (95% bootstrap" in opening
@@ -114,6 +117,7 @@ def test_report_states_validation_splits_overfitting_baselines_and_gates():
     assert "| metric | model | model, 95% interval | majority |" in text
     assert "| accuracy | 0.8000 | 0.7800 to 0.8200 | 0.7100 |" in text
     assert "| test | 0.0700 | 0.0300 | 0.4400 | 0.4000 |" in text
+    assert "| majority | +0.0900 (+0.0500 to +0.1300) | +0.4000 (+0.3500 to +0.4500) |" in text
     assert "| `income` | 0.2000 | 0.0100 |" in text
     assert "| M | 80 | 0.6500 | 0.5500 to 0.7500 |" in text
     assert "| roc_auc | 0.9000 | >= 0.95 | **missed** |" in text
