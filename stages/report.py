@@ -357,7 +357,9 @@ def conclusion(training: dict[str, Any], found: Findings) -> str:
         top = ", ".join(f"`{column}`" for column in importance["column"].head(3))
         said.append(f"The columns it leans on most: {top}.")
     weakest = _weakest_slice(slices)
-    if weakest is not None:
+    if weakest is not None and weakest[1]["largest_gap"]["gap"] == 0:
+        said.append("Every slice scores the same.")
+    elif weakest is not None:
         column, part = weakest
         gap = part["largest_gap"]
         groups = {group["value"]: group for group in part["groups"]}

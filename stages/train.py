@@ -457,7 +457,7 @@ def fit_decision(
             "log_loss_after": calibrated["log_loss"],
             "calibration_error_before": uncalibrated["calibration_error"],
             "calibration_error_after": calibrated["calibration_error"],
-            "accuracy_at_threshold": calibrated["accuracy"],
+            "accuracy": calibrated["accuracy"],  # at the model's decisions
         },
     }
 

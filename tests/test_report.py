@@ -1,6 +1,6 @@
 import pandas as pd
 
-from stages.report import Findings, plot_history, render_report
+from stages.report import Findings, conclusion, plot_history, render_report
 from stages.train import best_epoch_marker
 
 from .test_train import DIVERGING
@@ -139,3 +139,16 @@ def test_best_epoch_marker_spans_every_curve_at_the_best_step():
     assert marker["step"].tolist() == [2, 2]
     assert marker["loss"].tolist() == [0.2, 0.61]
     assert marker["accuracy"].tolist() == [0.69, 0.95]
+
+
+def test_slices_that_score_the_same_have_no_weakest():
+    even = {
+        "sex": {
+            **SLICES["sex"],
+            "largest_gap": {"worst": "M", "best": "F", "gap": 0.0},
+        }
+    }
+    found = Findings(METRICS, {}, INTERVALS, None, None, even, [], 200)
+    text = conclusion(TRAINING, found)
+    assert "Every slice scores the same." in text and "weakest" not in text
+    assert "No gates are set." in text
