@@ -156,7 +156,7 @@ def slice_metrics(
         part = per_row[mask]
         samples = np.concatenate(
             [
-                counts @ part / counts.sum(axis=1)
+                counts.astype("float64") @ part / counts.sum(axis=1)
                 for counts in resample_counts(part.size, resamples, seed)
             ]
         )

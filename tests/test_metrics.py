@@ -25,7 +25,8 @@ def _classes(rows: int, n_classes: int, seed: int = 0):
 def test_one_resample_of_every_row_once_equals_scikit_learn(n_classes, monkeypatch):
     y, proba = _classes(3000, n_classes)
     monkeypatch.setattr(
-        "stages.metrics.resample_counts", lambda rows, resamples, seed: iter([np.ones((1, rows))])
+        "stages.metrics.resample_counts",
+        lambda rows, resamples, seed: iter([np.ones((1, rows), dtype=np.int16)]),
     )
     samples = bootstrap(y, {"m": (proba, None)}, task="classification", resamples=1, seed=0)
     expected = classification_metrics(y, proba)
@@ -39,7 +40,8 @@ def test_regression_resample_equals_scikit_learn(monkeypatch):
     y = rng.normal(size=500)
     predicted = y + rng.normal(scale=0.5, size=500)
     monkeypatch.setattr(
-        "stages.metrics.resample_counts", lambda rows, resamples, seed: iter([np.ones((1, rows))])
+        "stages.metrics.resample_counts",
+        lambda rows, resamples, seed: iter([np.ones((1, rows), dtype=np.int16)]),
     )
     samples = bootstrap(y, {"m": (predicted, None)}, task="regression", resamples=1, seed=0)
     for name, value in regression_metrics(y, predicted).items():
