@@ -15,8 +15,13 @@ Nothing here imports Keras at module level: the backend must be chosen before Ke
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
+import sys
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from stages.errors import PipelineError
@@ -157,3 +162,56 @@ def configure_device(device: str, mixed_precision: bool) -> tuple[Any, str]:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
     return strategy, f"GPU x{len(gpus)}"
+
+
+# What TensorFlow's native code prints on every start, which reads like a failure and is
+# none: absl's notice before it is set up, oneDNN's and the CPU's notices, and the
+# "NodeDef mentions attribute" note of a tf.data graph built by a newer version.
+NATIVE_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|port\.cc:\d+\] oneDNN custom operations are on"
+    r"|cpu_feature_guard\.cc:\d+\]|To enable the following instructions:"
+    r"|node_def_util\.cc:\d+\] NodeDef mentions attribute"
+)
+# Without an NVIDIA driver, CUDA's "not found" lines say nothing; with one, they matter.
+CUDA_ABSENT_NOISE = re.compile(
+    r"cudart_stub\.cc:\d+\] Could not find cuda drivers"
+    r"|cuda_platform\.cc:\d+\] failed call to cuInit"
+    r"|cuda_executor\.cc:\d+\].*(no NVIDIA GPU|UNKNOWN ERROR \(303\))"
+)
+
+
+def nvidia_driver_present() -> bool:
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
+
+
+def quiet_native_stderr() -> None:
+    """Drop TensorFlow's start-up noise from this process's stderr (file descriptor 2, where
+    native code writes too), passing everything else through, line by line.
+
+    For `python -m stages`; never inside a test runner that captures output.
+    """
+    pattern = NATIVE_NOISE
+    if not nvidia_driver_present():
+        pattern = re.compile(f"{NATIVE_NOISE.pattern}|{CUDA_ABSENT_NOISE.pattern}")
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not pattern.search(line.decode("utf-8", "replace")):
+                    os.write(original, line)
+
+    thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer closes: the thread reads to its end
+        thread.join(timeout=5)
+
+    atexit.register(restore)

@@ -67,3 +67,35 @@ def test_steps_per_execution_never_run_past_an_epoch():
     assert fitting_steps_per_execution(8, 45) == 5
     assert fitting_steps_per_execution(1, 45) == 1
     assert fitting_steps_per_execution(100, 6) == 6
+
+
+def test_tensorflows_start_up_noise_is_dropped_and_everything_else_kept():
+    """Native writes to file descriptor 2 go through the filter, line by line."""
+    import subprocess
+    import sys
+
+    script = """
+import os, sys
+from stages.runtime import quiet_native_stderr
+quiet_native_stderr()
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written\\n")
+os.write(2, b"I0000 00:00:1.1 1 port.cc:153] oneDNN custom operations are on. You may see\\n")
+os.write(2, b"E0000 00:00:1.2 1 node_def_util.cc:682] NodeDef mentions attribute use_unbounded\\n")
+os.write(2, b"E0000 00:00:1.3 1 some_kernel.cc:10] a real failure\\n")
+print("error: a message of ours", file=sys.stderr)
+sys.exit(3)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 3
+    assert done.stderr.splitlines() == [
+        "E0000 00:00:1.3 1 some_kernel.cc:10] a real failure",
+        "error: a message of ours",
+    ]
+
+
+def test_cuda_lines_are_dropped_only_without_an_nvidia_driver():
+    from stages import runtime
+
+    line = "E0000 00:00:1.4 1 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)"
+    assert runtime.CUDA_ABSENT_NOISE.search(line)
+    assert not runtime.NATIVE_NOISE.search(line)  # kept where a driver is present
