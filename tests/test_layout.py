@@ -175,7 +175,11 @@ def test_the_users_ci_workflow_is_valid_and_mirrors_ci_run():
     steps = workflow["jobs"]["pipeline"]["steps"]
     commands = "\n".join(step.get("run", "") for step in steps)
     ci_run = (REPO / ".ci/run").read_text()
-    for command in ("ruff check .", "python -m pytest", "pip install -q -e"):
+    for command in (
+        "ruff check .",
+        "python -m pytest",
+        "pip install -q -r requirements-dev.lock -e",
+    ):
         assert command in commands and command in ci_run, command
     assert "dvc repro --pull" in commands
     assert "python -m stages compare --rev origin/main" in commands
