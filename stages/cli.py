@@ -210,6 +210,9 @@ def train(params: Params) -> None:
 @stage_command(cli)
 def evaluate(params: Params) -> None:
     """Score the model on the unseen test split beside baselines; check the gates."""
+    from stages.runtime import use_inference_backend
+
+    use_inference_backend()  # before Keras is imported
     from stages.evaluate import run
 
     run(params)
@@ -232,11 +235,14 @@ def predict(params: Params, input_path: str, output_path: str) -> None:
     like collect.source.
 
     Rows are validated against the schema (the target column may be absent), cleaned and
-    encoded by the same functions as prepare, and scored by models/model.keras in batches.
+    encoded by the same functions as prepare, and scored by models/network.keras in batches.
     The output has one row per input row, in order: `row`, `predicted`, one
     `probability_<class>` per class (none for regression), and `error`, the reason when a
     row is invalid.
     """
+    from stages.runtime import use_inference_backend
+
+    use_inference_backend()  # before Keras is imported
     from stages.predict import run
 
     run(params, input_path=input_path, output_path=output_path)

@@ -1,6 +1,6 @@
 """evaluate: judge the trained model on the unseen test split, against baselines and gates.
 
-Reads models/model.keras, data/split/{train,test}.parquet, data/prepared/encoding.json and
+Reads models/network.keras (on Keras's numpy backend), data/split/{train,test}.parquet, data/prepared/encoding.json and
 the earlier stages' reports. Fits the baselines in `evaluate.baselines` on the train split
 (never on test rows) and scores them on the same test split as the model. Writes:
 
@@ -72,7 +72,6 @@ from stages.report import (
     plot_slices,
     render_report,
 )
-from stages.serving import core_model
 
 
 def _scores_against_truth(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -428,7 +427,7 @@ def run(params: Params) -> None:
     task, seed = spec.task, params.dataset.seed
     regression = task == "regression"
     test_rows = read_table(paths.split_table("test"))
-    model = core_model(load_model(paths.MODEL))  # the splits are encoded already
+    model = load_model(paths.NETWORK)  # the splits are encoded already
     vocabularies = model_vocabularies(model)
     x_test, y_test = to_arrays(test_rows, spec, vocabularies)
     outputs = model_outputs(model, x_test, task=task)

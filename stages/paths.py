@@ -23,6 +23,9 @@ SPLIT_NAMES = ("train", "validation", "test")
 SPLIT_REPORT = "reports/split/report.json"
 
 MODEL = "models/model.keras"
+# The same network on encoded rows (no text layers): what evaluate and predict load, on
+# Keras's numpy backend, without starting TensorFlow.
+NETWORK = "models/network.keras"
 # The train split's profile that `stages predict` measures drift against.
 PROFILE = "models/profile.json"
 SAVED_MODEL = "models/saved_model"

@@ -4,7 +4,7 @@ predict reads raw rows in the format collect reads (`collect.*` read options), w
 without the target column, `predict.batch_rows` rows at a time so memory stays bounded.
 Each batch goes through the training path (stages/transform.py): clean, validate against
 the schema without the target and without its vocabularies, encode, then the network in
-models/model.keras. Columns the model does not use are ignored; a category outside a
+models/network.keras, on Keras's numpy backend (no TensorFlow start). Columns the model does not use are ignored; a category outside a
 vocabulary is predicted as unknown with a warning on its row; invalid rows get their
 reason instead of a prediction (`predict.on_invalid: skip`) or stop the command with every
 reason and no output (`fail`). The output is written to a temporary file and renamed into
@@ -41,7 +41,6 @@ from stages.model import (
     predict_values,
 )
 from stages.schema import load_schema
-from stages.serving import core_model
 from stages.transform import clean_frame, encode_features, unparsed_dates
 from stages.validate import row_reasons, validate_frame
 
@@ -196,7 +195,7 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
     start = time.perf_counter()
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     schema = feature_schema(load_schema(params.dataset.schema_path), target=spec.target)
-    model = core_model(load_model(paths.MODEL))  # the rows are cleaned and encoded here
+    model = load_model(paths.NETWORK)  # the rows are cleaned and encoded here
     rows = invalid = 0
     drift = DriftCounter(read_json(paths.PROFILE)) if Path(paths.PROFILE).is_file() else None
     unseen: Counter[str] = Counter()

@@ -1,7 +1,9 @@
 """train: fit the Keras model on the train split, checking the validation split every epoch.
 
 Reads data/split/train.parquet, data/split/validation.parquet and data/prepared/encoding.json.
-Writes models/model.keras, the per-epoch history through DVCLive (reports/train/metrics.json
+Writes models/model.keras (the network on raw columns; on the JAX backend the network
+alone), models/network.keras (the network on encoded rows, which evaluate and predict
+load), the per-epoch history through DVCLive (reports/train/metrics.json
 and reports/train/plots/metrics/{train,eval}/*.tsv) and reports/train/report.json with the
 best epoch, the epochs where validation accuracy trailed training accuracy by more than
 `train.overfit_gap`, the seed, the versions and the device.
@@ -531,6 +533,7 @@ def _run(params: Params, cluster: Cluster | None) -> None:
             report["history"], best=report["best_epoch"], score=report["overfit_score"]
         ).to_csv(live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False)
         save_model(serving(model, spec, params.prepare.missing_tokens), paths.MODEL)
+        save_model(model, paths.NETWORK)
         write_json(train_profile(train_rows, spec), paths.PROFILE)
     Path(paths.TRAIN_BACKUP).unlink(missing_ok=True)
     for name, reason in report["suspected_leaks_excluded"].items():

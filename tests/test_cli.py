@@ -130,11 +130,11 @@ def test_a_stage_without_its_input_says_which_stage_to_run(workdir: Path):
 def test_a_damaged_model_is_a_clear_error(workdir: Path):
     for stage in ("collect", "validate", "prepare", "split"):
         assert invoke(stage).exit_code == 0
-    Path(paths.MODEL).parent.mkdir(parents=True)
-    Path(paths.MODEL).write_bytes(b"not a zip archive")
+    Path(paths.NETWORK).parent.mkdir(parents=True)
+    Path(paths.NETWORK).write_bytes(b"not a zip archive")
     result = invoke("evaluate")
     assert result.exit_code == 1
-    assert result.output.startswith("error: models/model.keras: cannot load the model")
+    assert result.output.startswith("error: models/network.keras: cannot load the model")
     assert not Path(paths.EVALUATE_METRICS).exists()
 
 

@@ -25,6 +25,7 @@ OUTPUTS = {
     "split": {*(paths.split_table(name) for name in paths.SPLIT_NAMES), paths.SPLIT_REPORT},
     "train": {
         paths.MODEL,
+        paths.NETWORK,
         paths.PROFILE,
         paths.TRAIN_REPORT,
         paths.TRAIN_PLOTS,
