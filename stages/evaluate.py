@@ -1,7 +1,8 @@
 """evaluate: judge the trained model on the unseen test split, against baselines and gates.
 
-Reads models/network.keras (on Keras's numpy backend), data/split/{train,test}.parquet, data/prepared/encoding.json and
-the earlier stages' reports. Fits the baselines in `evaluate.baselines` on the train split
+Reads models/network.keras (on Keras's numpy backend: no TensorFlow start),
+data/split/{train,test}.parquet, data/prepared/encoding.json and the earlier stages'
+reports. Fits the baselines in `evaluate.baselines` on the train split
 (never on test rows) and scores them on the same test split as the model. Writes:
 
 - reports/evaluate/metrics.json: the model's test metrics (accuracy, balanced accuracy,
