@@ -7,9 +7,10 @@ the schema without the target and without its vocabularies, encode, then the net
 models/network.keras, on Keras's numpy backend (no TensorFlow start). Columns the model
 does not use are ignored; a category outside a vocabulary is predicted as unknown with a
 warning on its row; invalid rows get their reason instead of a prediction
-(`predict.on_invalid: skip`) or stop the command with every reason and no output (`fail`). The output is written to a temporary file and renamed into
-place: one row per input row, in input order; beside it, `<output>.drift.json` compares
-the batch with the train split (stages/drift.py).
+(`predict.on_invalid: skip`) or stop the command with every reason and no output (`fail`).
+The output is written to a temporary file and renamed into place: one row per input row,
+in input order; beside it, `<output>.drift.json` compares the batch with the train split
+(stages/drift.py).
 """
 
 from __future__ import annotations
