@@ -235,7 +235,7 @@ def run_table(
     if metrics_path.exists():
         metrics = json.loads(metrics_path.read_text())
         score = "r2" if "r2" in metrics else "accuracy"
-        baselines_path = repo / "reports/evaluate/baselines.json"
+        baselines_path = repo / "reports/baselines/metrics.json"
         baselines = json.loads(baselines_path.read_text()) if baselines_path.exists() else {}
         hgb = baselines.get("hist_gradient_boosting", {})
         result.update(

@@ -84,14 +84,14 @@ def copy_project_files(target: Path) -> Path:
 
 
 def project(workdir: Path, *, source: Path | None, epochs: int, batch_size: int = 512) -> Path:
-    """A copy of the project with fixed epochs and no baselines or gates (the single script
-    fits no baselines), in a fresh git repository."""
+    """A copy of the project with fixed epochs and no baselines, gates, importance or slices
+    (the single script does none of them), in a fresh git repository."""
     repo = copy_project_files(workdir / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     if source is not None:
         params["collect"].update(source=str(source), watch=str(source))
     params["train"].update(epochs=epochs, patience=0, batch_size=batch_size)
-    params["evaluate"].update(baselines=[], gates={})
+    params["evaluate"].update(baselines=[], gates={}, importance_repeats=0, slices=[])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=repo, env=ENV, check=True, capture_output=True)

@@ -1,5 +1,8 @@
+import sys
+
 from stages.cli import main
-from stages.runtime import quiet_native_stderr
+from stages.runtime import quiet_native_stderr, use_inference_backend
 
 quiet_native_stderr()
+use_inference_backend(sys.argv[1:])
 main()

@@ -31,6 +31,11 @@ COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     },
     "prepare": {"dataset": ["target", "schema", "task"], "prepare": None},
     "split": {"dataset": ["target", "seed"], "split": None},
+    "baselines": {
+        "dataset": ["seed"],
+        "evaluate": ["baselines"],
+        "train": ["max_vocabulary", "min_category_rows"],
+    },
     "train": {"dataset": ["seed"], "train": None, "prepare": ["missing_tokens"]},
     "evaluate": {"dataset": ["seed"], "evaluate": None},
 }
@@ -192,6 +197,15 @@ def split(params: Params) -> None:
 
 
 @stage_command(cli)
+def baselines(params: Params) -> None:
+    """Fit the baselines (evaluate.baselines) on the train split; predict and score the
+    test split."""
+    from stages.baselines import run
+
+    run(params)
+
+
+@stage_command(cli)
 def train(params: Params) -> None:
     """Train the Keras model on the train split, checking the validation split every epoch.
 
@@ -210,9 +224,6 @@ def train(params: Params) -> None:
 @stage_command(cli)
 def evaluate(params: Params) -> None:
     """Score the model on the unseen test split beside baselines; check the gates."""
-    from stages.runtime import use_inference_backend
-
-    use_inference_backend()  # before Keras is imported
     from stages.evaluate import run
 
     run(params)
@@ -240,9 +251,6 @@ def predict(params: Params, input_path: str, output_path: str) -> None:
     `probability_<class>` per class (none for regression), and `error`, the reason when a
     row is invalid.
     """
-    from stages.runtime import use_inference_backend
-
-    use_inference_backend()  # before Keras is imported
     from stages.predict import run
 
     run(params, input_path=input_path, output_path=output_path)

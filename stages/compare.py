@@ -32,7 +32,7 @@ def compare_metrics(
 
     A metric regresses when it got worse by more than `tolerance` (lower log loss,
     calibration error, MAE and RMSE are better; higher is better for the rest). Nested
-    metrics are named with dots: `logistic.accuracy` in reports/evaluate/baselines.json.
+    metrics are named with dots: `logistic.accuracy` in reports/baselines/metrics.json.
     """
     rows = []
     for name in names:

@@ -1,14 +1,14 @@
 """evaluate: judge the trained model on the unseen test split, against baselines and gates.
 
 Reads models/network.keras (on Keras's numpy backend: no TensorFlow start),
-data/split/{train,test}.parquet, data/prepared/encoding.json and the earlier stages'
-reports. Fits the baselines in `evaluate.baselines` on the train split
-(never on test rows) and scores them on the same test split as the model. Writes:
+data/split/test.parquet, data/prepared/encoding.json, the baselines' test predictions
+(reports/baselines/predictions.parquet, fitted on the train split by the baselines stage)
+and the earlier stages' reports. Writes:
 
 - reports/evaluate/metrics.json: the model's test metrics (accuracy, balanced accuracy,
   macro precision, recall and F1, ROC AUC, log loss, calibration error; for two classes its
   decision threshold), the file `dvc metrics show` prints;
-- baselines.json (each baseline's metrics), intervals.json (a bootstrap interval for every
+- intervals.json (a bootstrap interval for every
   metric of the model and the baselines, and for the model's difference to each baseline),
   slices.json (metrics per group of `evaluate.slices`), calibration.json (the calibration
   and threshold train fitted, before and after on the test rows), beside it;
@@ -33,13 +33,10 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
-from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler, label_binarize
+from sklearn.preprocessing import label_binarize
 
 from stages import paths
+from stages.baselines import read_predictions, scores_of
 from stages.calibration import decide, probabilities
 from stages.config import (
     BASELINES_FOR_TASK,
@@ -53,7 +50,7 @@ from stages.encoding import ROW_ID, EncodingSpec, to_arrays
 from stages.errors import PipelineError
 from stages.importance import permutation_importance, slice_labels, slice_metrics
 from stages.io import atomic_path, read_json, read_table, say, write_csv, write_json, write_table
-from stages.metrics import bootstrap, classification_metrics, interval, regression_metrics
+from stages.metrics import bootstrap, classification_metrics, interval
 from stages.model import (
     decision_threshold,
     load_model,
@@ -124,23 +121,6 @@ def reliability(y_true: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"predicted_probability": predicted, "observed_frequency": observed})
 
 
-def baseline_estimator(name: str, *, seed: int, task: str = "classification"):
-    """An unfitted scikit-learn baseline for the task."""
-    if name == "majority":
-        return DummyClassifier(strategy="prior")
-    if name == "logistic":
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    if name == "mean":
-        return DummyRegressor(strategy="mean")
-    if name == "linear":
-        return make_pipeline(StandardScaler(), Ridge(alpha=1.0))
-    if name == "hist_gradient_boosting" and task == "regression":
-        return HistGradientBoostingRegressor(random_state=seed)
-    if name == "hist_gradient_boosting":
-        return HistGradientBoostingClassifier(random_state=seed)
-    raise ValueError(f"unknown baseline {name}")
-
-
 def check_task_params(params: EvaluateParams, spec: EncodingSpec) -> None:
     """Baselines and gates must suit the task, slices must name feature columns: a clear
     error naming the key, before work."""
@@ -172,47 +152,6 @@ def check_task_params(params: EvaluateParams, spec: EncodingSpec) -> None:
                 raise PipelineError(
                     f"evaluate.gates.{key}.{metric}: not a {task} metric; use {', '.join(metrics)}"
                 )
-
-
-def flat_inputs(inputs) -> np.ndarray:
-    """The model's inputs as one float matrix for scikit-learn: the numbers, then the
-    embedded categories' codes (ordered by frequency in train rows)."""
-    if isinstance(inputs, tuple):
-        return np.hstack([inputs[0], inputs[1].astype(np.float32)])
-    return inputs
-
-
-def baseline_predictions(
-    names: list[str],
-    *,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    n_classes: int,
-    seed: int,
-) -> dict[str, np.ndarray]:
-    """Fit each baseline on the train rows; its class probabilities (rows x classes) on
-    the test rows, or its predicted values (`n_classes` 0: regression)."""
-    predictions = {}
-    for name in names:
-        if n_classes == 0:
-            estimator = baseline_estimator(name, seed=seed, task="regression")
-            estimator.fit(x_train, np.ravel(y_train))
-            predictions[name] = estimator.predict(x_test).astype("float64")
-            continue
-        estimator = baseline_estimator(name, seed=seed).fit(x_train, y_train)
-        proba = np.zeros((len(x_test), n_classes))
-        classes = np.asarray(estimator.classes_, dtype=int)
-        proba[:, classes] = estimator.predict_proba(x_test)  # a class absent from train stays 0
-        predictions[name] = proba
-    return predictions
-
-
-def scores_of(y_true: np.ndarray, predicted: np.ndarray, *, task: str) -> dict[str, float]:
-    """The test metrics of one prediction set (probabilities, or values for regression)."""
-    if task == "regression":
-        return regression_metrics(y_true, predicted)
-    return classification_metrics(y_true, predicted)
 
 
 def check_gates(
@@ -433,17 +372,12 @@ def run(params: Params) -> None:
     x_test, y_test = to_arrays(test_rows, spec, vocabularies)
     outputs = model_outputs(model, x_test, task=task)
     metrics = scores_of(y_test, outputs.predicted, task=task)
-    predictions: dict[str, np.ndarray] = {}
-    if settings.baselines:  # the train split is read only to fit them
-        x_train, y_train = to_arrays(read_table(paths.split_table("train")), spec, vocabularies)
-        predictions = baseline_predictions(
-            settings.baselines,
-            x_train=flat_inputs(x_train),
-            y_train=y_train,
-            x_test=flat_inputs(x_test),
-            n_classes=len(spec.classes),  # none for regression
-            seed=seed,
-        )
+    predictions = read_predictions(  # fitted on the train split by the baselines stage
+        paths.BASELINES_PREDICTIONS,
+        names=settings.baselines,
+        row_ids=test_rows[ROW_ID],
+        n_classes=len(spec.classes),
+    )
     baselines = {name: scores_of(y_test, values, task=task) for name, values in predictions.items()}
     samples = bootstrap(
         y_test,
@@ -487,7 +421,6 @@ def run(params: Params) -> None:
     if outputs.threshold is not None:
         summary["threshold"] = round(outputs.threshold, 6)
     write_json(summary, paths.EVALUATE_METRICS)
-    write_json(baselines, paths.EVALUATE_BASELINES)
     write_json(intervals, paths.EVALUATE_INTERVALS)
     write_json(slices, paths.EVALUATE_SLICES)
     write_json(decision or {}, paths.EVALUATE_DECISION)  # a regressor has neither

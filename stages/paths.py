@@ -22,6 +22,9 @@ SPLIT_DIR = "data/split"
 SPLIT_NAMES = ("train", "validation", "test")
 SPLIT_REPORT = "reports/split/report.json"
 
+BASELINES_PREDICTIONS = "reports/baselines/predictions.parquet"
+BASELINES_METRICS = "reports/baselines/metrics.json"
+
 MODEL = "models/model.keras"
 # The same network on encoded rows (no text layers): what evaluate and predict load, on
 # Keras's numpy backend, without starting TensorFlow.
@@ -38,7 +41,6 @@ TRAIN_BACKUP = ".resume/train.npz"
 
 EVALUATE_METRICS = "reports/evaluate/metrics.json"
 # Kept in git beside the metrics, read with `dvc metrics show <file>`.
-EVALUATE_BASELINES = "reports/evaluate/baselines.json"
 EVALUATE_INTERVALS = "reports/evaluate/intervals.json"
 EVALUATE_SLICES = "reports/evaluate/slices.json"
 EVALUATE_DECISION = "reports/evaluate/calibration.json"

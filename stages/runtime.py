@@ -89,12 +89,19 @@ def select_backend() -> Cluster | None:
     return cluster
 
 
-def use_inference_backend() -> None:
-    """Before Keras is imported by a command that only runs a trained network: Keras's
-    numpy backend, unless KERAS_BACKEND names another. Loading the network and predicting
-    then takes no TensorFlow start (about 5 s here); the outputs equal TensorFlow's to
-    float32 rounding."""
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
+# The commands that only run a trained network.
+INFERENCE_COMMANDS = frozenset({"evaluate", "predict"})
+
+
+def use_inference_backend(argv: list[str]) -> None:
+    """For `python -m stages <command>`, before Keras is imported: a command that only runs
+    a trained network gets Keras's numpy backend, unless KERAS_BACKEND names another.
+    Loading the network and predicting then take no TensorFlow start (about 5 s here);
+    the outputs equal TensorFlow's to float32 rounding. (A process that goes on to train,
+    such as a test runner calling the commands in turn, keeps its backend.)"""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in INFERENCE_COMMANDS:
+        os.environ.setdefault("KERAS_BACKEND", "numpy")
 
 
 def join_cluster(cluster: Cluster) -> None:

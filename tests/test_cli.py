@@ -139,7 +139,7 @@ def test_a_damaged_model_is_a_clear_error(workdir: Path):
 
 
 def test_a_missed_gate_fails_evaluate_and_a_met_one_writes_the_verdict(workdir: Path):
-    for stage in ("collect", "validate", "prepare", "split"):
+    for stage in ("collect", "validate", "prepare", "split", "baselines"):
         assert invoke(stage).exit_code == 0
     assert invoke("train", "--epochs", "2", "--hidden-units", "8").exit_code == 0
     missed = invoke("evaluate", "--gates", "{minimum: {accuracy: 0.999}}")

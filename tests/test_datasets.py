@@ -54,7 +54,7 @@ def infer_then_repro(repo: Path, source: str, target: str, *extra: str, **train)
     repro = run(["dvc", "repro"], repo)
     assert "Running stage 'evaluate'" in repro.stdout
     metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
-    metrics["baseline"] = json.loads((repo / "reports/evaluate/baselines.json").read_text())
+    metrics["baseline"] = json.loads((repo / "reports/baselines/metrics.json").read_text())
     score = "r2" if "r2" in metrics else "accuracy"
     print(f"{source}: test {score} {metrics[score]:.4f} on {metrics['test_rows']} rows")
     return metrics

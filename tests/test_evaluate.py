@@ -45,7 +45,7 @@ def test_plot_tables():
 
 
 def test_baselines_are_fitted_on_train_rows_and_scored_on_test_rows():
-    from stages.evaluate import baseline_predictions, scores_of
+    from stages.baselines import baseline_predictions, scores_of
 
     rng = np.random.default_rng(0)
     x_train = rng.normal(size=(400, 2))

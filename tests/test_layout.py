@@ -23,6 +23,7 @@ OUTPUTS = {
     },
     "prepare": {paths.PREPARED_TABLE, paths.ENCODING_SPEC, paths.PREPARE_REPORT},
     "split": {*(paths.split_table(name) for name in paths.SPLIT_NAMES), paths.SPLIT_REPORT},
+    "baselines": {paths.BASELINES_PREDICTIONS, paths.BASELINES_METRICS},
     "train": {
         paths.MODEL,
         paths.NETWORK,
@@ -36,7 +37,6 @@ OUTPUTS = {
         paths.EVALUATE_METRICS,
         paths.EVALUATE_PREDICTIONS,
         paths.EVALUATE_VERDICT,
-        paths.EVALUATE_BASELINES,
         paths.EVALUATE_INTERVALS,
         paths.EVALUATE_SLICES,
         paths.EVALUATE_DECISION,
@@ -84,7 +84,15 @@ def code_used_by(stage: str) -> set[str]:
 
 
 def test_stages_in_order_each_running_its_command():
-    assert list(DVC) == ["collect", "validate", "prepare", "split", "train", "evaluate"]
+    assert list(DVC) == [
+        "collect",
+        "validate",
+        "prepare",
+        "split",
+        "baselines",
+        "train",
+        "evaluate",
+    ]
     assert list(DVC) == list(COMMAND_PARAMS)
     for name, stage in DVC.items():
         assert stage["cmd"] == f"python -m stages {name}"
@@ -148,7 +156,7 @@ def test_metrics_files_are_kept_in_git_and_only_the_models_test_metrics_are_decl
     kept = {
         paths.VALIDATE_METRICS,
         paths.TRAIN_METRICS,
-        paths.EVALUATE_BASELINES,
+        paths.BASELINES_METRICS,
         paths.EVALUATE_INTERVALS,
         paths.EVALUATE_SLICES,
         paths.EVALUATE_DECISION,

@@ -33,6 +33,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo: Path, first_repro)
         "validate",
         "prepare",
         "split",
+        "baselines",
         "train",
         "evaluate",
     ]
@@ -62,7 +63,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo: Path, first_repro)
     # 2 epochs on 240 rows already rank most test rows right (majority-class accuracy: 0.76)
     assert 0.7 < metrics["roc_auc"] <= 1 and 0.7 < metrics["accuracy"] <= 1
     assert 0 < metrics["threshold"] < 1 and "calibration_error" in metrics
-    baselines = json.loads((repo / "reports/evaluate/baselines.json").read_text())
+    baselines = json.loads((repo / "reports/baselines/metrics.json").read_text())
     assert set(baselines) == {"majority", "logistic", "hist_gradient_boosting"}
     intervals = json.loads((repo / "reports/evaluate/intervals.json").read_text())
     for name, (low, high) in intervals["model"].items():
@@ -115,7 +116,7 @@ def test_metrics_and_plots_show(repo: Path, first_repro):
     assert "roc_auc" in files["reports/evaluate/metrics.json"]["data"]
     table = run(["dvc", "metrics", "show"], repo).stdout
     assert max(len(line) for line in table.splitlines()) < 200  # read at a glance
-    baselines = run(["dvc", "metrics", "show", "reports/evaluate/baselines.json"], repo).stdout
+    baselines = run(["dvc", "metrics", "show", "reports/baselines/metrics.json"], repo).stdout
     assert "hist_gradient_boosting.accuracy" in baselines
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     assert {"loss", "accuracy", "confusion", "roc", "importance"} <= set(plots["data"])
@@ -170,7 +171,9 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
     )
     assert run([sys.executable, "-c", command], repo).stdout.splitlines()[-1] == "False"
     # Both decide at the threshold chosen on the validation split (rule f1), not at 0.5.
-    threshold = json.loads((repo / "reports/evaluate/metrics.json").read_text())["threshold"]
+    from stages.model import decision_threshold, load_model
+
+    threshold = decision_threshold(load_model(repo / "models/network.keras"))
     assert threshold != 0.5
     at_threshold = np.where(predicted["probability_>50K"] >= threshold, ">50K", "<=50K")
     assert predicted["predicted"].tolist() == at_threshold.tolist()
@@ -229,8 +232,9 @@ def test_load_model_the_saved_model_and_predict_agree_on_raw_rows(repo: Path, fi
     np.testing.assert_allclose(by_keras, by_predict, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(by_saved_model, by_predict, rtol=1e-5, atol=1e-6)
     # The raw-column model carries the decision threshold predict applies.
-    threshold = json.loads((repo / "reports/evaluate/metrics.json").read_text())["threshold"]
-    assert round(stages.model.decision_threshold(loaded), 6) == threshold
+    threshold = stages.model.decision_threshold(loaded)
+    reported = json.loads((repo / "reports/evaluate/metrics.json").read_text())["threshold"]
+    assert round(threshold, 6) == reported
     predicted = pd.read_csv(repo / "raw.csv")["predicted"]
     assert (predicted == np.where(by_predict >= threshold, ">50K", "<=50K")).all()
     drift = json.loads((repo / "raw.drift.json").read_text())

@@ -99,3 +99,20 @@ def test_cuda_lines_are_dropped_only_without_an_nvidia_driver():
     line = "E0000 00:00:1.4 1 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)"
     assert runtime.CUDA_ABSENT_NOISE.search(line)
     assert not runtime.NATIVE_NOISE.search(line)  # kept where a driver is present
+
+
+def test_only_the_commands_that_run_a_trained_network_get_the_numpy_backend(monkeypatch):
+    from stages import runtime
+
+    for argv, backend in (
+        (["evaluate"], "numpy"),
+        (["predict", "rows.csv", "--output", "out.csv"], "numpy"),
+        (["train", "--epochs", "2"], None),
+        (["--help"], None),
+    ):
+        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+        runtime.use_inference_backend(argv)
+        assert runtime.os.environ.get("KERAS_BACKEND") == backend, argv
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    runtime.use_inference_backend(["evaluate"])
+    assert runtime.os.environ["KERAS_BACKEND"] == "jax"  # a backend the user names wins
