@@ -49,6 +49,7 @@ ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 DATA_STAGES = ("collect", "validate", "prepare", "split")
+MODEL_STAGES = ("baselines", "train", "evaluate")
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
@@ -102,19 +103,37 @@ def stage_seconds(output: str) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in re.finditer(r"^(\w+): done in ([\d.]+) s", output, re.M)}
 
 
+def set_learning_rate(repo: Path, value: float) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["learning_rate"] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def bench_overhead(name: str, source: Path | None, *, reps: int, epochs: int) -> dict:
+    """A forced `dvc repro`, then a re-run after a change of a train param (the learning
+    rate: train and evaluate re-run), each against the single script, alternating."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         repo = project(Path(tmp), source=source, epochs=epochs)
-        pipeline, script, stages = [], [], []
-        for _ in range(reps):
+        pipeline, script, stages, changed, rerun_stages = [], [], [], [], []
+        for rep in range(reps):
             seconds, _, output = timed(["dvc", "repro", "--force"], repo)
             pipeline.append(seconds)
             stages.append(stage_seconds(output))
             seconds, _, _ = timed([sys.executable, str(REPO / "benchmarks/single_script.py")], repo)
             script.append(seconds)
+            # A value not run before, so DVC's run cache cannot restore the outputs.
+            set_learning_rate(repo, 0.0021 + rep * 1e-5)
+            seconds, _, output = timed(["dvc", "repro"], repo)
+            changed.append(seconds)
+            rerun_stages.append(sorted(stage_seconds(output)))
     in_stages = {stage: statistics.median(run[stage] for run in stages) for stage in stages[0]}
     median_pipeline, median_script = statistics.median(pipeline), statistics.median(script)
     return {
+        "param_change_s": round(statistics.median(changed), 2),
+        "param_change_ratio": round(
+            statistics.median(c / s for c, s in zip(changed, script, strict=True)), 3
+        ),
+        "param_change_reran": rerun_stages[0],
         "data": name,
         "epochs": epochs,
         "repetitions": reps,
@@ -140,19 +159,26 @@ def bench_noop(reps: int) -> dict:
     }
 
 
-def bench_data_stages(rows: int, workdir: Path) -> tuple[dict, Path]:
+def bench_data_stages(rows: int, workdir: Path, *, end_to_end: bool = False) -> tuple[dict, Path]:
+    """The data stages on `rows` Adult-like rows, one process each; with `end_to_end`, the
+    baselines (none), train (1 epoch) and evaluate too."""
     source = generate(workdir / f"adult_{rows}.data", rows)
     repo = project(workdir / f"rows_{rows}", source=source, epochs=1)
     result: dict = {"rows": rows, "stages": {}}
-    for stage in DATA_STAGES:
+    for stage in DATA_STAGES + (MODEL_STAGES if end_to_end else ()):
         seconds, peak, _ = timed([sys.executable, "-m", "stages", stage], repo)
         result["stages"][stage] = {
             "seconds": round(seconds, 2),
             "peak_mb": round(peak),
             "rows_per_s": round(rows / seconds),
         }
-    result["total_s"] = round(sum(s["seconds"] for s in result["stages"].values()), 2)
-    result["peak_mb"] = max(s["peak_mb"] for s in result["stages"].values())
+    data = [result["stages"][stage] for stage in DATA_STAGES]
+    result["total_s"] = round(sum(s["seconds"] for s in data), 2)
+    result["peak_mb"] = max(s["peak_mb"] for s in data)
+    if end_to_end:
+        every = result["stages"].values()
+        result["end_to_end_s"] = round(sum(s["seconds"] for s in every), 2)
+        result["end_to_end_peak_mb"] = max(s["peak_mb"] for s in every)
     source.unlink()
     return result, repo
 
@@ -258,8 +284,17 @@ def _row(*cells: object) -> None:
 
 def print_table(results: dict) -> None:
     print(f"\nMachine: {results['machine']}\n")
-    _row("overhead", "pipeline s", "script s", "ratio", "fixed cost s", "outside stages s")
-    _row(*["---"] * 6)
+    _row(
+        "overhead",
+        "pipeline s",
+        "script s",
+        "ratio",
+        "fixed cost s",
+        "outside stages s",
+        "after a train-param change s",
+        "ratio",
+    )
+    _row(*["---"] * 8)
     for r in results["overhead"]:
         label = f"{r['data']}, {r['epochs']} epochs, x{r['repetitions']}"
         _row(
@@ -269,6 +304,8 @@ def print_table(results: dict) -> None:
             r["ratio"],
             r["fixed_cost_s"],
             r["outside_stages_s"],
+            f"{r['param_change_s']} ({', '.join(r['param_change_reran'])})",
+            r["param_change_ratio"],
         )
     noop = results["noop"]
     print(f"\nno-op dvc repro: {noop['noop_repro_s']} s; stages --help: {noop['help_s']} s\n")
@@ -278,6 +315,8 @@ def print_table(results: dict) -> None:
         for stage, r in run["stages"].items():
             _row(run["rows"], stage, r["seconds"], r["peak_mb"], r["rows_per_s"])
         _row(run["rows"], "collect..split", run["total_s"], run["peak_mb"], "")
+        if "end_to_end_s" in run:
+            _row(run["rows"], "end to end", run["end_to_end_s"], run["end_to_end_peak_mb"], "")
     t = results["training_input"]
     print(
         f"\ntraining input ({t['train_rows']:,} rows, batch {t['batch_size']}): train stage "
@@ -317,10 +356,13 @@ def main() -> None:
             million = generate(workdir / "adult_1m.data", 1_000_000, seed=1)
             results["overhead"] = [
                 bench_overhead("Adult", None, reps=3, epochs=10),
-                bench_overhead("1M Adult-like rows", million, reps=2, epochs=2),
+                bench_overhead("1M Adult-like rows", million, reps=2, epochs=10),
             ]
             results["noop"] = bench_noop(reps=5)
-            runs = [bench_data_stages(rows, workdir) for rows in (1_000_000, 10_000_000)]
+            runs = [
+                bench_data_stages(1_000_000, workdir),
+                bench_data_stages(10_000_000, workdir, end_to_end=True),
+            ]
             results["data_stages"] = [run for run, _ in runs]
             results["training_input"] = bench_training_input(runs[0][1], epochs=4)
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -128,6 +128,12 @@ def run(params: Params) -> None:
             f"evaluate.baselines: {', '.join(wrong)} cannot fit a {spec.task} task; "
             f"use {', '.join(BASELINES_FOR_TASK[spec.task])}"
         )
+    if not names:  # nothing to fit: the test rows' ids only
+        row_ids = read_table(paths.split_table("test"), columns=[ROW_ID])[ROW_ID]
+        write_table(prediction_frame(row_ids, {}), paths.BASELINES_PREDICTIONS)
+        write_json({}, paths.BASELINES_METRICS)
+        say("baselines", f"none listed (evaluate.baselines) -> {paths.BASELINES_METRICS}")
+        return
     train_rows = read_table(paths.split_table("train"))
     test_rows = read_table(paths.split_table("test"))
     vocabularies = {  # as train learns them, so an embedded category has the same codes

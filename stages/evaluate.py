@@ -37,7 +37,7 @@ from sklearn.preprocessing import label_binarize
 
 from stages import paths
 from stages.baselines import read_predictions, scores_of
-from stages.calibration import decide, probabilities
+from stages.calibration import decide
 from stages.config import (
     BASELINES_FOR_TASK,
     LOWER_IS_BETTER,
@@ -52,11 +52,10 @@ from stages.importance import permutation_importance, slice_labels, slice_metric
 from stages.io import atomic_path, read_json, read_table, say, write_csv, write_json, write_table
 from stages.metrics import bootstrap, classification_metrics, interval
 from stages.model import (
+    class_probabilities,
     decision_threshold,
     load_model,
     model_vocabularies,
-    predict_logits,
-    predict_proba,
     predict_values,
 )
 from stages.report import (
@@ -290,10 +289,9 @@ def model_outputs(model, inputs, *, task: str) -> Outputs:
     """Predictions, decisions and uncalibrated probabilities of the (core) model."""
     if task == "regression":
         return Outputs(predict_values(model, inputs), None, None, None)
-    proba = predict_proba(model, inputs)
+    proba, uncalibrated = class_probabilities(model, inputs)
     threshold = decision_threshold(model)
-    logits = predict_logits(model, inputs)
-    return Outputs(proba, decide(proba, threshold), threshold, probabilities(logits))
+    return Outputs(proba, decide(proba, threshold), threshold, uncalibrated)
 
 
 def decision_report(
@@ -407,7 +405,7 @@ def run(params: Params) -> None:
         importance = permutation_importance(
             (lambda inputs: predict_values(model, inputs))
             if regression
-            else (lambda inputs: predict_proba(model, inputs)),
+            else (lambda inputs: class_probabilities(model, inputs)[0]),
             x_test,
             y_test,
             spec=spec,

@@ -470,6 +470,18 @@ def predict_logits(model: keras.Model, features) -> np.ndarray:
     return _outputs(logits_model(model), features)
 
 
+def class_probabilities(model: keras.Model, features) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier's calibrated and uncalibrated class probabilities (rows x classes),
+    from one pass of the network: its head's calibration applied to its logits in float64
+    (equal to the head's own float32 output to rounding)."""
+    from stages.calibration import probabilities
+
+    logits = predict_logits(model, features)
+    held = decision(model)
+    calibrated = probabilities(logits, scale=held["scale"], shift=held["shift"])
+    return calibrated, probabilities(logits)
+
+
 def save_model(model: keras.Model, target: str | Path) -> None:
     """Save a .keras file atomically, and byte-for-byte the same for the same weights.
 

@@ -35,10 +35,10 @@ from stages.encoding import EncodingSpec, to_inputs, value_column
 from stages.errors import PipelineError
 from stages.io import atomic_path, read_json, say, write_json
 from stages.model import (
+    class_probabilities,
     decision_threshold,
     load_model,
     model_vocabularies,
-    predict_proba,
     predict_values,
 )
 from stages.schema import load_schema
@@ -152,7 +152,7 @@ def _class_predictions(model, features: pd.DataFrame, inputs, *, spec: EncodingS
     probabilities; NaN and no class for a row not in `features` (an invalid row)."""
     proba = np.full((rows, len(spec.classes)), np.nan)
     if inputs is not None:
-        proba[features.index.to_numpy()] = predict_proba(model, inputs)
+        proba[features.index.to_numpy()] = class_probabilities(model, inputs)[0]
     names = np.asarray(spec.classes, dtype=object)
     labels = decide(np.nan_to_num(proba), decision_threshold(model))
     predicted = np.where(np.isnan(proba[:, 0]), None, names[labels])

@@ -32,9 +32,13 @@ def test_quick_benchmarks_report_every_figure(tmp_path):
         "validate",
         "prepare",
         "split",
+        "baselines",
         "train",
         "evaluate",
     }
+    # A changed learning rate re-runs train and evaluate only.
+    assert overhead["param_change_reran"] == ["evaluate", "train"]
+    assert overhead["param_change_s"] > 0 and overhead["param_change_ratio"] > 0
     assert results["noop"]["noop_repro_s"] > 0 and results["noop"]["help_s"] > 0
     stages = results["data_stages"][0]["stages"]
     assert set(stages) == {"collect", "validate", "prepare", "split"}
