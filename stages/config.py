@@ -325,6 +325,13 @@ class EvaluateParams(Section):
     interval: float = Field(
         0.95, gt=0, lt=1, description="Share of the resampled values an interval holds."
     )
+    interval_rows: int = Field(
+        200_000,
+        ge=1000,
+        description="On a larger test split (or slice), intervals are resampled from a seeded "
+        "sample of this many rows and narrowed by sqrt(sample / rows) around the value on "
+        "every row, so their cost stops growing with the rows.",
+    )
     importance_repeats: int = Field(
         5,
         ge=0,

@@ -351,6 +351,7 @@ def slices_report(
             resamples=settings.resamples,
             level=settings.interval,
             seed=seed,
+            max_rows=settings.interval_rows,
         )
         for column in settings.slices
     }
@@ -386,6 +387,7 @@ def run(params: Params) -> None:
         task=task,
         resamples=settings.resamples,
         seed=seed,
+        max_rows=settings.interval_rows,
     )
     intervals = metric_intervals(
         samples,
@@ -394,6 +396,7 @@ def run(params: Params) -> None:
         resamples=settings.resamples,
         seed=seed,
     )
+    intervals["resampled_rows"] = min(len(y_test), settings.interval_rows)
     training = read_json(paths.TRAIN_REPORT)
     decision = (
         None

@@ -26,7 +26,7 @@ from stages.encoding import (
     part_column,
     value_column,
 )
-from stages.metrics import interval, resample_counts
+from stages.metrics import interval, mean_samples
 
 # A group with fewer test rows is reported but not ranked: its metric is mostly noise.
 MIN_SLICE_ROWS = 30
@@ -146,6 +146,7 @@ def slice_metrics(
     resamples: int,
     level: float,
     seed: int,
+    max_rows: int | None = None,
 ) -> dict:
     """Per group: rows, the mean of `per_row` (1/0 for a right/wrong prediction, or an
     absolute error) and its bootstrap interval; and the largest gap between two groups
@@ -154,12 +155,7 @@ def slice_metrics(
     for value in sorted(groups.unique()):
         mask = (groups == value).to_numpy()
         part = per_row[mask]
-        samples = np.concatenate(
-            [
-                counts.astype("float64") @ part / counts.sum(axis=1)
-                for counts in resample_counts(part.size, resamples, seed)
-            ]
-        )
+        samples = mean_samples(part, resamples=resamples, seed=seed, max_rows=max_rows)
         table.append(
             {
                 "value": value,

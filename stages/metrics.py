@@ -19,14 +19,14 @@ from sklearn import metrics as skm
 # predicted class's probability).
 CALIBRATION_BINS = 15
 # Most resample x row cells held at once (bounds memory on a large test split).
-CHUNK_CELLS = 4_000_000
+CHUNK_CELLS = 16_000_000
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray) -> float:
     """How far the predicted class's probability is from how often that class is right,
     averaged over 15 equal-width bins weighted by their rows (0: perfectly calibrated)."""
-    weights = np.ones((1, len(y_true)))
-    return float(_calibration_error(weights, y_true, proba)[0])
+    once = _resampled(y_true, {"p": (proba, None)}, task="classification", resamples=0, seed=0)
+    return float(once["p"]["calibration_error"][0])
 
 
 def classification_metrics(
@@ -90,27 +90,88 @@ def bootstrap(
     task: str,
     resamples: int,
     seed: int,
+    max_rows: int | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Each metric of each prediction set on the same `resamples` bootstrap resamples of
     the rows: {name: {metric: values, shape (resamples,)}}.
 
     `predictions` maps a name to (probabilities, labels) for classification (labels None:
     the most probable class) or to (predicted values, None) for regression.
+
+    With more rows than `max_rows`, the resamples are drawn from a seeded sample of
+    `max_rows` rows, and each resampled value's distance from the sample's own value is
+    narrowed by sqrt(max_rows / rows) around the value on every row: these metrics are
+    smooth in the rows' shares (asymptotically normal), so their spread falls as one over
+    the square root of the rows. The cost then stops growing with the test split.
     """
+    rows = len(y_true)
+    if max_rows is None or rows <= max_rows:
+        return _resampled(y_true, predictions, task=task, resamples=resamples, seed=seed)
+    keep = np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
+    sampled = {
+        name: (scores[keep], None if labels is None else labels[keep])
+        for name, (scores, labels) in predictions.items()
+    }
+    spread = _resampled(y_true[keep], sampled, task=task, resamples=resamples, seed=seed)
+    at_sample = _resampled(y_true[keep], sampled, task=task, resamples=0, seed=seed)
+    on_all = _resampled(y_true, predictions, task=task, resamples=0, seed=seed)
+    shrink = np.sqrt(max_rows / rows)
+    return {
+        name: {
+            metric: on_all[name][metric] + (values - at_sample[name][metric]) * shrink
+            for metric, values in metrics.items()
+        }
+        for name, metrics in spread.items()
+    }
+
+
+def _resampled(
+    y_true: np.ndarray,
+    predictions: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    *,
+    task: str,
+    resamples: int,
+    seed: int,
+) -> dict[str, dict[str, np.ndarray]]:
+    """The metrics on each resample; `resamples` 0: once, on every row once."""
+    scorers = {
+        name: _regression_scorer(y_true, scores)
+        if task == "regression"
+        else _classification_scorer(y_true, scores, labels)
+        for name, (scores, labels) in predictions.items()
+    }
+    if resamples:
+        chunks = resample_counts(len(y_true), resamples, seed)
+    else:
+        chunks = iter([np.ones((1, len(y_true)), dtype=np.int16)])
     samples: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in predictions}
-    for counts in resample_counts(len(y_true), resamples, seed):
+    for counts in chunks:
         weights = counts.astype("float64")  # for the matrix products
-        for name, (scores, labels) in predictions.items():
-            if task == "regression":
-                chunk = _weighted_regression(weights, y_true, scores)
-            else:
-                chunk = _weighted_classification(weights, counts, y_true, scores, labels)
-            for metric, values in chunk.items():
+        for name, scorer in scorers.items():
+            for metric, values in scorer(weights, counts).items():
                 samples[name].setdefault(metric, []).append(values)
     return {
         name: {metric: np.concatenate(parts) for metric, parts in metrics.items()}
         for name, metrics in samples.items()
     }
+
+
+def mean_samples(
+    values: np.ndarray, *, resamples: int, seed: int, max_rows: int | None = None
+) -> np.ndarray:
+    """The mean of `values` on each bootstrap resample (on more than `max_rows` values, from
+    a sample of them, narrowed as `bootstrap` does)."""
+    rows = values.size
+    if max_rows is not None and rows > max_rows:
+        sample = values[np.random.default_rng(seed).choice(rows, size=max_rows, replace=False)]
+        spread = mean_samples(sample, resamples=resamples, seed=seed)
+        return values.mean() + (spread - sample.mean()) * np.sqrt(max_rows / rows)
+    return np.concatenate(
+        [
+            counts.astype("float64") @ values / counts.sum(axis=1)
+            for counts in resample_counts(rows, resamples, seed)
+        ]
+    )
 
 
 def interval(values: np.ndarray, level: float) -> list[float]:
@@ -123,71 +184,84 @@ def interval(values: np.ndarray, level: float) -> list[float]:
     return [round(float(low), 6), round(float(high), 6)]
 
 
-def _group_sums(counts: np.ndarray, keys: np.ndarray, groups: int) -> np.ndarray:
-    """Per resample, the summed counts of the rows in each group (key 0..groups-1)."""
-    members = np.zeros((len(keys), groups))
-    members[np.arange(len(keys)), keys] = 1.0
-    return counts @ members
+def _members(keys: np.ndarray, groups: int, values: np.ndarray | None = None):
+    """A sparse (rows x groups) matrix: each row's value (default 1) in its group's column,
+    so weights @ it sums the weighted values per group."""
+    from scipy import sparse
+
+    data = np.ones(len(keys)) if values is None else np.asarray(values, dtype="float64")
+    return sparse.csr_array((data, (np.arange(len(keys)), keys)), shape=(len(keys), groups))
 
 
-def _weighted_classification(
-    weights: np.ndarray,
-    counts: np.ndarray,
-    y_true: np.ndarray,
-    proba: np.ndarray,
-    labels: np.ndarray | None,
-) -> dict[str, np.ndarray]:
-    """Every classification metric per resample; `weights` are the int16 `counts` as floats."""
+def _sums(weights: np.ndarray, members) -> np.ndarray:
+    return np.asarray((members.T @ weights.T).T)
+
+
+def _classification_scorer(y_true: np.ndarray, proba: np.ndarray, labels: np.ndarray | None):
+    """Every classification metric per resample, as a function of the resamples' counts
+    (and the same as floats): what does not depend on them is computed once, here."""
     n_classes = proba.shape[1]
     y_pred = proba.argmax(axis=1) if labels is None else labels
-    total = weights.sum(axis=1)
-    cells = _group_sums(weights, y_true * n_classes + y_pred, n_classes * n_classes)
-    confusion = cells.reshape(-1, n_classes, n_classes)  # [resample, actual, predicted]
-    hits = np.diagonal(confusion, axis1=1, axis2=2)
-    actual, predicted = confusion.sum(axis=2), confusion.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.where(actual > 0, hits / actual, 0.0)
-        precision = np.where(predicted > 0, hits / predicted, 0.0)
-        f1_denominator = 2 * hits + (predicted - hits) + (actual - hits)
-        f1 = np.where(f1_denominator > 0, 2 * hits / f1_denominator, 0.0)
-        balanced = np.nanmean(np.where(actual > 0, hits / actual, np.nan), axis=1)
+    cells = _members(y_true * n_classes + y_pred, n_classes * n_classes)
     if n_classes == 2:
-        roc_auc = _weighted_auc(counts, y_true == 1, proba[:, 1])
+        rankings = [_ranking(y_true == 1, proba[:, 1])]
     else:
-        with np.errstate(invalid="ignore"):
-            roc_auc = np.nanmean(
-                np.stack(
-                    [_weighted_auc(counts, y_true == c, proba[:, c]) for c in range(n_classes)],
-                    axis=1,
-                ),
-                axis=1,
-            )
+        rankings = [_ranking(y_true == c, proba[:, c]) for c in range(n_classes)]
     normalized = proba / proba.sum(axis=1, keepdims=True)
     eps = np.finfo(normalized.dtype).eps
-    chosen = np.clip(normalized[np.arange(len(y_true)), y_true], eps, 1 - eps)
-    return {
-        "accuracy": hits.sum(axis=1) / total,
-        "balanced_accuracy": balanced,
-        "precision_macro": precision.mean(axis=1),
-        "recall_macro": recall.mean(axis=1),
-        "f1_macro": f1.mean(axis=1),
-        "roc_auc": roc_auc,
-        "log_loss": weights @ -np.log(chosen) / total,
-        "calibration_error": _calibration_error(weights, y_true, proba),
-    }
+    surprise = -np.log(np.clip(normalized[np.arange(len(y_true)), y_true], eps, 1 - eps))
+    confidence = proba.max(axis=1)
+    bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    right = _members(bins, CALIBRATION_BINS, proba.argmax(axis=1) == y_true)
+    sure = _members(bins, CALIBRATION_BINS, confidence)
+
+    def score(weights: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+        total = weights.sum(axis=1)
+        confusion = _sums(weights, cells).reshape(-1, n_classes, n_classes)
+        hits = np.diagonal(confusion, axis1=1, axis2=2)
+        actual, predicted = confusion.sum(axis=2), confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(actual > 0, hits / actual, 0.0)
+            precision = np.where(predicted > 0, hits / predicted, 0.0)
+            f1_denominator = 2 * hits + (predicted - hits) + (actual - hits)
+            f1 = np.where(f1_denominator > 0, 2 * hits / f1_denominator, 0.0)
+            balanced = np.nanmean(np.where(actual > 0, hits / actual, np.nan), axis=1)
+            aucs = np.stack([_weighted_auc(counts, *ranking) for ranking in rankings], axis=1)
+            roc_auc = np.nanmean(aucs, axis=1)
+        calibration = np.abs(_sums(weights, right) - _sums(weights, sure)).sum(axis=1)
+        return {
+            "accuracy": hits.sum(axis=1) / total,
+            "balanced_accuracy": balanced,
+            "precision_macro": precision.mean(axis=1),
+            "recall_macro": recall.mean(axis=1),
+            "f1_macro": f1.mean(axis=1),
+            "roc_auc": roc_auc,
+            "log_loss": weights @ surprise / total,
+            "calibration_error": calibration / total,
+        }
+
+    return score
 
 
-def _weighted_auc(counts: np.ndarray, positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC AUC per resample: the chance that a positive row outscores a negative one,
-    ties counting half. In integers (int16 counts, int32 sums): exact, and light on
-    memory traffic, which is what it costs."""
+def _ranking(positive: np.ndarray, scores: np.ndarray) -> tuple:
+    """The rows in score order, where each run of tied scores starts (None: no ties), and
+    which sorted rows are positive."""
     order = np.argsort(scores, kind="stable")
     ranked = scores[order]
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    return order, (starts if starts.size < ranked.size else None), positive[order]
+
+
+def _weighted_auc(
+    counts: np.ndarray, order: np.ndarray, starts: np.ndarray | None, positive: np.ndarray
+) -> np.ndarray:
+    """ROC AUC per resample: the chance that a positive row outscores a negative one,
+    ties counting half. In integers (int16 counts, int32 sums): exact, and light on
+    memory traffic, which is what it costs."""
     sorted_counts = counts[:, order]
-    pos = sorted_counts * positive[order]
+    pos = sorted_counts * positive
     neg = sorted_counts - pos
-    if starts.size < ranked.size:  # tied scores: one group each
+    if starts is not None:  # tied scores: one group each
         pos = np.add.reduceat(pos, starts, axis=1, dtype=np.int32)
         neg = np.add.reduceat(neg, starts, axis=1, dtype=np.int32)
     below = np.cumsum(neg, axis=1, dtype=np.int32)
@@ -198,30 +272,22 @@ def _weighted_auc(counts: np.ndarray, positive: np.ndarray, scores: np.ndarray) 
         return ranked_pairs / pairs
 
 
-def _calibration_error(counts: np.ndarray, y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    confidence = proba.max(axis=1)
-    correct = (proba.argmax(axis=1) == y_true).astype("float64")
-    bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
-    members = np.zeros((len(bins), CALIBRATION_BINS))
-    members[np.arange(len(bins)), bins] = 1.0
-    right = counts @ (members * correct[:, None])
-    sure = counts @ (members * confidence[:, None])
-    return np.abs(right - sure).sum(axis=1) / counts.sum(axis=1)
-
-
-def _weighted_regression(
-    counts: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray
-) -> dict[str, np.ndarray]:
+def _regression_scorer(y_true: np.ndarray, y_pred: np.ndarray):
+    """MAE, RMSE and R2 per resample, as a function of the resamples' counts."""
     y_true, y_pred = np.ravel(y_true).astype("float64"), np.ravel(y_pred).astype("float64")
-    total = counts.sum(axis=1)
     error = y_pred - y_true
-    squared = counts @ error**2
-    mean = counts @ y_true / total
-    spread = counts @ y_true**2 - total * mean**2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r2 = np.where(spread > 0, 1 - squared / spread, np.nan)
-    return {
-        "mae": counts @ np.abs(error) / total,
-        "rmse": np.sqrt(squared / total),
-        "r2": r2,
-    }
+
+    def score(weights: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+        total = weights.sum(axis=1)
+        squared = weights @ error**2
+        mean = weights @ y_true / total
+        spread = weights @ y_true**2 - total * mean**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r2 = np.where(spread > 0, 1 - squared / spread, np.nan)
+        return {
+            "mae": weights @ np.abs(error) / total,
+            "rmse": np.sqrt(squared / total),
+            "r2": r2,
+        }
+
+    return score

@@ -96,3 +96,29 @@ def test_calibration_error_of_honest_and_overconfident_probabilities():
     assert expected_calibration_error(y, honest) < 0.02
     sure = np.column_stack([np.full(p.size, 0.99), np.full(p.size, 0.01)])
     assert expected_calibration_error(y, sure) == pytest.approx(0.99 - (y == 0).mean(), abs=1e-9)
+
+
+def test_a_large_split_is_resampled_from_a_sample_and_narrowed_to_its_size():
+    """400,000 rows, 80% right: resampling 20,000 of them and narrowing by sqrt(1/20) gives
+    the interval of all 400,000 rows, centred on their value."""
+    rows = 400_000
+    y = np.zeros(rows, dtype=int)
+    right = np.arange(rows) % 5 != 0
+    proba = np.where(right[:, None], [[0.9, 0.1]], [[0.1, 0.9]])
+    samples = bootstrap(
+        y, {"m": (proba, None)}, task="classification", resamples=1000, seed=0, max_rows=20_000
+    )
+    low, high = interval(samples["m"]["accuracy"], 0.95)
+    assert low < 0.8 < high
+    assert high - low == pytest.approx(2 * 1.96 * np.sqrt(0.8 * 0.2 / rows), rel=0.15)
+    assert np.median(samples["m"]["accuracy"]) == pytest.approx(0.8, abs=2e-4)
+
+
+def test_slices_of_many_rows_are_narrowed_the_same_way():
+    from stages.metrics import mean_samples
+
+    values = (np.arange(300_000) % 4 == 0).astype(float)  # a mean of 0.25
+    samples = mean_samples(values, resamples=1000, seed=0, max_rows=10_000)
+    low, high = interval(samples, 0.95)
+    assert high - low == pytest.approx(2 * 1.96 * np.sqrt(0.25 * 0.75 / 300_000), rel=0.15)
+    assert low < 0.25 < high
