@@ -10,6 +10,8 @@ import pytest
 from stages.prepare import spec_from_schema
 from stages.schema import load_schema
 
+# The pipeline's stages, in the order dvc.yaml runs them.
+STAGES = ["collect", "validate", "prepare", "split", "baselines", "train", "evaluate"]
 REPO = Path(__file__).resolve().parents[1]
 
 TINY_SCHEMA = """

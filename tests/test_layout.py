@@ -8,7 +8,7 @@ import yaml
 from stages import paths
 from stages.cli import COMMAND_PARAMS
 
-from .conftest import REPO
+from .conftest import REPO, STAGES
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
@@ -84,15 +84,7 @@ def code_used_by(stage: str) -> set[str]:
 
 
 def test_stages_in_order_each_running_its_command():
-    assert list(DVC) == [
-        "collect",
-        "validate",
-        "prepare",
-        "split",
-        "baselines",
-        "train",
-        "evaluate",
-    ]
+    assert list(DVC) == STAGES
     assert list(DVC) == list(COMMAND_PARAMS)
     for name, stage in DVC.items():
         assert stage["cmd"] == f"python -m stages {name}"

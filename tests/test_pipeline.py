@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from .conftest import STAGES
 from .helpers import run, shrunk_copy, stages_run
 
 pytestmark = pytest.mark.slow
@@ -28,15 +29,7 @@ def first_repro(repo: Path) -> subprocess.CompletedProcess:
 
 
 def test_repro_runs_every_stage_and_writes_every_output(repo: Path, first_repro):
-    assert stages_run(first_repro.stdout) == [
-        "collect",
-        "validate",
-        "prepare",
-        "split",
-        "baselines",
-        "train",
-        "evaluate",
-    ]
+    assert stages_run(first_repro.stdout) == STAGES
     assert "collect: 400 rows x 15 columns" in first_repro.stdout
     assert json.loads((repo / "reports/collect/report.json").read_text())["rows"] == 400
     assert json.loads((repo / "reports/validate/report.json").read_text())["valid"] is True
