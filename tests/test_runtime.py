@@ -110,9 +110,11 @@ def test_only_the_commands_that_run_a_trained_network_get_the_numpy_backend(monk
         (["train", "--epochs", "2"], None),
         (["--help"], None),
     ):
-        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+        environ: dict[str, str] = {}  # never this process's: later tests start subprocesses
+        monkeypatch.setattr(runtime.os, "environ", environ)
         runtime.use_inference_backend(argv)
-        assert runtime.os.environ.get("KERAS_BACKEND") == backend, argv
-    monkeypatch.setenv("KERAS_BACKEND", "jax")
+        assert environ.get("KERAS_BACKEND") == backend, argv
+    environ = {"KERAS_BACKEND": "jax"}
+    monkeypatch.setattr(runtime.os, "environ", environ)
     runtime.use_inference_backend(["evaluate"])
-    assert runtime.os.environ["KERAS_BACKEND"] == "jax"  # a backend the user names wins
+    assert environ["KERAS_BACKEND"] == "jax"  # a backend the user names wins
