@@ -245,8 +245,11 @@ def throughput_worker(repo: Path, epochs: int) -> None:
     def bare_fit() -> list[float]:
         clock = EpochClock()
         keras.utils.set_random_seed(params.dataset.seed)
-        model = make_model(train, y, spec=spec, params=p, seed=params.dataset.seed)
-        model.fit(
+        steps = -(-len(y) // p.batch_size)
+        _, trainer = make_model(
+            train, y, spec=spec, params=p, seed=params.dataset.seed, steps_per_epoch=steps
+        )
+        trainer.fit(
             x,
             y,
             validation_data=validation_arrays,

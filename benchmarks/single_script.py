@@ -54,12 +54,18 @@ def main() -> None:
     )
     keras.utils.set_random_seed(params.dataset.seed)
     y_train, y_val, y_test = (targets(splits[name], spec) for name in splits)
-    model = make_model(
-        splits["train"], y_train, spec=spec, params=params.train, seed=params.dataset.seed
+    steps = -(-len(y_train) // params.train.batch_size)
+    model, trainer = make_model(
+        splits["train"],
+        y_train,
+        spec=spec,
+        params=params.train,
+        seed=params.dataset.seed,
+        steps_per_epoch=steps,
     )
     vocabularies = model_vocabularies(model)
     x_train, x_val, x_test = (to_inputs(splits[name], spec, vocabularies) for name in splits)
-    model.fit(
+    trainer.fit(
         x_train,
         y_train,
         validation_data=(x_val, y_val),

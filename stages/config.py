@@ -150,6 +150,21 @@ class TrainParams(Section):
         description="Most piecewise-linear bins per numeric column, edges fitted on train "
         "rows (0: scaled values only).",
     )
+    periodic_frequencies: int = Field(
+        0,
+        ge=0,
+        description="PLR embeddings of numeric columns: learned frequencies per column (0: none).",
+    )
+    periodic_dim: int = Field(16, ge=1, description="PLR embeddings: width per numeric column.")
+    periodic_scale: float = Field(
+        0.1, gt=0, description="PLR embeddings: standard deviation of the initial frequencies."
+    )
+    model: Literal["mlp", "tabm"] = Field(
+        "mlp",
+        description="mlp: one network; tabm: an ensemble of `members` networks sharing their "
+        "hidden layers (TabM-mini), trained each on its own loss, predicting their mean.",
+    )
+    members: int = Field(32, ge=1, description="tabm: networks in the ensemble.")
     hidden_units: list[int] = Field(min_length=1, description="Width of each hidden layer.")
     activation: Literal["relu", "gelu", "silu", "elu", "tanh"] = Field(
         "relu", description="Activation of the hidden layers."
@@ -161,6 +176,15 @@ class TrainParams(Section):
     )
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
     learning_rate: float = Field(gt=0, description="Optimizer learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (0: none).")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="Learning rate over training: constant, or a cosine down to 0 at the last "
+        "epoch.",
+    )
+    clip_norm: float = Field(
+        0.0, ge=0, description="Clip each gradient to this norm (0: no clipping)."
+    )
     batch_size: int = Field(gt=0, description="Rows per gradient step.")
     epochs: int = Field(gt=0, description="Most epochs to train.")
     patience: int = Field(

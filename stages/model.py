@@ -181,6 +181,146 @@ class CategoryEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="stages")
+class PeriodicEmbedding(keras.layers.Layer):
+    """PLR embeddings of the chosen (scaled) numeric columns: each value x becomes
+    ReLU(Linear([cos(2 pi f x), sin(2 pi f x)])) with frequencies f learned per column,
+    initialised from N(0, scale^2), and a linear layer per column (Gorishniy et al., 2022,
+    "On Embeddings for Numerical Features in Tabular Deep Learning"; the published
+    rtdl_num_embeddings.PeriodicEmbeddings, lite=False)."""
+
+    def __init__(
+        self, indices: list[int], frequencies: int, dim: int, scale: float, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.indices = [int(index) for index in indices]
+        self.frequencies, self.dim, self.scale = int(frequencies), int(dim), float(scale)
+
+    def build(self, input_shape) -> None:
+        n, width = len(self.indices), 2 * self.frequencies
+        self.frequency = self.add_weight(
+            name="frequency",
+            shape=(n, self.frequencies),
+            initializer=keras.initializers.TruncatedNormal(stddev=self.scale),
+        )
+        bound = width**-0.5
+        uniform = keras.initializers.RandomUniform(-bound, bound)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(n, width, self.dim), initializer=uniform
+        )
+        self.bias = self.add_weight(name="bias", shape=(n, self.dim), initializer=uniform)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        values = ops.take(inputs, self.indices, axis=1)[:, :, None]
+        angles = 2.0 * np.pi * self.frequency * values
+        periodic = ops.concatenate([ops.cos(angles), ops.sin(angles)], axis=-1)
+        embedded = ops.relu(ops.einsum("bnf,nfd->bnd", periodic, self.kernel) + self.bias)
+        return ops.reshape(embedded, (-1, len(self.indices) * self.dim))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.indices) * self.dim)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "indices": self.indices,
+            "frequencies": self.frequencies,
+            "dim": self.dim,
+            "scale": self.scale,
+        }
+
+
+@keras.saving.register_keras_serializable(package="stages")
+class EnsembleView(keras.layers.Layer):
+    """TabM-mini's only per-member weights: k copies of the input row, each multiplied
+    elementwise by its own learned scaling, initialised to random signs (Gorishniy et al.,
+    2024, "TabM: Advancing Tabular Deep Learning with Parameter-Efficient Ensembling").
+    (rows, width) -> (rows, k, width); the layers after it are shared by the k members."""
+
+    def __init__(self, k: int, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.k = int(k)
+        self.seed = seed
+
+    def build(self, input_shape) -> None:
+        width = int(input_shape[-1])
+        signs = np.where(np.random.default_rng(self.seed).random((self.k, width)) < 0.5, -1, 1)
+        self.scaling = self.add_weight(
+            name="scaling",
+            shape=(self.k, width),
+            initializer=keras.initializers.Constant(signs.astype("float32")),
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return inputs[:, None, :] * ops.cast(self.scaling, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.k, input_shape[-1])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "k": self.k, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="stages")
+class MemberDense(keras.layers.Layer):
+    """k separate linear layers, member i on its own copy: (rows, k, d) -> (rows, k, units);
+    TabM's output heads (LinearEnsemble), initialised uniform in +-1/sqrt(d)."""
+
+    def __init__(self, units: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    def build(self, input_shape) -> None:
+        k, width = int(input_shape[1]), int(input_shape[2])
+        bound = width**-0.5
+        uniform = keras.initializers.RandomUniform(-bound, bound)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(k, width, self.units), initializer=uniform
+        )
+        self.bias = self.add_weight(name="bias", shape=(k, self.units), initializer=uniform)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return ops.einsum("bkd,kdu->bku", inputs, self.kernel) + self.bias
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.units)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="stages")
+class EnsembleMean(keras.layers.Layer):
+    """The ensemble's prediction from its members' outputs (rows, k, units): the mean of
+    their probabilities, given as logits (sigmoid or softmax of which is that mean, so a
+    head calibrates it as any logits), or for regression the mean of their values. One
+    member passes through unchanged."""
+
+    def __init__(self, task: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+
+    def call(self, members):
+        members = ops.cast(members, "float32")
+        if members.shape[1] == 1:
+            return members[:, 0, :]
+        if self.task == "regression":
+            return ops.mean(members, axis=1)
+        if members.shape[-1] == 1:  # logit of the mean probability, computed stably
+            positive = ops.logsumexp(ops.log_sigmoid(members), axis=1)
+            return positive - ops.logsumexp(ops.log_sigmoid(-members), axis=1)
+        return ops.logsumexp(ops.log_softmax(members, axis=-1), axis=1) - np.log(members.shape[1])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "task": self.task}
+
+
+@keras.saving.register_keras_serializable(package="stages")
 class CalibratedHead(keras.layers.Layer):
     """Logits to class probabilities: sigmoid (one logit, two classes) or softmax of
     `scale * logits + shift`. It also holds a two-class model's decision threshold.
@@ -269,6 +409,87 @@ def model_vocabularies(model: keras.Model) -> dict[str, list[str]]:
     return {}
 
 
+# The training model's output: every member's logits (or values), before EnsembleMean.
+MEMBERS = "members"
+
+
+class MemberLoss(keras.losses.Loss):
+    """The mean over the k members of each member's own loss (TabM trains every member
+    on its own predictions, not on their mean): binary or categorical cross-entropy from
+    logits, or for regression squared error or Huber. y_pred: (rows, k, units)."""
+
+    def __init__(self, kind: str, delta: float = 1.0, **kwargs) -> None:
+        super().__init__(name=f"{kind}_per_member", **kwargs)
+        self.kind, self.delta = kind, float(delta)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        k = y_pred.shape[1]
+        if self.kind == "categorical":
+            labels = ops.cast(ops.reshape(y_true, (-1, 1)), "int32") + ops.zeros((1, k), "int32")
+            losses = ops.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
+            return ops.mean(losses, axis=1)
+        target = ops.cast(ops.reshape(y_true, (-1, 1)), "float32")
+        values = y_pred[:, :, 0]
+        if self.kind == "binary":
+            losses = ops.binary_crossentropy(
+                target + ops.zeros_like(values), values, from_logits=True
+            )
+        elif self.kind == "huber":
+            error = ops.abs(values - target)
+            quadratic = ops.minimum(error, self.delta)
+            losses = 0.5 * quadratic**2 + self.delta * (error - quadratic)
+        else:
+            losses = ops.square(values - target)
+        return ops.mean(losses, axis=1)
+
+
+def _ensemble_prediction(y_pred, kind: str):
+    """The ensemble's prediction from (rows, k, units) member outputs: mean probabilities
+    (rows, classes) for a classifier, mean values (rows, 1) for a regressor."""
+    y_pred = ops.cast(y_pred, "float32")
+    if kind == "binary":
+        return ops.mean(ops.sigmoid(y_pred), axis=1)
+    if kind == "categorical":
+        return ops.mean(ops.softmax(y_pred, axis=-1), axis=1)
+    return ops.mean(y_pred, axis=1)
+
+
+class EnsembleAccuracy(keras.metrics.MeanMetricWrapper):
+    """Accuracy of the ensemble's mean probabilities."""
+
+    def __init__(self, kind: str, name: str = "accuracy", **kwargs) -> None:
+        def correct(y_true, y_pred):
+            proba = _ensemble_prediction(y_pred, kind)
+            truth = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            if kind == "binary":
+                decided = ops.cast(proba[:, 0] > 0.5, "int32")
+            else:
+                decided = ops.cast(ops.argmax(proba, axis=-1), "int32")
+            return ops.cast(ops.equal(decided, truth), "float32")
+
+        super().__init__(correct, name=name, **kwargs)
+
+
+def _on_ensemble_mean(metric_class):
+    """A regression metric computed on the mean of the members' values."""
+
+    class OnMean(metric_class):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            prediction = _ensemble_prediction(y_pred, "regression")
+            target = ops.reshape(ops.cast(y_true, "float32"), (-1, 1))
+            return super().update_state(target, prediction, sample_weight=sample_weight)
+
+    OnMean.__name__ = f"Ensemble{metric_class.__name__}"
+    return OnMean
+
+
+def training_model(model: keras.Model) -> keras.Model:
+    """The model that is fitted: the same layers and weights as `model`, with the members'
+    outputs as its output, so each member's loss is its own."""
+    return keras.Model(model.inputs, model.get_layer(MEMBERS).output, name="members")
+
+
 def build_model(
     *,
     n_features: int,
@@ -284,6 +505,10 @@ def build_model(
     target_scale: tuple[float, float] | None = None,
     vocabularies: dict[str, list[str]] | None = None,
     max_embedding_dim: int = 16,
+    architecture: str = "mlp",
+    members: int = 1,
+    periodic: tuple[list[int], int, int, float] | None = None,
+    seed: int | None = None,
 ) -> keras.Model:
     """An MLP: scaled inputs (plus piecewise-linear bins of the numeric columns, when
     `bins` gives their edges), then Dense (+ Dropout) blocks, then a head: sigmoid or
@@ -292,6 +517,13 @@ def build_model(
     works at unit scale and predicts in the target's own units. With `vocabularies`
     (embedded categories, in the spec's order) the model takes a second input, their int
     codes, embedded and joined to the scaled numbers.
+
+    With `periodic` = (column positions, frequencies, width, scale) the numeric columns are
+    also given PLR embeddings (PeriodicEmbedding). `architecture` "tabm" makes the network
+    a TabM-mini ensemble of `members` MLPs sharing every hidden layer (EnsembleView, one
+    output layer each); "mlp" is one MLP. Either way the layer named MEMBERS gives each
+    member's outputs (rows, members, units), which training fits (`training_model`), and
+    EnsembleMean turns them into the model's logits or values.
 
     The input transformations and the head compute in float32 even under mixed precision
     (raw values such as 1e6 overflow float16).
@@ -303,6 +535,9 @@ def build_model(
     if bins is not None and bins[0]:
         encoded = PiecewiseLinearEncoding(*bins, name="numeric_bins", dtype="float32")(inputs)
         x = keras.layers.Concatenate(name="inputs_and_bins", dtype="float32")([x, encoded])
+    if periodic is not None and periodic[0]:
+        embedded = PeriodicEmbedding(*periodic, name="numeric_periodic", dtype="float32")(x)
+        x = keras.layers.Concatenate(name="inputs_and_periodic", dtype="float32")([x, embedded])
     model_inputs = [inputs]
     if vocabularies:
         codes = keras.Input(shape=(len(vocabularies),), dtype="int32", name="categories")
@@ -315,6 +550,9 @@ def build_model(
         x = keras.layers.Concatenate(name="numbers_and_embeddings")([x, embedded])
         model_inputs.append(codes)
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    tabm = architecture == "tabm"
+    if tabm:
+        x = EnsembleView(members, seed=seed, name="ensemble_view")(x)
     for index, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(
             units,
@@ -325,18 +563,25 @@ def build_model(
         )(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"dropout_{index}")(x)
+    units = 1 if n_classes in (0, 2) else n_classes
+    if tabm:
+        x = MemberDense(units, name="member_outputs", dtype="float32")(x)
+    else:
+        x = keras.layers.Dense(units, name="member_outputs", dtype="float32")(x)
+        x = keras.layers.Reshape((1, units), name="one_member", dtype="float32")(x)
     if n_classes == 0:
         mean_target, std_target = target_scale or (0.0, 1.0)
-        x = keras.layers.Dense(1, name="standardized", dtype="float32")(x)
-        outputs = keras.layers.Rescaling(
-            scale=std_target, offset=mean_target, name="prediction", dtype="float32"
+        x = keras.layers.Rescaling(
+            scale=std_target, offset=mean_target, name=MEMBERS, dtype="float32"
         )(x)
+        outputs = EnsembleMean("regression", name="prediction", dtype="float32")(x)
     else:
-        logits = keras.layers.Dense(
-            1 if n_classes == 2 else n_classes, name=LOGITS, dtype="float32"
-        )(x)
+        x = keras.layers.Identity(name=MEMBERS, dtype="float32")(x)
+        logits = EnsembleMean("classification", name=LOGITS, dtype="float32")(x)
         outputs = CalibratedHead(name=HEAD, dtype="float32")(logits)
-    return keras.Model(model_inputs if len(model_inputs) > 1 else inputs, outputs, name="mlp")
+    return keras.Model(
+        model_inputs if len(model_inputs) > 1 else inputs, outputs, name=architecture
+    )
 
 
 def compile_model(
@@ -348,9 +593,14 @@ def compile_model(
     regression_loss: str = "mse",
     target_std: float = 1.0,
     steps_per_execution: int = 1,
+    weight_decay: float = 0.0,
+    clip_norm: float = 0.0,
+    decay_steps: int = 0,
 ) -> None:
-    """Attach the optimizer, the loss that fits the task and its metrics (accuracy for
-    classes; MAE, RMSE and R2 for regression, `n_classes` 0)."""
+    """Attach the optimizer, the per-member loss that fits the task and metrics of the
+    members' mean (accuracy for classes; MAE, RMSE and R2 for regression, `n_classes` 0)
+    to a training model (`training_model`). With `decay_steps`, the learning rate follows
+    a cosine from `learning_rate` down to 0 over that many steps."""
     optimizers = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
@@ -358,37 +608,55 @@ def compile_model(
         "rmsprop": keras.optimizers.RMSprop,
     }
     if n_classes == 0:
-        loss = (
-            keras.losses.Huber(delta=target_std)
-            if regression_loss == "huber"
-            else keras.losses.MeanSquaredError()
-        )
+        kind = "huber" if regression_loss == "huber" else "mse"
         metrics = [
-            keras.metrics.MeanAbsoluteError(name="mae"),
-            keras.metrics.RootMeanSquaredError(name="rmse"),
-            keras.metrics.R2Score(name="r2"),
+            _on_ensemble_mean(keras.metrics.MeanAbsoluteError)(name="mae"),
+            _on_ensemble_mean(keras.metrics.RootMeanSquaredError)(name="rmse"),
+            _on_ensemble_mean(keras.metrics.R2Score)(name="r2"),
         ]
     else:
-        loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
-        metrics = ["accuracy"]
+        kind = "binary" if n_classes == 2 else "categorical"
+        metrics = [EnsembleAccuracy(kind)]
+    rate = learning_rate
+    if decay_steps > 0:
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps)
+    options = {"clipnorm": clip_norm} if clip_norm > 0 else {}
+    if weight_decay > 0:
+        options["weight_decay"] = weight_decay
     model.compile(
-        optimizer=optimizers[optimizer](learning_rate=learning_rate),
-        loss=loss,
+        optimizer=optimizers[optimizer](learning_rate=rate, **options),
+        loss=MemberLoss(kind, delta=target_std),
         metrics=metrics,
         steps_per_execution=steps_per_execution,
     )
 
 
 def make_model(
-    train: pd.DataFrame, labels: np.ndarray, *, spec: EncodingSpec, params: TrainParams, seed: int
-) -> keras.Model:
-    """The compiled model for these train rows: its scaling statistics and bin edges are
-    fitted on them (and on nothing else), its layers and optimizer come from params."""
+    train: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    spec: EncodingSpec,
+    params: TrainParams,
+    seed: int,
+    steps_per_epoch: int = 1,
+) -> tuple[keras.Model, keras.Model]:
+    """The model for these train rows, and its compiled training model (same weights):
+    its scaling statistics and bin edges are fitted on them (and on nothing else), its
+    layers and optimizer come from params."""
     features = train[spec.table_columns]
     mean, variance = scaling_statistics(features, spec=spec)
     bins = None
     if params.numeric_bins > 0:
         bins = bin_edges(features, labels, spec=spec, max_bins=params.numeric_bins, seed=seed)
+    periodic = None
+    if params.periodic_frequencies > 0:
+        numeric = [spec.feature_columns.index(name) for name in spec.indicators]
+        periodic = (
+            numeric,
+            params.periodic_frequencies,
+            params.periodic_dim,
+            params.periodic_scale,
+        )
     n_classes = len(spec.classes)  # 0 for regression
     vocabularies = {
         feature.name: learn_vocabulary(
@@ -416,17 +684,25 @@ def make_model(
         target_scale=target_scale,
         vocabularies=vocabularies,
         max_embedding_dim=params.embedding_dim,
+        architecture=params.model,
+        members=params.members,
+        periodic=periodic,
+        seed=seed,
     )
+    trainer = training_model(model)
     compile_model(
-        model,
+        trainer,
         n_classes=n_classes,
         optimizer=params.optimizer,
         learning_rate=params.learning_rate,
         regression_loss=params.regression_loss,
         target_std=target_scale[1] if target_scale else 1.0,
         steps_per_execution=params.steps_per_execution,
+        weight_decay=params.weight_decay,
+        clip_norm=params.clip_norm,
+        decay_steps=params.epochs * steps_per_epoch if params.schedule == "cosine" else 0,
     )
-    return model
+    return model, trainer
 
 
 # Rows per call into the model when predicting: one call per chunk, no per-batch loop.

@@ -317,7 +317,9 @@ def train_model(
         )
         params = params.model_copy(update={"steps_per_execution": per_execution})
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = make_model(train, y_train, spec=spec, params=params, seed=seed)
+        model, trainer = make_model(
+            train, y_train, spec=spec, params=params, seed=seed, steps_per_epoch=steps
+        )
         vocabularies = model_vocabularies(model)
         x_train = _as_tuple(to_inputs(train, spec, vocabularies))
         x_val = _as_tuple(to_inputs(validation, spec, vocabularies))
@@ -339,7 +341,7 @@ def train_model(
             early_stopping=stopper,
             watch=watch,
         )
-        done = backup.restore(model)
+        done = backup.restore(trainer)
     if done:
         print(
             f"train: resuming after epoch {done} of {params.epochs} from the backup in "
@@ -355,7 +357,7 @@ def train_model(
         train_arrays = (*x_train, y_train)
         if weights is not None:
             train_arrays += (weights[y_train].astype("float32"),)
-        model.fit(
+        trainer.fit(
             epoch_batches(
                 train_arrays,
                 batch_size=params.batch_size,
@@ -378,6 +380,7 @@ def train_model(
         )
     elif stopper is not None and stopper.best_weights is not None:
         # The backup was taken after the last epoch: only the best weights remain to restore.
+        stopper.set_model(trainer)
         backup.on_train_begin()
         stopper.on_train_end()
     history = backup.history
@@ -423,6 +426,7 @@ def train_model(
         "device": device,
         "processes": processes,
         "steps_per_execution": params.steps_per_execution,
+        "optimizer_steps": int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)),
         "mixed_precision": keras.mixed_precision.dtype_policy().name == "mixed_float16",
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
