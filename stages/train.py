@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,134 @@ def check_task_params(spec: EncodingSpec, params: TrainParams) -> None:
         )
 
 
+@dataclass
+class Callbacks:
+    """The pipeline's callbacks of one fit: the overfitting watch, early stopping (None
+    with patience 0) and the per-epoch backup, which also keeps the whole history."""
+
+    watch: OverfittingMonitor
+    stopper: keras.callbacks.EarlyStopping | None
+    backup: EpochBackup
+
+    def in_order(self, live, extra: tuple = ()) -> list[keras.callbacks.Callback]:
+        """The list for fit: the backup last, so it saves what the others logged."""
+        from dvclive.keras import DVCLiveCallback
+
+        stopper = [self.stopper] if self.stopper is not None else []
+        return [self.watch, DVCLiveCallback(live=live), *stopper, *extra, self.backup]
+
+
+def training_callbacks(
+    params: TrainParams,
+    *,
+    score: str,
+    live_dir: Path,
+    backup_path: Path | None = None,
+    backup_key: str = "",
+) -> Callbacks:
+    """The watch on `score`, early stopping on `params.monitor` (restoring the best
+    epoch's weights) and the backup in `backup_path` (None: keep the history only)."""
+    watch = OverfittingMonitor(params.overfit_gap, score=score)
+    stopper = None
+    if params.patience > 0:
+        stopper = keras.callbacks.EarlyStopping(
+            monitor=params.monitor,
+            mode="min" if params.monitor.endswith("loss") else "max",
+            patience=params.patience,
+            restore_best_weights=True,
+            verbose=1,
+        )
+    backup = EpochBackup(
+        backup_path, key=backup_key, live_dir=live_dir, early_stopping=stopper, watch=watch
+    )
+    return Callbacks(watch, stopper, backup)
+
+
+def fit(
+    trainer: keras.Model,
+    train_arrays: tuple[np.ndarray, ...],
+    validation_arrays: tuple[np.ndarray, ...],
+    *,
+    n_inputs: int,
+    params: TrainParams,
+    seed: int,
+    first_epoch: int,
+    steps: int,
+    callbacks: list[keras.callbacks.Callback],
+    process: int = 0,
+    processes: int = 1,
+) -> None:
+    """Fit the training model from `first_epoch` to `params.epochs`: reproducibly shuffled
+    batches of the train arrays (inputs, targets and any sample weights), the validation
+    arrays checked after every epoch."""
+    trainer.fit(
+        epoch_batches(
+            train_arrays,
+            batch_size=params.batch_size,
+            seed=seed,
+            first_epoch=first_epoch,
+            epochs=params.epochs,
+            process=process,
+            processes=processes,
+            n_inputs=n_inputs,
+        ),
+        steps_per_epoch=steps,
+        validation_data=evaluation_batches(
+            validation_arrays, batch_size=params.batch_size, n_inputs=n_inputs
+        ),
+        initial_epoch=first_epoch,
+        epochs=params.epochs,
+        shuffle=False,  # epoch_batches shuffles, reproducibly
+        callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+
+
+def log_summary(live, history: dict[str, list[float]], *, best: int, flagged: int) -> None:
+    """DVCLive's metrics.json: the best epoch's values (the saved model holds its weights)."""
+    live.summary = {
+        "train": {k: float(v[best - 1]) for k, v in history.items() if not k.startswith("val_")},
+        "eval": {k[4:]: float(v[best - 1]) for k, v in history.items() if k.startswith("val_")},
+        "best_epoch": best,
+        "epochs_run": len(history["loss"]),
+        "overfit_epochs": flagged,
+    }
+    live.make_summary()
+
+
+def training_report(
+    history: dict[str, list[float]],
+    *,
+    spec: EncodingSpec,
+    params: TrainParams,
+    score: str,
+    **facts: Any,
+) -> dict[str, Any]:
+    """The training report: the best epoch by `params.monitor`, its values, the epochs
+    flagged for overfitting and the whole history, with `facts` (rows, device, ...)."""
+    best = best_epoch(history, monitor=params.monitor)
+    flagged = overfit_epochs(history, gap=params.overfit_gap, score=score)
+    return {
+        "task": spec.task,
+        "model": params.model,
+        "members": params.members if params.model == "tabm" else 1,
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best,
+        "monitor": params.monitor,
+        "restored_best_weights": params.patience > 0,
+        "best": {name: round(float(values[best - 1]), 6) for name, values in history.items()},
+        "overfit_gap": params.overfit_gap,
+        "overfit_score": score,
+        "overfit_epochs": flagged,
+        "overfitting": bool(flagged),
+        "history": {name: [round(float(v), 6) for v in values] for name, values in history.items()},
+        "suspected_leaks_excluded": suspected_leaks(spec),
+        "deterministic": params.deterministic,
+        "steps_per_execution": params.steps_per_execution,
+        **facts,
+    }
+
+
 def train_model(
     *,
     train: pd.DataFrame,
@@ -285,8 +414,6 @@ def train_model(
     of a cluster (already joined). `extra_callbacks` run after the pipeline's own (the
     benchmarks time epochs with one).
     """
-    from dvclive.keras import DVCLiveCallback
-
     check_task_params(spec, params)
     processes, process = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
     if params.batch_size % processes:
@@ -323,25 +450,15 @@ def train_model(
         vocabularies = model_vocabularies(model)
         x_train = _as_tuple(to_inputs(train, spec, vocabularies))
         x_val = _as_tuple(to_inputs(validation, spec, vocabularies))
-        watch = OverfittingMonitor(params.overfit_gap, score=score)
-        stopper = None
-        if params.patience > 0:
-            stopper = keras.callbacks.EarlyStopping(
-                monitor=params.monitor,
-                mode="min" if params.monitor.endswith("loss") else "max",
-                patience=params.patience,
-                restore_best_weights=True,
-                verbose=1,
-            )
-        backup = EpochBackup(
-            # A worker of a cluster cannot resume alone: the others may be at another epoch.
-            backup_path if processes == 1 else None,
-            key=backup_key,
+        # A worker of a cluster cannot resume alone: the others may be at another epoch.
+        callbacks = training_callbacks(
+            params,
+            score=score,
             live_dir=live_dir,
-            early_stopping=stopper,
-            watch=watch,
+            backup_path=backup_path if processes == 1 else None,
+            backup_key=backup_key,
         )
-        done = backup.restore(trainer)
+        done = callbacks.backup.restore(trainer)
     if done:
         print(
             f"train: resuming after epoch {done} of {params.epochs} from the backup in "
@@ -350,88 +467,59 @@ def train_model(
         )
     live = open_live(live_dir, resume=done > 0)
     live.step = done
-    callbacks = [watch, DVCLiveCallback(live=live), *([stopper] if stopper else [])]
-    callbacks += [*extra_callbacks, backup]
-    first = params.epochs if backup.stopped else done
+    first = params.epochs if callbacks.backup.stopped else done
+    stopper = callbacks.stopper
     if first < params.epochs:
         train_arrays = (*x_train, y_train)
         if weights is not None:
             train_arrays += (weights[y_train].astype("float32"),)
-        trainer.fit(
-            epoch_batches(
-                train_arrays,
-                batch_size=params.batch_size,
-                seed=seed,
-                first_epoch=first,
-                epochs=params.epochs,
-                process=process,
-                processes=processes,
-                n_inputs=len(x_train),
-            ),
-            steps_per_epoch=steps,
-            validation_data=evaluation_batches(
-                (*x_val, y_val), batch_size=params.batch_size, n_inputs=len(x_val)
-            ),
-            initial_epoch=first,
-            epochs=params.epochs,
-            shuffle=False,  # epoch_batches shuffles, reproducibly
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
+        fit(
+            trainer,
+            train_arrays,
+            (*x_val, y_val),
+            n_inputs=len(x_train),
+            params=params,
+            seed=seed,
+            first_epoch=first,
+            steps=steps,
+            callbacks=callbacks.in_order(live, extra_callbacks),
+            process=process,
+            processes=processes,
         )
     elif stopper is not None and stopper.best_weights is not None:
         # The backup was taken after the last epoch: only the best weights remain to restore.
         stopper.set_model(trainer)
-        backup.on_train_begin()
+        callbacks.backup.on_train_begin()
         stopper.on_train_end()
-    history = backup.history
+    history = callbacks.backup.history
     calibration = None
     if spec.task == "classification":
         calibration = fit_decision(model, x_val, y_val, params=params)
-    best = best_epoch(history, monitor=params.monitor)
-    flagged = overfit_epochs(history, gap=params.overfit_gap, score=score)
-    # The saved model holds the best epoch's weights, so the summary reports that epoch.
-    live.summary = {
-        "train": {k: float(v[best - 1]) for k, v in history.items() if not k.startswith("val_")},
-        "eval": {k[4:]: float(v[best - 1]) for k, v in history.items() if k.startswith("val_")},
-        "best_epoch": best,
-        "epochs_run": len(history["loss"]),
-        "overfit_epochs": len(flagged),
-    }
-    live.make_summary()
-    report = {
-        "task": spec.task,
-        "epochs_run": len(history["loss"]),
-        "best_epoch": best,
-        "monitor": params.monitor,
-        "restored_best_weights": params.patience > 0,
-        "resumed_after_epoch": done or None,
-        "best": {name: round(float(values[best - 1]), 6) for name, values in history.items()},
-        "overfit_gap": params.overfit_gap,
-        "overfit_score": score,
-        "overfit_epochs": flagged,
-        "overfitting": bool(flagged),
-        "history": {name: [round(float(v), 6) for v in values] for name, values in history.items()},
-        "calibration": calibration,
-        "train_rows": len(y_train),
-        "validation_rows": len(y_val),
-        "features": x_train[0].shape[1],
-        "embedded_categories": {name: len(values) for name, values in vocabularies.items()},
-        "suspected_leaks_excluded": suspected_leaks(spec),
-        "parameters": model.count_params(),
-        "class_weights": None
+    report = training_report(
+        history,
+        spec=spec,
+        params=params,
+        score=score,
+        resumed_after_epoch=done or None,
+        calibration=calibration,
+        train_rows=len(y_train),
+        validation_rows=len(y_val),
+        features=x_train[0].shape[1],
+        embedded_categories={name: len(values) for name, values in vocabularies.items()},
+        parameters=model.count_params(),
+        class_weights=None
         if weights is None
         else dict(zip(spec.classes, (round(float(w), 6) for w in weights), strict=True)),
-        "seed": seed,
-        "deterministic": params.deterministic,
-        "device": device,
-        "processes": processes,
-        "steps_per_execution": params.steps_per_execution,
-        "optimizer_steps": int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)),
-        "mixed_precision": keras.mixed_precision.dtype_policy().name == "mixed_float16",
-        "backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-        "tensorflow_version": _tensorflow_version(),
-    }
+        seed=seed,
+        device=device,
+        processes=processes,
+        optimizer_steps=int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)),
+        mixed_precision=keras.mixed_precision.dtype_policy().name == "mixed_float16",
+        backend=keras.backend.backend(),
+        keras_version=keras.__version__,
+        tensorflow_version=_tensorflow_version(),
+    )
+    log_summary(live, history, best=report["best_epoch"], flagged=len(report["overfit_epochs"]))
     return model, report
 
 

@@ -120,13 +120,15 @@ def test_scaling_statistics_come_from_train_rows_only():
     np.testing.assert_allclose(np.ravel(scaling.variance), variance, rtol=1e-6)
 
 
-def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch):
+@pytest.mark.parametrize("family", ["mlp", "tabm"])
+def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch, family):
     import keras
 
     monkeypatch.chdir(tmp_path)  # DVCLive looks for a git repository from here
     frame = prepared(300)
     splits = split_frame(frame, target="target", validation=0.2, test=0.2, seed=0)
-    model, report = fit(splits, tmp_path / "live", seed=3)
+    model, report = fit(splits, tmp_path / "live", seed=3, model=family, members=4)
+    assert report["model"] == family and report["members"] == (4 if family == "tabm" else 1)
     assert report["epochs_run"] == 2
     assert report["train_rows"] == len(splits["train"])
     assert report["seed"] == 3
@@ -182,10 +184,16 @@ def test_threshold_and_platt_scaling_need_two_classes():
     check_task_params(regression, tiny_params())
 
 
-def test_same_seed_gives_identical_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "family", [{"model": "mlp"}, {"model": "tabm", "members": 4, "periodic_frequencies": 8}]
+)
+def test_same_seed_gives_identical_weights(tmp_path, monkeypatch, family):
     monkeypatch.chdir(tmp_path)
     splits = split_frame(prepared(200), target="target", validation=0.2, test=0.2, seed=0)
-    runs = [fit(splits, tmp_path / f"live{index}", seed=11)[0].get_weights() for index in range(2)]
+    runs = [
+        fit(splits, tmp_path / f"live{index}", seed=11, **family)[0].get_weights()
+        for index in range(2)
+    ]
     for first, second in zip(*runs, strict=True):
         np.testing.assert_array_equal(first, second)
 
@@ -252,7 +260,8 @@ def test_saved_model_files_are_byte_identical_for_identical_weights(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 
 
-def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkeypatch):
+@pytest.mark.parametrize("family", [{"model": "mlp"}, {"model": "tabm", "members": 4}])
+def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkeypatch, family):
     from stages.train import class_weights
 
     monkeypatch.chdir(tmp_path)
@@ -269,7 +278,9 @@ def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkey
 
     recalls = {}
     for mode in ("none", "balanced"):
-        model, report = fit(splits, tmp_path / mode, seed=3, epochs=10, class_weight=mode)
+        model, report = fit(
+            splits, tmp_path / mode, seed=3, epochs=10, class_weight=mode, **family
+        )
         x_test = splits["test"][SPEC.feature_columns].to_numpy("float32")
         predicted = predict_proba(model, x_test).argmax(axis=1)
         positives = splits["test"]["target"].to_numpy() == 1
