@@ -45,6 +45,7 @@ SEEDS = (1, 2, 3, 4, 5)
 # What a prepared split is made of, copied out of the project copy.
 KEPT = (
     "params.yaml",
+    "params.base.yaml",
     "data/prepared/encoding.json",
     "data/split/train.parquet",
     "data/split/validation.parquet",
@@ -72,6 +73,7 @@ def prepare_splits(table_name: str, seeds: list[int], cache: Path, max_rows: int
     table = BY_NAME[table_name]
     with tempfile.TemporaryDirectory(prefix="quality-") as directory:
         repo = project_copy(Path(directory) / "repo")
+        shutil.copyfile(repo / "params.yaml", repo / "params.base.yaml")
         source = table.write(repo / f"{table.name}.csv")
         if max_rows:
             shrink(repo / source, max_rows)
@@ -109,6 +111,21 @@ def apply_settings(raw: dict, settings: list[str]) -> dict:
     return raw
 
 
+def current_params(split: Path) -> dict:
+    """The split's params with the project's train section as it is now: the train keys
+    that infer-schema set for this table (batch size, monitor, ...) are kept, the rest
+    come from the project's params.yaml, so a changed default needs no new splits."""
+    prepared = yaml.safe_load((split / "params.yaml").read_text())
+    base = yaml.safe_load((split / "params.base.yaml").read_text())["train"]
+    train = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    for key in set(base) | set(prepared["train"]):
+        if key not in prepared["train"]:
+            train.pop(key, None)
+        elif prepared["train"][key] != base.get(key):
+            train[key] = prepared["train"][key]
+    return {**prepared, "train": train}
+
+
 def train_and_score(split: Path, settings: list[str]) -> dict:
     """Train the network on one prepared split, in this process, and score it on the test
     split as the evaluate stage does."""
@@ -122,7 +139,7 @@ def train_and_score(split: Path, settings: list[str]) -> dict:
     from stages.train import train_model
 
     keras.backend.clear_session()
-    raw = apply_settings(yaml.safe_load((split / "params.yaml").read_text()), settings)
+    raw = apply_settings(current_params(split), settings)
     params = parse_params(raw)
     spec = EncodingSpec.load(split / "data/prepared/encoding.json")
     train = read_table(split / "data/split/train.parquet")
