@@ -156,6 +156,12 @@ class TrainParams(Section):
         description="PLR embeddings of numeric columns: learned frequencies per column (0: none).",
     )
     periodic_dim: int = Field(16, ge=1, description="PLR embeddings: width per numeric column.")
+    periodic_min_rows: int = Field(
+        0,
+        ge=0,
+        description="PLR embeddings only when the train split has at least this many rows "
+        "(on smaller tables they overfit).",
+    )
     periodic_scale: float = Field(
         0.1, gt=0, description="PLR embeddings: standard deviation of the initial frequencies."
     )

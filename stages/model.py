@@ -649,7 +649,7 @@ def make_model(
     if params.numeric_bins > 0:
         bins = bin_edges(features, labels, spec=spec, max_bins=params.numeric_bins, seed=seed)
     periodic = None
-    if params.periodic_frequencies > 0:
+    if params.periodic_frequencies > 0 and len(train) >= params.periodic_min_rows:
         numeric = [spec.feature_columns.index(name) for name in spec.indicators]
         periodic = (
             numeric,

@@ -377,6 +377,8 @@ def training_report(
         "task": spec.task,
         "model": params.model,
         "members": params.members if params.model == "tabm" else 1,
+        "periodic_embeddings": params.periodic_frequencies > 0
+        and facts["train_rows"] >= params.periodic_min_rows,
         "epochs_run": len(history["loss"]),
         "best_epoch": best,
         "monitor": params.monitor,

@@ -129,6 +129,7 @@ def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch, family):
     splits = split_frame(frame, target="target", validation=0.2, test=0.2, seed=0)
     model, report = fit(splits, tmp_path / "live", seed=3, model=family, members=4)
     assert report["model"] == family and report["members"] == (4 if family == "tabm" else 1)
+    assert report["periodic_embeddings"] is False
     assert report["epochs_run"] == 2
     assert report["train_rows"] == len(splits["train"])
     assert report["seed"] == 3
@@ -185,7 +186,8 @@ def test_threshold_and_platt_scaling_need_two_classes():
 
 
 @pytest.mark.parametrize(
-    "family", [{"model": "mlp"}, {"model": "tabm", "members": 4, "periodic_frequencies": 8}]
+    "family",
+    [{"model": "mlp"}, {"model": "tabm", "members": 4, "periodic_frequencies": 8}],
 )
 def test_same_seed_gives_identical_weights(tmp_path, monkeypatch, family):
     monkeypatch.chdir(tmp_path)
@@ -278,9 +280,7 @@ def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkey
 
     recalls = {}
     for mode in ("none", "balanced"):
-        model, report = fit(
-            splits, tmp_path / mode, seed=3, epochs=10, class_weight=mode, **family
-        )
+        model, report = fit(splits, tmp_path / mode, seed=3, epochs=10, class_weight=mode, **family)
         x_test = splits["test"][SPEC.feature_columns].to_numpy("float32")
         predicted = predict_proba(model, x_test).argmax(axis=1)
         positives = splits["test"]["target"].to_numpy() == 1
