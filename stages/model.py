@@ -706,7 +706,9 @@ def make_model(
 
 
 # Rows per call into the model when predicting: one call per chunk, no per-batch loop.
-PREDICT_CHUNK_ROWS = 65_536
+# Small enough that an ensemble's intermediate arrays stay in the CPU's caches (Adult's
+# network on the numpy backend: 52,900 rows/s at 4,096 rows a call, 23,600 at 65,536).
+PREDICT_CHUNK_ROWS = 4_096
 
 
 def _outputs(model: keras.Model, features) -> np.ndarray:
