@@ -289,7 +289,11 @@ def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkey
     assert recalls["balanced"] >= recalls["none"] + 0.3, recalls
 
 
-def test_under_mixed_precision_inputs_and_head_stay_float32(tmp_path):
+@pytest.mark.parametrize(
+    "family",
+    [{}, {"architecture": "tabm", "members": 3, "periodic": ([0, 1], 4, 2, 1.0), "seed": 0}],
+)
+def test_under_mixed_precision_inputs_and_head_stay_float32(tmp_path, family):
     import keras
 
     keras.mixed_precision.set_dtype_policy("mixed_float16")
@@ -305,11 +309,15 @@ def test_under_mixed_precision_inputs_and_head_stay_float32(tmp_path):
             l2=0.0,
             initializer="he_normal",
             bins=([0], [[0.0, 1e6, 2e6]]),
+            **family,
         )
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     policies = {layer.name: layer.dtype_policy.name for layer in model.layers}
     assert policies["scaling"] == policies["numeric_bins"] == "float32"
+    if family:
+        assert policies["numeric_periodic"] == policies["member_outputs"] == "float32"
+        assert policies["ensemble_view"] == "mixed_float16"
     assert policies["hidden_1"] == "mixed_float16"
     assert policies["probability"] == "float32"
     x = np.array([[1.5e6, 1.0], [2.5e5, -1.0]], dtype="float32")  # beyond float16's range
@@ -333,3 +341,29 @@ def test_several_steps_per_execution_train_the_same_model(tmp_path, monkeypatch)
     )
     for first, second in zip(runs[0][0].get_weights(), runs[1][0].get_weights(), strict=True):
         np.testing.assert_allclose(first, second, rtol=1e-4, atol=1e-5)
+
+
+def test_the_training_report_names_the_best_epoch_and_the_flagged_ones():
+    from stages.train import training_report
+
+    params = tiny_params(monitor="val_loss", overfit_gap=0.03, model="tabm", members=3)
+    report = training_report(
+        DIVERGING, spec=SPEC, params=params, score="accuracy", train_rows=10, seed=1
+    )
+    assert report["best_epoch"] == 3 and report["epochs_run"] == 5
+    assert report["best"]["val_loss"] == 0.47
+    assert [flag["epoch"] for flag in report["overfit_epochs"]] == [3, 4, 5]
+    assert report["overfitting"] and report["model"] == "tabm" and report["members"] == 3
+    assert report["train_rows"] == 10 and report["seed"] == 1
+
+
+def test_training_callbacks_follow_the_params(tmp_path):
+    from stages.train import training_callbacks
+
+    watched = training_callbacks(tiny_params(patience=3), score="r2", live_dir=tmp_path)
+    assert watched.stopper.patience == 3 and watched.stopper.monitor == "val_loss"
+    assert watched.watch.score == "r2" and watched.backup.path is None
+    unwatched = training_callbacks(
+        tiny_params(patience=0), score="accuracy", live_dir=tmp_path, backup_path=tmp_path / "b"
+    )
+    assert unwatched.stopper is None and unwatched.backup.path == tmp_path / "b"
