@@ -128,7 +128,7 @@ def test_a_tabm_model_predicts_the_mean_of_its_members_and_survives_saving(n_cla
     options = {"target_scale": (10.0, 2.0)} if n_classes == 0 else {}
     model = tabm(n_classes, **options)
     x = RNG.normal(size=(7, 3)).astype("float32")
-    members = numpy_of(training_model(model)(x))
+    members = numpy_of(training_model(model)([x]))
     units = 1 if n_classes in (0, 2) else n_classes
     assert members.shape == (7, 5, units)
     if n_classes == 0:
