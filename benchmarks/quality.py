@@ -27,7 +27,6 @@ import io
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.corpus import BY_NAME, CORPUS, project_copy, shrink  # noqa: E402
-from benchmarks.run import ENV  # noqa: E402
+from benchmarks.run import timed  # noqa: E402
 
 SEEDS = (1, 2, 3, 4, 5)
 # What a prepared split is made of, copied out of the project copy.
@@ -79,24 +78,18 @@ def prepare_splits(table_name: str, seeds: list[int], cache: Path, max_rows: int
             shrink(repo / source, max_rows)
         command = [sys.executable, "-m", "stages", "infer-schema", source, "--target"]
         command += [table.target, "--out", f"schemas/{table.name}.yaml", "--update-params"]
-        _run([*command, *table.extra], repo)
+        timed([*command, *table.extra], repo)
         for seed in missing:
             params = yaml.safe_load((repo / "params.yaml").read_text())
             params["dataset"]["seed"] = seed
             (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-            _run(["dvc", "repro", "baselines"], repo)
+            timed(["dvc", "repro", "baselines"], repo)
             target = folder / str(seed)
             for name in KEPT:
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(repo / name, target / name)
             (target / "done").touch()
     return folder
-
-
-def _run(command: list[str], cwd: Path) -> None:
-    done = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
 
 
 def apply_settings(raw: dict, settings: list[str]) -> dict:

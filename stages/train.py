@@ -38,6 +38,7 @@ from stages.errors import PipelineError
 from stages.io import read_table, say, staging_dir, write_json
 from stages.metrics import classification_metrics
 from stages.model import (
+    PeriodicEmbedding,
     decision,
     make_model,
     model_vocabularies,
@@ -377,8 +378,6 @@ def training_report(
         "task": spec.task,
         "model": params.model,
         "members": params.members if params.model == "tabm" else 1,
-        "periodic_embeddings": params.periodic_frequencies > 0
-        and facts["train_rows"] >= params.periodic_min_rows,
         "epochs_run": len(history["loss"]),
         "best_epoch": best,
         "monitor": params.monitor,
@@ -509,6 +508,7 @@ def train_model(
         features=x_train[0].shape[1],
         embedded_categories={name: len(values) for name, values in vocabularies.items()},
         parameters=model.count_params(),
+        periodic_embeddings=any(isinstance(layer, PeriodicEmbedding) for layer in model.layers),
         class_weights=None
         if weights is None
         else dict(zip(spec.classes, (round(float(w), 6) for w in weights), strict=True)),
