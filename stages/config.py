@@ -148,7 +148,7 @@ class TrainParams(Section):
         16,
         ge=0,
         description="Most piecewise-linear bins per numeric column, edges fitted on train "
-        "rows (0: scaled values only).",
+        "rows (0: scaled values only); not where PLR embeddings are used.",
     )
     periodic_frequencies: int = Field(
         0,
