@@ -150,6 +150,12 @@ class TrainParams(Section):
         description="Most piecewise-linear bins per numeric column, edges fitted on train "
         "rows (0: scaled values only); not where PLR embeddings are used.",
     )
+    bin_embedding_dim: int = Field(
+        0,
+        ge=0,
+        description="A learned linear layer and ReLU per numeric column on its bins, this "
+        "wide (0: the bins feed the network as they are).",
+    )
     periodic_frequencies: int = Field(
         0,
         ge=0,

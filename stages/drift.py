@@ -97,6 +97,19 @@ def _category_bins(labels: pd.Series, shares: dict[str, float]) -> np.ndarray:
     return np.bincount(np.where(positions < 0, len(names) - 1, positions), minlength=len(names))
 
 
+def _code_bins(codes: np.ndarray, shares: dict[str, float]) -> np.ndarray:
+    """`_category_bins` for a listed category's codes (0 and up), without turning every code
+    into text: the profile keys its shares by the code as text."""
+    names = list(shares)
+    other = len(names) - 1
+    codes = codes.astype("int64")
+    lookup = np.full(int(codes.max(initial=0)) + 1, other)
+    for position, name in enumerate(names[:-1]):
+        if int(name) < lookup.size:
+            lookup[int(name)] = position
+    return np.bincount(lookup[codes], minlength=len(names))
+
+
 class DriftCounter:
     """Counts rows into the bins of a train profile, batch by batch."""
 
@@ -117,6 +130,8 @@ class DriftCounter:
             present = encoded[name][~absent]
             if kind == "number":
                 bins = _number_bins(present.to_numpy(dtype="float64"), entry["edges"])
+            elif kind == "categorical":
+                bins = _code_bins(present.to_numpy(), entry["shares"])
             else:
                 bins = _category_bins(_present_labels(present, kind), entry["shares"])
             self.counts[name] = self.counts.get(name, 0) + bins

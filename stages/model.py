@@ -132,6 +132,51 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
         return {**super().get_config(), "indices": self.indices, "edges": self.edges}
 
 
+def _per_column_linear_relu(by_column, kernel, bias):
+    """Inputs laid out column-major, (columns, rows, width), through each column's own
+    linear layer (kernel (columns, width, dim), bias (columns, dim)) and ReLU, as
+    (rows, columns * dim). One batched matrix product: an einsum is a slow loop on the
+    numpy backend."""
+    embedded = ops.relu(ops.matmul(by_column, kernel) + bias[:, None, :])
+    columns, dim = kernel.shape[0], kernel.shape[2]
+    return ops.reshape(ops.transpose(embedded, (1, 0, 2)), (-1, columns * dim))
+
+
+@keras.saving.register_keras_serializable(package="stages")
+class ColumnLinear(keras.layers.Layer):
+    """A linear layer and ReLU per column group: (rows, columns * width) -> (rows, columns
+    * dim), column c's `width` inputs feeding only its own `dim` outputs. On the
+    piecewise-linear bins this is the published MLP-T-LR's embedding (Gorishniy et al.,
+    2022): each number gets a learned shape of its own before the shared layers."""
+
+    def __init__(self, columns: int, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.columns, self.dim = int(columns), int(dim)
+
+    def build(self, input_shape) -> None:
+        width = int(input_shape[-1]) // self.columns
+        bound = width**-0.5
+        uniform = keras.initializers.RandomUniform(-bound, bound)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.columns, width, self.dim), initializer=uniform
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(self.columns, self.dim), initializer=uniform
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        width = self.kernel.shape[1]
+        by_column = ops.transpose(ops.reshape(inputs, (-1, self.columns, width)), (1, 0, 2))
+        return _per_column_linear_relu(by_column, self.kernel, self.bias)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.columns * self.dim)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "columns": self.columns, "dim": self.dim}
+
+
 def embedding_width(vocabulary_size: int, *, max_dim: int) -> int:
     """Width of a category's embedding: grows with its vocabulary (about 1.6 n^0.56, the
     rule of thumb of fast.ai's tabular models), at most `max_dim`."""
@@ -211,13 +256,10 @@ class PeriodicEmbedding(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        # Column-major (columns, rows, ...) so that the per-column linear layers are one
-        # batched matrix product (an einsum is a slow loop on the numpy backend).
         values = ops.transpose(ops.take(inputs, self.indices, axis=1))[:, :, None]
-        angles = 2.0 * np.pi * self.frequency[:, None, :] * values
+        angles = 2.0 * np.pi * self.frequency[:, None, :] * values  # (columns, rows, k)
         periodic = ops.concatenate([ops.cos(angles), ops.sin(angles)], axis=-1)
-        embedded = ops.relu(ops.matmul(periodic, self.kernel) + self.bias[:, None, :])
-        return ops.reshape(ops.transpose(embedded, (1, 0, 2)), (-1, len(self.indices) * self.dim))
+        return _per_column_linear_relu(periodic, self.kernel, self.bias)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], len(self.indices) * self.dim)
@@ -527,9 +569,11 @@ def build_model(
     members: int = 1,
     periodic: tuple[list[int], int, int, float] | None = None,
     seed: int | None = None,
+    bin_dim: int = 0,
 ) -> keras.Model:
     """An MLP: scaled inputs (plus piecewise-linear bins of the numeric columns, when
-    `bins` gives their edges), then Dense (+ Dropout) blocks, then a head: sigmoid or
+    `bins` gives their edges; with `bin_dim`, each column's bins through a linear layer and
+    ReLU of its own this wide, ColumnLinear), then Dense (+ Dropout) blocks, then a head: sigmoid or
     softmax for classes; for regression (`n_classes` 0), one linear unit rescaled by
     `target_scale` = (mean, standard deviation) of the train targets, so the network
     works at unit scale and predicts in the target's own units. With `vocabularies`
@@ -552,6 +596,8 @@ def build_model(
     )
     if bins is not None and bins[0]:
         encoded = PiecewiseLinearEncoding(*bins, name="numeric_bins", dtype="float32")(inputs)
+        if bin_dim > 0:
+            encoded = ColumnLinear(len(bins[0]), bin_dim, name="bin_embeddings")(encoded)
         x = keras.layers.Concatenate(name="inputs_and_bins", dtype="float32")([x, encoded])
     if periodic is not None and periodic[0]:
         embedded = PeriodicEmbedding(*periodic, name="numeric_periodic", dtype="float32")(x)
@@ -708,6 +754,7 @@ def make_model(
         members=params.members,
         periodic=periodic,
         seed=seed,
+        bin_dim=params.bin_embedding_dim,
     )
     trainer = training_model(model)
     compile_model(
@@ -725,10 +772,9 @@ def make_model(
     return model, trainer
 
 
-# Rows per call into the model when predicting: one call per chunk, no per-batch loop.
-# Small enough that an ensemble's intermediate arrays stay near the CPU's caches (Adult's
-# network on the numpy backend, two threads: 130,000 rows/s at 8,192 rows a call,
-# 113,000 at 4,096, 89,000 at 32,768).
+# Most rows per call into the model when predicting. Small enough that an ensemble's
+# intermediate arrays stay near the CPU's caches: on 2 cores, Adult's network scored
+# faster in calls of 8,192 rows than of 4,096, 16,384 or 32,768.
 PREDICT_CHUNK_ROWS = 8_192
 
 
@@ -745,8 +791,9 @@ def _outputs(model: keras.Model, features) -> np.ndarray:
 
     On the numpy backend the chunks run on every core at once, each matrix product on a
     single thread: the backend's other operations (copies, activations, cos and sin) use
-    one core, so threads over chunks keep both busy (Adult on 2 cores: 130,000 rows/s,
-    against 77,000 one chunk at a time). Each chunk's result is the same either way."""
+    one core, so threads over chunks keep both busy (Adult's network on 2 cores: 150,000
+    to 160,000 rows/s, against 92,000 to 99,000 one chunk at a time). Each row's result is
+    the same either way."""
     if isinstance(features, dict):
         rows = len(next(iter(features.values())))
         take = lambda a, b: {name: part[a:b] for name, part in features.items()}  # noqa: E731
@@ -756,13 +803,19 @@ def _outputs(model: keras.Model, features) -> np.ndarray:
     else:
         rows = len(features)
         take = lambda a, b: features[a:b]  # noqa: E731
-    starts = range(0, rows, PREDICT_CHUNK_ROWS)
+    workers = usable_cpus() if keras.backend.backend() == "numpy" else 1
+    # As many chunks as the rows need, rounded up to a multiple of the workers, all of
+    # one size: no worker is left with the last, lone chunk.
+    count = -(-rows // PREDICT_CHUNK_ROWS)
+    count = max(1, -(-count // workers) * workers)
+    size = max(1, -(-rows // count))
+    starts = range(0, rows, size)
 
     def call(start: int) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(take(start, start + PREDICT_CHUNK_ROWS)))
+        return np.asarray(model.predict_on_batch(take(start, start + size)))
 
-    workers = min(usable_cpus(), len(starts))
-    if keras.backend.backend() != "numpy" or workers < 2:
+    workers = min(workers, len(starts))
+    if workers < 2:
         chunks = [call(start) for start in starts]
     else:
         from concurrent.futures import ThreadPoolExecutor

@@ -38,6 +38,7 @@ from stages.errors import PipelineError
 from stages.io import read_table, say, staging_dir, write_json
 from stages.metrics import classification_metrics
 from stages.model import (
+    ColumnLinear,
     PeriodicEmbedding,
     decision,
     make_model,
@@ -509,6 +510,7 @@ def train_model(
         embedded_categories={name: len(values) for name, values in vocabularies.items()},
         parameters=model.count_params(),
         periodic_embeddings=any(isinstance(layer, PeriodicEmbedding) for layer in model.layers),
+        bin_embeddings=any(isinstance(layer, ColumnLinear) for layer in model.layers),
         class_weights=None
         if weights is None
         else dict(zip(spec.classes, (round(float(w), 6) for w in weights), strict=True)),

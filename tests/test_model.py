@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 
 from stages.model import (
+    ColumnLinear,
     EnsembleAccuracy,
     EnsembleMean,
+    EnsembleView,
+    MemberDense,
     MemberLoss,
     PeriodicEmbedding,
     build_model,
@@ -103,6 +106,39 @@ def test_periodic_embedding_is_relu_of_a_linear_map_of_cosines_and_sines():
         np.testing.assert_allclose(out[:, position * 4 : (position + 1) * 4], expected, atol=1e-5)
 
 
+def test_column_linear_maps_each_columns_inputs_to_its_own_outputs():
+    layer = ColumnLinear(columns=3, dim=2)
+    x = RNG.normal(size=(5, 3 * 4)).astype("float32")
+    out = numpy_of(layer(x))
+    assert out.shape == (5, 3 * 2)
+    kernel, bias = numpy_of(layer.kernel), numpy_of(layer.bias)
+    for column in range(3):
+        expected = np.maximum(
+            x[:, column * 4 : (column + 1) * 4] @ kernel[column] + bias[column], 0
+        )
+        np.testing.assert_allclose(out[:, column * 2 : (column + 1) * 2], expected, atol=1e-5)
+
+
+def test_flat_members_give_what_a_members_axis_gives():
+    """New models pass TabM's members through the shared layers as rows; models saved
+    with a members axis (rows, k, width) load and predict the same."""
+    x = RNG.normal(size=(6, 3)).astype("float32")
+    axis_view, axis_head = EnsembleView(4, seed=2), MemberDense(2)
+    flat_view, flat_head = EnsembleView(4, seed=2, flat=True), MemberDense(2, members=4)
+    on_axis, flat = axis_view(x), flat_view(x)
+    assert tuple(on_axis.shape) == (6, 4, 3) and tuple(flat.shape) == (24, 3)
+    on_axis = numpy_of(axis_head(on_axis))
+    flat_head.build((None, 3))
+    flat_head.set_weights(axis_head.get_weights())
+    flat = numpy_of(flat_head(flat))
+    assert flat.shape == (6, 4, 2)
+    np.testing.assert_allclose(flat, on_axis, atol=1e-6)
+    kernel, bias = axis_head.get_weights()
+    scaling = numpy_of(axis_view.scaling)
+    expected = np.einsum("bkd,kdu->bku", x[:, None, :] * scaling, kernel) + bias
+    np.testing.assert_allclose(flat, expected, atol=1e-5)
+
+
 def tabm(n_classes: int, **options):
     return build_model(
         n_features=3,
@@ -119,7 +155,7 @@ def tabm(n_classes: int, **options):
         architecture="tabm",
         members=5,
         seed=1,
-        **options,
+        **{"bin_dim": 2, **options},
     )
 
 
@@ -165,7 +201,9 @@ def test_a_saved_tabm_model_gives_the_same_probabilities_on_the_numpy_backend(tm
     np.save(tmp_path / "x.npy", x)
     script = (
         "import sys, numpy as np\n"
+        "import stages.model\n"
         "from stages.model import load_model, predict_proba\n"
+        "stages.model.PREDICT_CHUNK_ROWS = 2  # several chunks, on threads where cores allow\n"
         f"m = load_model({str(tmp_path / 'tabm.keras')!r})\n"
         f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
         f"np.save({str(tmp_path / 'p.npy')!r}, predict_proba(m, x))\n"

@@ -130,3 +130,17 @@ def test_drift_is_measured_against_the_train_profile(spec, raw_frame):
         calm["columns"]["hours"]["missing_train"], abs=0.001
     )
     assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+
+
+def test_listed_categories_are_counted_into_the_profiles_bins_by_code():
+    """Drift counts a listed category's codes without turning each into text, into the
+    same bins as counting their text would."""
+    from stages.drift import OTHER, _category_bins, _code_bins, _present_labels
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        codes = rng.integers(0, rng.integers(1, 30), size=rng.integers(0, 50))
+        listed = sorted(set(rng.integers(0, 40, size=rng.integers(0, 8)).tolist()))
+        shares = {**{str(code): 0.1 for code in listed}, OTHER: 0.1}
+        by_text = _category_bins(_present_labels(pd.Series(codes), "categorical"), shares)
+        np.testing.assert_array_equal(_code_bins(codes, shares), by_text)

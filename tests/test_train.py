@@ -127,9 +127,12 @@ def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch, family):
     monkeypatch.chdir(tmp_path)  # DVCLive looks for a git repository from here
     frame = prepared(300)
     splits = split_frame(frame, target="target", validation=0.2, test=0.2, seed=0)
-    model, report = fit(splits, tmp_path / "live", seed=3, model=family, members=4)
-    assert report["model"] == family and report["members"] == (4 if family == "tabm" else 1)
-    assert report["periodic_embeddings"] is False
+    tabm = family == "tabm"
+    model, report = fit(
+        splits, tmp_path / "live", seed=3, model=family, members=4, bin_embedding_dim=4 * tabm
+    )
+    assert report["model"] == family and report["members"] == (4 if tabm else 1)
+    assert report["periodic_embeddings"] is False and report["bin_embeddings"] is tabm
     assert report["epochs_run"] == 2
     assert report["train_rows"] == len(splits["train"])
     assert report["seed"] == 3
@@ -187,7 +190,11 @@ def test_threshold_and_platt_scaling_need_two_classes():
 
 @pytest.mark.parametrize(
     "family",
-    [{"model": "mlp"}, {"model": "tabm", "members": 4, "periodic_frequencies": 8}],
+    [
+        {"model": "mlp"},
+        {"model": "tabm", "members": 4, "periodic_frequencies": 8},
+        {"model": "tabm", "members": 4, "bin_embedding_dim": 4},
+    ],
 )
 def test_same_seed_gives_identical_weights(tmp_path, monkeypatch, family):
     monkeypatch.chdir(tmp_path)
