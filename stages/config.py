@@ -150,6 +150,11 @@ class TrainParams(Section):
         description="Most piecewise-linear bins per numeric column, edges fitted on train "
         "rows (0: scaled values only); not where PLR embeddings are used.",
     )
+    scaling: Literal["standard", "robust"] = Field(
+        "standard",
+        description="Numeric columns: standard (mean and standard deviation of the train "
+        "rows) or robust (median and interquartile range, then smooth clipping to +-3).",
+    )
     bin_embedding_dim: int = Field(
         0,
         ge=0,

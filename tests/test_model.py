@@ -11,6 +11,7 @@ from stages.model import (
     MemberDense,
     MemberLoss,
     PeriodicEmbedding,
+    SmoothClip,
     build_model,
     load_model,
     predict_logits,
@@ -119,6 +120,15 @@ def test_column_linear_maps_each_columns_inputs_to_its_own_outputs():
         np.testing.assert_allclose(out[:, column * 2 : (column + 1) * 2], expected, atol=1e-5)
 
 
+def test_smooth_clip_bounds_the_chosen_columns_and_leaves_the_others():
+    x = np.array([[0.0, 100.0, -100.0], [1.0, 3.0, -0.5]], dtype="float32")
+    out = numpy_of(SmoothClip([0, 2])(x))
+    expected = x / np.sqrt(1 + (x / 3) ** 2)
+    np.testing.assert_allclose(out[:, [0, 2]], expected[:, [0, 2]], rtol=1e-6)
+    np.testing.assert_array_equal(out[:, 1], x[:, 1])
+    assert np.abs(out[:, [0, 2]]).max() < 3
+
+
 def test_flat_members_give_what_a_members_axis_gives():
     """New models pass TabM's members through the shared layers as rows; models saved
     with a members axis (rows, k, width) load and predict the same."""
@@ -155,7 +165,7 @@ def tabm(n_classes: int, **options):
         architecture="tabm",
         members=5,
         seed=1,
-        **{"bin_dim": 2, **options},
+        **{"bin_dim": 2, "smooth_clip": [1], **options},
     )
 
 

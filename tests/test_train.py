@@ -120,6 +120,16 @@ def test_scaling_statistics_come_from_train_rows_only():
     np.testing.assert_allclose(np.ravel(scaling.variance), variance, rtol=1e-6)
 
 
+def test_robust_scaling_centres_the_median_and_divides_by_the_quartile_range():
+    frame = prepared(400)
+    frame["x:x2"] = np.where(frame.index % 10 == 0, 1e6, 0.0)  # quartiles equal: half the range
+    mean, variance = scaling_statistics(frame[SPEC.feature_columns], spec=SPEC, robust=True)
+    present = frame.loc[frame["m:x1"] == 0, "x:x1"].to_numpy()
+    low, median, high = np.quantile(present, [0.25, 0.5, 0.75])
+    np.testing.assert_allclose(mean, [median, 0.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(variance, [(high - low) ** 2, 1.0, 5e5**2], rtol=1e-6)
+
+
 @pytest.mark.parametrize("family", ["mlp", "tabm"])
 def test_train_model_end_to_end_on_a_tiny_table(tmp_path, monkeypatch, family):
     import keras
