@@ -608,7 +608,8 @@ def build_model(
 ) -> keras.Model:
     """An MLP: scaled inputs (plus piecewise-linear bins of the numeric columns, when
     `bins` gives their edges; with `bin_dim`, each column's bins through a linear layer and
-    ReLU of its own this wide, ColumnLinear), then Dense (+ Dropout) blocks, then a head: sigmoid or
+    ReLU of its own this wide, ColumnLinear; with `smooth_clip`, those scaled columns
+    smoothly clipped, SmoothClip), then Dense (+ Dropout) blocks, then a head: sigmoid or
     softmax for classes; for regression (`n_classes` 0), one linear unit rescaled by
     `target_scale` = (mean, standard deviation) of the train targets, so the network
     works at unit scale and predicts in the target's own units. With `vocabularies`
@@ -749,9 +750,9 @@ def make_model(
     features = train[spec.table_columns]
     robust = params.scaling == "robust"
     mean, variance = scaling_statistics(features, spec=spec, robust=robust)
+    numeric = [spec.feature_columns.index(name) for name in spec.indicators]
     periodic = None
     if params.periodic_frequencies > 0 and len(train) >= params.periodic_min_rows:
-        numeric = [spec.feature_columns.index(name) for name in spec.indicators]
         periodic = (
             numeric,
             params.periodic_frequencies,
@@ -793,9 +794,7 @@ def make_model(
         periodic=periodic,
         seed=seed,
         bin_dim=params.bin_embedding_dim,
-        smooth_clip=[spec.feature_columns.index(name) for name in spec.indicators]
-        if robust
-        else None,
+        smooth_clip=numeric if robust else None,
     )
     trainer = training_model(model)
     compile_model(
