@@ -18,22 +18,23 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from stages import paths
 from stages.config import BASELINES_FOR_TASK, Params
 from stages.encoding import ROW_ID, EncodingSpec, learn_vocabulary, to_arrays, value_column
 from stages.errors import PipelineError
 from stages.io import read_table, say, write_json, write_table
-from stages.metrics import classification_metrics, regression_metrics
 
 
 def baseline_estimator(name: str, *, seed: int, task: str = "classification"):
     """An unfitted scikit-learn baseline for the task."""
+    # scikit-learn loads only when a baseline is fitted (about 1 s of imports).
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if name == "majority":
         return DummyClassifier(strategy="prior")
     if name == "logistic":
@@ -85,6 +86,8 @@ def baseline_predictions(
 
 def scores_of(y_true: np.ndarray, predicted: np.ndarray, *, task: str) -> dict[str, float]:
     """The test metrics of one prediction set (probabilities, or values for regression)."""
+    from stages.metrics import classification_metrics, regression_metrics
+
     if task == "regression":
         return regression_metrics(y_true, predicted)
     return classification_metrics(y_true, predicted)

@@ -16,6 +16,7 @@ Nothing here imports Keras at module level: the backend must be chosen before Ke
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import re
 import sys
@@ -84,7 +85,7 @@ def select_backend() -> Cluster | None:
             import jax  # noqa: F401
         except ImportError:
             raise PipelineError(
-                "training on several workers needs JAX: pip install -e '.[distributed]'"
+                "training on several workers needs JAX: pip install -r requirements.lock -e ."
             ) from None
     return cluster
 
@@ -100,7 +101,8 @@ def use_inference_backend(argv: list[str]) -> None:
     the outputs equal TensorFlow's to float32 rounding. (A process that goes on to train,
     such as a test runner calling the commands in turn, keeps its backend.)"""
     command = next((arg for arg in argv if not arg.startswith("-")), None)
-    if command in INFERENCE_COMMANDS:
+    # Keras's numpy backend imports JAX when it loads; without JAX, TensorFlow runs it.
+    if command in INFERENCE_COMMANDS and importlib.util.find_spec("jax") is not None:
         os.environ.setdefault("KERAS_BACKEND", "numpy")
 
 

@@ -49,3 +49,35 @@ def test_this_environment_was_installed_from_the_dev_lock():
             if installed != str(requirement.specifier).removeprefix("=="):
                 wrong.append(f"{name}: {installed} installed, {requirement.specifier} locked")
     assert not wrong, wrong
+
+
+def test_the_pipeline_lock_holds_what_the_inference_commands_import():
+    """evaluate and predict load Keras on its numpy backend, which imports JAX when it loads:
+    every distribution they import must be in the pipeline's own lock, not only the dev one."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from importlib.metadata import packages_distributions
+
+    code = (
+        "import json, sys; import stages.evaluate, stages.predict, keras; "
+        "top = sorted({m.split('.')[0] for m in sys.modules}); "
+        "print(json.dumps([keras.backend.backend(), top]))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "KERAS_BACKEND": "numpy"},
+        capture_output=True,
+        text=True,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    backend, modules = json.loads(loaded.stdout.splitlines()[-1])
+    assert backend == "numpy"
+    owners = packages_distributions()
+    runtime = pins("requirements.lock")
+    imported = {canonicalize_name(owner) for module in modules for owner in owners.get(module, [])}
+    missing = imported - set(runtime) - {"tabular-dvc-pipeline"}
+    assert "jax" in modules
+    assert not missing, missing

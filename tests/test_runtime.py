@@ -118,3 +118,17 @@ def test_only_the_commands_that_run_a_trained_network_get_the_numpy_backend(monk
     monkeypatch.setattr(runtime.os, "environ", environ)
     runtime.use_inference_backend(["evaluate"])
     assert environ["KERAS_BACKEND"] == "jax"  # a backend the user names wins
+
+
+def test_without_jax_the_inference_commands_keep_tensorflow(monkeypatch):
+    """Keras's numpy backend imports JAX when it loads: where JAX is missing, evaluate and
+    predict must not pick it (they would fail to import Keras)."""
+    from stages import runtime
+
+    environ: dict[str, str] = {}
+    monkeypatch.setattr(runtime.os, "environ", environ)
+    monkeypatch.setattr(
+        runtime.importlib.util, "find_spec", lambda name: None if name == "jax" else object()
+    )
+    runtime.use_inference_backend(["evaluate"])
+    assert "KERAS_BACKEND" not in environ
