@@ -384,3 +384,47 @@ def test_training_callbacks_follow_the_params(tmp_path):
         tiny_params(patience=0), score="accuracy", live_dir=tmp_path, backup_path=tmp_path / "b"
     )
     assert unwatched.stopper is None and unwatched.backup.path == tmp_path / "b"
+
+
+def test_training_batches_are_a_seeded_permutation_per_epoch_and_resume_exactly():
+    from stages.train import epoch_batches, evaluation_batches
+
+    rows = 103
+    numbers = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2)
+    codes = np.arange(rows, dtype=np.int32).reshape(rows, 1)
+    row_ids = np.arange(rows, dtype=np.int32)  # the target slot carries each row's id
+    arrays = (numbers, codes, row_ids)
+
+    def stream(**kwargs):
+        options = dict(batch_size=10, seed=7, first_epoch=0, epochs=3, n_inputs=2)
+        return epoch_batches(arrays, **{**options, **kwargs})
+
+    batches = list(stream().as_numpy_iterator())
+    assert len(batches) == 3 * 11  # 10 full batches and one of 3, per epoch
+    for (batch_numbers, batch_codes), ids in batches:  # inputs grouped, rows kept together
+        np.testing.assert_array_equal(batch_numbers[:, 0], ids * 2)
+        np.testing.assert_array_equal(batch_codes[:, 0], ids)
+    epochs = [np.concatenate([ids for _, ids in batches[e * 11 : (e + 1) * 11]]) for e in range(3)]
+    for order in epochs:
+        assert sorted(order) == list(range(rows))  # every row once per epoch
+    assert not np.array_equal(epochs[0], epochs[1])  # a new order each epoch
+    resumed = [ids for _, ids in stream(first_epoch=2).as_numpy_iterator()]
+    np.testing.assert_array_equal(np.concatenate(resumed), epochs[2])
+    again = [ids for _, ids in stream().as_numpy_iterator()]
+    np.testing.assert_array_equal(np.concatenate(again), np.concatenate(epochs))
+
+    # Two processes: whole batches only, each keeping its own stride of every one.
+    halves = [
+        [ids for _, ids in stream(process=p, processes=2).as_numpy_iterator()] for p in (0, 1)
+    ]
+    assert len(halves[0]) == len(halves[1]) == 3 * 10
+    full = [ids for e in range(3) for _, ids in batches[e * 11 : e * 11 + 10]]
+    for first, second, whole in zip(*halves, full, strict=True):
+        np.testing.assert_array_equal(first, whole[0::2])
+        np.testing.assert_array_equal(second, whole[1::2])
+
+    in_order = [
+        ids for _, ids in evaluation_batches(arrays, batch_size=10, n_inputs=2).as_numpy_iterator()
+    ]
+    np.testing.assert_array_equal(np.concatenate(in_order), row_ids)
+    assert [len(ids) for ids in in_order] == [10] * 10 + [3]
