@@ -184,42 +184,38 @@ def epoch_batches(
     import tensorflow as tf
 
     rows = len(arrays[0])
+    tensors = host_copies(arrays)
+    drop = processes > 1
 
-    def batch_rows():
-        for epoch in range(first_epoch, epochs):
-            key = tf.constant([seed, epoch], tf.int64)
-            order = tf.argsort(tf.random.stateless_uniform([rows], seed=key)).numpy()
-            for start in range(0, rows, batch_size):
-                indices = order[start : start + batch_size]
-                if processes > 1:  # every process the same whole batches, a stride each
-                    if len(indices) < batch_size:
-                        break
-                    indices = indices[process::processes]
-                yield indices
+    def one_epoch(epoch):
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.argsort(tf.random.stateless_uniform([rows], seed=key))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop)
 
-    return _gathered(arrays, batch_rows, n_inputs)
+    def gather(indices):
+        if processes > 1:
+            indices = indices[process::processes]
+        gathered = tuple(tf.gather(tensor, indices) for tensor in tensors)
+        return _group_inputs(gathered, n_inputs)
 
-
-def _gathered(arrays: tuple[np.ndarray, ...], batch_rows, n_inputs: int):
-    """A tf.data stream of the rows that each item of `batch_rows()` picks from the arrays,
-    gathered by numpy in tf.data's generator thread, prefetched.
-
-    The rows stay in memory once: a tf.data pipeline over tensors of the whole arrays holds
-    two more copies of them (about 600 MB more per 700,000 one-hot Adult rows; 6 GB of
-    a 10-million-row table's train split)."""
-    import tensorflow as tf
-
-    signature = tuple(
-        tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype)) for array in arrays
+    return (
+        tf.data.Dataset.range(first_epoch, epochs)
+        .flat_map(one_epoch)
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
     )
 
-    def batches():
-        for rows in batch_rows():
-            yield _group_inputs(tuple(array[rows] for array in arrays), n_inputs)
 
-    return tf.data.Dataset.from_generator(
-        batches, output_signature=_group_inputs(signature, n_inputs)
-    ).prefetch(tf.data.AUTOTUNE)
+def host_copies(arrays: tuple[np.ndarray, ...]) -> tuple:
+    """Each array as a TensorFlow variable in host memory, for an input pipeline to gather
+    batches from. tf.data reads a variable by reference, where it holds a captured
+    constant twice: once the caller drops its arrays, the rows are in memory once (making
+    the copy briefly takes two). Gathering from it is also faster (0.16 against 0.47 s per
+    epoch of 700,000 one-hot Adult rows)."""
+    import tensorflow as tf
+
+    with tf.device("CPU:0"):
+        return tuple(tf.Variable(array, trainable=False) for array in arrays)
 
 
 def _group_inputs(arrays: tuple, n_inputs: int) -> tuple:
@@ -234,13 +230,19 @@ def _as_tuple(inputs) -> tuple:
 def evaluation_batches(arrays: tuple[np.ndarray, ...], *, batch_size: int, n_inputs: int = 1):
     """The validation rows in order, batched and prefetched. With several processes each
     one feeds every row, so the metrics are those of the whole set on every worker."""
-    rows = len(arrays[0])
+    import tensorflow as tf
 
-    def batch_rows():
-        for start in range(0, rows, batch_size):
-            yield slice(start, start + batch_size)
+    tensors = host_copies(arrays)
 
-    return _gathered(arrays, batch_rows, n_inputs)
+    def rows(start):
+        sliced = tuple(tensor[start : start + batch_size] for tensor in tensors)
+        return _group_inputs(sliced, n_inputs)
+
+    return (
+        tf.data.Dataset.range(0, len(arrays[0]), batch_size)
+        .map(rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def class_weights(labels: np.ndarray, *, classes: list[str], mode: str) -> np.ndarray | None:
@@ -329,36 +331,21 @@ def training_callbacks(
 
 def fit(
     trainer: keras.Model,
-    train_arrays: tuple[np.ndarray, ...],
-    validation_arrays: tuple[np.ndarray, ...],
+    train_batches,
+    validation_batches,
     *,
-    n_inputs: int,
     params: TrainParams,
-    seed: int,
     first_epoch: int,
     steps: int,
     callbacks: list[keras.callbacks.Callback],
-    process: int = 0,
-    processes: int = 1,
 ) -> None:
-    """Fit the training model from `first_epoch` to `params.epochs`: reproducibly shuffled
-    batches of the train arrays (inputs, targets and any sample weights), the validation
-    arrays checked after every epoch."""
+    """Fit the training model from `first_epoch` to `params.epochs` on the train batches
+    (epoch_batches), the validation batches (evaluation_batches) checked after every
+    epoch."""
     trainer.fit(
-        epoch_batches(
-            train_arrays,
-            batch_size=params.batch_size,
-            seed=seed,
-            first_epoch=first_epoch,
-            epochs=params.epochs,
-            process=process,
-            processes=processes,
-            n_inputs=n_inputs,
-        ),
+        train_batches,
         steps_per_epoch=steps,
-        validation_data=evaluation_batches(
-            validation_arrays, batch_size=params.batch_size, n_inputs=n_inputs
-        ),
+        validation_data=validation_batches,
         initial_epoch=first_epoch,
         epochs=params.epochs,
         shuffle=False,  # epoch_batches shuffles, reproducibly
@@ -487,22 +474,30 @@ def train_model(
     live.step = done
     first = params.epochs if callbacks.backup.stopped else done
     stopper = callbacks.stopper
+    n_inputs, features = len(x_train), x_train[0].shape[1]
     if first < params.epochs:
         train_arrays = (*x_train, y_train)
         if weights is not None:
             train_arrays += (weights[y_train].astype("float32"),)
+        batches = epoch_batches(
+            train_arrays,
+            batch_size=params.batch_size,
+            seed=seed,
+            first_epoch=first,
+            epochs=params.epochs,
+            process=process,
+            processes=processes,
+            n_inputs=n_inputs,
+        )
+        del x_train, train_arrays  # the input pipeline holds the train rows now, once
         fit(
             trainer,
-            train_arrays,
-            (*x_val, y_val),
-            n_inputs=len(x_train),
+            batches,
+            evaluation_batches((*x_val, y_val), batch_size=params.batch_size, n_inputs=n_inputs),
             params=params,
-            seed=seed,
             first_epoch=first,
             steps=steps,
             callbacks=callbacks.in_order(live, extra_callbacks),
-            process=process,
-            processes=processes,
         )
     elif stopper is not None and stopper.best_weights is not None:
         # The backup was taken after the last epoch: only the best weights remain to restore.
@@ -522,7 +517,7 @@ def train_model(
         calibration=calibration,
         train_rows=len(y_train),
         validation_rows=len(y_val),
-        features=x_train[0].shape[1],
+        features=features,
         embedded_categories={name: len(values) for name, values in vocabularies.items()},
         parameters=model.count_params(),
         periodic_embeddings=any(isinstance(layer, PeriodicEmbedding) for layer in model.layers),
