@@ -367,7 +367,7 @@ class EvaluateParams(Section):
         0.95, gt=0, lt=1, description="Share of the resampled values an interval holds."
     )
     interval_rows: int = Field(
-        200_000,
+        50_000,
         ge=1000,
         description="On a larger test split (or slice), intervals are resampled from a seeded "
         "sample of this many rows and narrowed by sqrt(sample / rows) around the value on "

@@ -116,12 +116,25 @@ class OverfittingMonitor(keras.callbacks.Callback):
 
 def open_live(live_dir: Path, *, resume: bool = False):
     """A DVCLive logger for `live_dir`; DVCLive needs a git repository with a commit.
-    With `resume`, the files already in `live_dir` are kept and appended to."""
-    from dvclive import Live
+    With `resume`, the files already in `live_dir` are kept and appended to.
+
+    Inside a plain `dvc repro` the logger opens no DVC repository: DVCLive would build one
+    (importing DVC, 0.5 s) only to name an experiment that `dvc repro` does not save. Under
+    `dvc exp run` and by hand it opens one as usual (experiments, Studio's live metrics)."""
+    from dvclive import Live, env
     from scmrepo.exceptions import SCMError
 
+    class PipelineLive(Live):
+        def _init_dvc(self) -> None:
+            if os.getenv(env.DVC_ROOT) and not os.getenv(env.DVC_EXP_BASELINE_REV):
+                self._inside_dvc_pipeline = True
+                self._init_dvc_pipeline()
+                self._dvc_file = self._init_dvc_file()
+                return
+            super()._init_dvc()
+
     try:
-        return Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume)
+        return PipelineLive(str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume)
     except SCMError as exc:
         raise PipelineError(
             f"DVCLive cannot log to {live_dir}: {exc}",

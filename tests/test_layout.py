@@ -47,7 +47,8 @@ OUTPUTS = {
 
 
 def stages_imports(nodes: list[ast.stmt]) -> set[str]:
-    """stages.* modules imported anywhere inside `nodes`."""
+    """stages.* modules imported anywhere inside `nodes` (by an import statement, or by
+    the cli's `stage_module`)."""
     found = set()
     for node in (inner for outer in nodes for inner in ast.walk(outer)):
         if isinstance(node, ast.ImportFrom) and node.module == "stages":
@@ -56,6 +57,12 @@ def stages_imports(nodes: list[ast.stmt]) -> set[str]:
             found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("stages."))
+        elif (  # the cli's stage_module("name")
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "stage_module"
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            found.add(f"stages.{node.args[0].value}")
     return found
 
 

@@ -132,3 +132,28 @@ def test_without_jax_the_inference_commands_keep_tensorflow(monkeypatch):
     )
     runtime.use_inference_backend(["evaluate"])
     assert "KERAS_BACKEND" not in environ
+
+
+def test_keras_loads_for_training_without_the_modules_it_never_uses():
+    """In a fresh process: TensorFlow and Keras load without JAX and pyplot, a model
+    still fits, and both modules import as usual afterwards."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from stages.runtime import unused_modules_kept_out, UNUSED_IN_TRAINING\n"
+        "with unused_modules_kept_out():\n"
+        "    import keras, numpy as np\n"
+        "loaded = sorted(set(UNUSED_IN_TRAINING) & set(sys.modules))\n"
+        "model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
+        "model.compile(loss='mse')\n"
+        "model.fit(np.ones((8, 2)), np.ones(8), verbose=0)\n"
+        "import jax, matplotlib.pyplot\n"
+        "print(loaded, keras.backend.backend())\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "[] tensorflow"

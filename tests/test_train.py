@@ -428,3 +428,37 @@ def test_training_batches_are_a_seeded_permutation_per_epoch_and_resume_exactly(
     ]
     np.testing.assert_array_equal(np.concatenate(in_order), row_ids)
     assert [len(ids) for ids in in_order] == [10] * 10 + [3]
+
+
+@pytest.mark.parametrize("inside_repro", [True, False])
+def test_the_training_logger_opens_no_dvc_repository_inside_dvc_repro(tmp_path, inside_repro):
+    """Inside `dvc repro` DVCLive logs without importing DVC; by hand it opens a DVC
+    repository as DVCLive always does (experiments, Studio)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from stages.train import open_live\n"
+        "live = open_live(Path('live'))\n"
+        "live.log_metric('loss', 0.5)\n"
+        "live.next_step()\n"
+        "live.end()\n"
+        "print('dvc.repo' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["GIT_CEILING_DIRECTORIES"] = str(tmp_path)
+    if inside_repro:
+        env["DVC_ROOT"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == str(not inside_repro)
+    logged = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert logged["loss"] == 0.5 and logged["step"] == 0
