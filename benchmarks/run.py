@@ -1,6 +1,6 @@
 """Benchmarks of the pipeline: what its stages cost, and how far one machine goes.
 
-    python benchmarks/run.py            # the full run (about 10 minutes on 2 cores)
+    python benchmarks/run.py            # the full run (about 45 minutes on 2 cores)
     python benchmarks/run.py --quick    # a reduced run for CI (under 2 minutes)
 
 1. overhead: a forced `dvc repro` of the whole pipeline against benchmarks/single_script.py,
@@ -359,7 +359,7 @@ def main() -> None:
             million = generate(workdir / "adult_1m.data", 1_000_000, seed=1)
             results["overhead"] = [
                 bench_overhead("Adult", None, reps=3, epochs=10),
-                bench_overhead("1M Adult-like rows", million, reps=2, epochs=10),
+                bench_overhead("1M Adult-like rows", million, reps=3, epochs=10),
             ]
             results["noop"] = bench_noop(reps=5)
             runs = [
