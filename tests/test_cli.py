@@ -198,3 +198,24 @@ def test_unexpected_columns_fail_or_are_dropped_by_policy(workdir: Path):
     dropped = invoke("validate", "--unexpected-columns", "drop")
     assert dropped.exit_code == 0, dropped.output
     assert "unexpected columns dropped: extra" in dropped.output
+
+
+def test_a_stage_module_loads_with_the_collector_paused_and_leaves_it_running():
+    import gc
+
+    from stages.cli import stage_module
+
+    sys.modules.pop("stages.compare", None)
+    frozen = gc.get_freeze_count()
+    seen = []
+    gc.callbacks.append(lambda phase, info: seen.append(phase))
+    try:
+        module = stage_module("compare")
+        with pytest.raises(ModuleNotFoundError):
+            stage_module("no_such_stage")
+    finally:
+        gc.callbacks.pop()
+    assert module.__name__ == "stages.compare"
+    assert seen == []  # no collection ran while they loaded
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > frozen
