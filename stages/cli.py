@@ -70,8 +70,8 @@ def stage_module(name: str) -> ModuleType:
     Importing TensorFlow, pandas or scikit-learn creates hundreds of thousands of objects
     that live as long as the process, and the collector would otherwise walk them again
     and again while they load (TensorFlow's import: 3.7 -> 2.8 s here). Freezing moves
-    them out of every later collection; nothing is collected that could be freed, as
-    modules stay loaded anyway."""
+    them out of every later collection: nearly all of them are modules and what they
+    hold, which stay loaded anyway."""
     gc.disable()
     try:
         return importlib.import_module(f"stages.{name}")

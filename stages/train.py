@@ -125,6 +125,8 @@ def open_live(live_dir: Path, *, resume: bool = False):
     from scmrepo.exceptions import SCMError
 
     class PipelineLive(Live):
+        # `_init_dvc` is DVCLive's own step (the version is pinned in requirements.lock;
+        # tests/test_train.py checks both ways).
         def _init_dvc(self) -> None:
             if os.getenv(env.DVC_ROOT) and not os.getenv(env.DVC_EXP_BASELINE_REV):
                 self._inside_dvc_pipeline = True
