@@ -432,8 +432,8 @@ def test_training_batches_are_a_seeded_permutation_per_epoch_and_resume_exactly(
 
 @pytest.mark.parametrize("inside_repro", [True, False])
 def test_the_training_logger_opens_no_dvc_repository_inside_dvc_repro(tmp_path, inside_repro):
-    """Inside `dvc repro` DVCLive logs without importing DVC; by hand it opens a DVC
-    repository as DVCLive always does (experiments, Studio)."""
+    """Inside `dvc repro` DVCLive logs without importing DVC; by hand it loads DVC to look
+    for a repository, as DVCLive always does (experiments, Studio)."""
     import json
     import os
     import subprocess
