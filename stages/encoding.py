@@ -81,6 +81,7 @@ class FeatureSpec(BaseModel):
     kind: Literal["numeric", "categorical", "embedded", "datetime"]
     nullable: bool
     vocabulary: list[str] | None = None
+    date_format: str | None = None  # a date written in a fixed strptime format
 
     @property
     def indicator(self) -> str | None:
@@ -168,6 +169,9 @@ class EncodingSpec(BaseModel):
 
     def save(self, path: str | Path) -> None:
         payload = self.model_dump()
+        for feature in payload["features"]:
+            if feature["date_format"] is None:
+                del feature["date_format"]
         payload["encoded_columns"] = [column.model_dump() for column in self.columns]
         write_json(payload, path)
 

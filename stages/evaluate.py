@@ -60,6 +60,7 @@ from stages.model import (
 )
 from stages.report import (
     Findings,
+    dominant_column,
     plot_confusion,
     plot_curves,
     plot_history,
@@ -370,7 +371,8 @@ def run(params: Params) -> None:
     vocabularies = model_vocabularies(model)
     x_test, y_test = to_arrays(test_rows, spec, vocabularies)
     outputs = model_outputs(model, x_test, task=task)
-    metrics = scores_of(y_test, outputs.predicted, task=task)
+    # The headline is what the model decides, at its own threshold; accuracy at 0.5 beside.
+    metrics = scores_of(y_test, outputs.predicted, task=task, labels=outputs.labels)
     predictions = read_predictions(  # fitted on the train split by the baselines stage
         paths.BASELINES_PREDICTIONS,
         names=settings.baselines,
@@ -382,8 +384,8 @@ def run(params: Params) -> None:
     samples = bootstrap(
         y_test,
         {
-            name: (values, None)
-            for name, values in {"model": outputs.predicted, **predictions}.items()
+            "model": (outputs.predicted, outputs.labels),
+            **{name: (values, None) for name, values in predictions.items()},
         },
         task=task,
         resamples=settings.resamples,
@@ -420,8 +422,11 @@ def run(params: Params) -> None:
     slices = slices_report(test_rows, y_test, outputs, spec=spec, settings=settings, seed=seed)
 
     summary = {**metrics, "test_rows": len(y_test)}
+    at_half = None
     if outputs.threshold is not None:
         summary["threshold"] = round(outputs.threshold, 6)
+        at_half = scores_of(y_test, outputs.predicted, task=task)["accuracy"]
+        summary["accuracy_at_0.5"] = at_half
     write_json(summary, paths.EVALUATE_METRICS)
     write_json(intervals, paths.EVALUATE_INTERVALS)
     write_json(slices, paths.EVALUATE_SLICES)
@@ -447,9 +452,14 @@ def run(params: Params) -> None:
     label = {"r2": "R2", "rmse": "RMSE", "accuracy": "accuracy", "roc_auc": "ROC AUC"}
     low, high = intervals["model"][headline]
     against = ", ".join(f"{name} {scores[headline]:.4f}" for name, scores in baselines.items())
+    decided = ""
+    if outputs.threshold is not None:
+        decided = f" at the model's threshold {outputs.threshold:.3f}"
+        if outputs.threshold != 0.5:
+            decided += f" (at 0.5: {at_half:.4f})"
     say(
         "evaluate",
-        f"{len(y_test):,} test rows: {label[headline]} {metrics[headline]:.4f} "
+        f"{len(y_test):,} test rows: {label[headline]} {metrics[headline]:.4f}{decided} "
         f"({settings.interval:.0%} interval {low:.4f} to {high:.4f}), {label[second]} "
         f"{metrics[second]:.4f} (baselines' {label[headline]}: {against or 'none'}) -> "
         f"{paths.EVALUATE_METRICS}",
@@ -476,7 +486,13 @@ def run(params: Params) -> None:
             f"{len(missed)} of {len(gates)} gates missed (params: evaluate.gates)",
             [f"{gate['metric']} = {gate['value']}: needs {gate['gate']}" for gate in missed],
         )
-    write_json({"passed": True, "gates": gates}, paths.EVALUATE_VERDICT)
+    dominant = dominant_column(importance) if importance is not None else None
+    if dominant is not None:
+        say("evaluate", f"warning: {dominant.replace('`', chr(39))}")
+    write_json(
+        {"passed": True, "gates": gates, "warnings": [dominant] if dominant else []},
+        paths.EVALUATE_VERDICT,
+    )
     say("evaluate", f"{len(gates)} gate(s) passed -> {paths.EVALUATE_VERDICT}")
 
 

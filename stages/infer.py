@@ -12,13 +12,9 @@ the read options found, the target and the schema.
 
 from __future__ import annotations
 
-import bz2
-import csv
-import gzip
-import lzma
 import math
 import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,83 +31,10 @@ from stages.config import (
 from stages.encoding import LEAK_REASON
 from stages.errors import PipelineError
 from stages.io import atomic_path, say
-from stages.transform import holds_nested
+from stages.sniff import open_sample, sniff_text
+from stages.transform import holds_nested, is_datetime_dtype
 
-MISSING_TOKENS = ("?", "NA", "N/A", "n/a", "NULL", "null", "None", "-")
-SAMPLE_BYTES = 1 << 16
 MAX_CATEGORIES = 50
-
-
-def _open_sample(path: Path) -> bytes:
-    name = path.name.lower()
-    try:
-        if name.endswith(".gz"):
-            with gzip.open(path) as handle:
-                return handle.read(SAMPLE_BYTES)
-        if name.endswith(".bz2"):
-            with bz2.open(path) as handle:
-                return handle.read(SAMPLE_BYTES)
-        if name.endswith(".xz"):
-            with lzma.open(path) as handle:
-                return handle.read(SAMPLE_BYTES)
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(path) as archive:
-                return archive.read(archive.namelist()[0])[:SAMPLE_BYTES]
-        with path.open("rb") as handle:
-            return handle.read(SAMPLE_BYTES)
-    except (OSError, EOFError, zipfile.BadZipFile, IndexError) as exc:
-        raise PipelineError(f"{path}: cannot read a sample ({exc})") from None
-
-
-def sniff_text(sample: bytes) -> dict[str, Any]:
-    """Read options of a delimited text sample: encoding, delimiter, header, spaces, tokens."""
-    if not sample.strip():
-        raise PipelineError("the file is empty")
-    try:
-        text = sample.decode("utf-8")
-        encoding = "utf-8"
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(sample) - 3:  # a character cut by the end of the sample
-            text, encoding = sample[: exc.start].decode("utf-8"), "utf-8"
-        else:
-            text, encoding = sample.decode("latin-1"), "latin-1"
-    lines = [line for line in text.splitlines() if line.strip()]
-    if len(lines) > 2 and len(sample) == SAMPLE_BYTES:
-        lines = lines[:-1]  # the last line may be cut short
-    body = "\n".join(lines)
-    try:
-        dialect = csv.Sniffer().sniff(body, delimiters=",;\t|")
-        delimiter = dialect.delimiter
-    except csv.Error:
-        delimiter = ","
-    rows = list(csv.reader(lines, delimiter=delimiter))
-    fields = [field for row in rows for field in row[1:]]
-    skip_space = bool(fields) and sum(f.startswith(" ") for f in fields) > 0.5 * len(fields)
-    try:
-        header = csv.Sniffer().has_header(body)
-    except csv.Error:
-        header = True
-    first = [field.strip() for field in rows[0]] if rows else []
-    if header and (len(set(first)) != len(first) or any(_is_number(field) for field in first)):
-        header = any(not _is_number(field) for field in first) and len(set(first)) == len(first)
-    values = [field.strip() for row in rows[1 if header else 0 :] for field in row]
-    tokens = [token for token in MISSING_TOKENS if token in set(values)]
-    return {
-        "encoding": encoding,
-        "delimiter": delimiter,
-        "header": header,
-        "skip_initial_space": skip_space,
-        "na_values": tokens,
-        "columns": len(first),
-    }
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _first_file(source: str, kind: str, directory: Path) -> Path:
@@ -143,9 +66,11 @@ def read_options(source: str, *, names: list[str] | None, query: str | None) -> 
         first = _first_file(source, kind, Path(directory))
         if file_format(first, "auto") != "csv":
             return options
-        sniffed = sniff_text(_open_sample(first))
+        sniffed = sniff_text(open_sample(first))
     options.update({key: sniffed[key] for key in ("encoding", "delimiter", "header")})
     options.update(skip_initial_space=sniffed["skip_initial_space"], na_values=sniffed["na_values"])
+    if sniffed["decimal"] != "." or sniffed["thousands"]:
+        options.update(decimal=sniffed["decimal"], thousands=sniffed["thousands"])
     if not sniffed["header"]:
         width = sniffed["columns"]
         names = names or [f"column_{index}" for index in range(1, width + 1)]
@@ -155,16 +80,37 @@ def read_options(source: str, *, names: list[str] | None, query: str | None) -> 
     return options
 
 
-def infer_task(series: pd.Series, *, task: str, max_categories: int = MAX_CATEGORIES) -> str:
-    """`auto`: regression for a numeric target with more distinct values than
-    `max_categories`, classification otherwise."""
-    if task != "auto":
-        return task
-    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-    return "regression" if numeric and series.nunique() > max_categories else "classification"
+# A numeric target with more distinct values than this (or than MIN_CODES_SHARE of the
+# rows, when it has more than MAX_CODES // 2) is a quantity to predict, not class codes.
+MAX_CODES = 20
+MIN_CODES_SHARE = 0.05
 
 
-DATE_PATTERN = r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{4}/\d{1,2}/\d{1,2})"
+def task_choice(series: pd.Series) -> tuple[str, str]:
+    """The task a target column calls for, and why: text or yes/no labels are classes; a
+    number with few distinct values (codes such as 0/1 or 1-5) is a class label; a number
+    with many (counts, scores, amounts, whole or not) is a quantity to regress."""
+    present = series.dropna()
+    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return "classification", "its values are labels, not numbers"
+    distinct = int(present.nunique())
+    whole = bool(len(present)) and bool((present % 1 == 0).all())
+    kind = "whole numbers" if whole else "numbers"
+    span = f"from {present.min():g} to {present.max():g}" if len(present) else ""
+    many = distinct > MAX_CODES or (
+        distinct > MAX_CODES // 2 and distinct > MIN_CODES_SHARE * len(present)
+    )
+    if many:
+        return "regression", f"{distinct:,} distinct {kind} {span}: a quantity to predict"
+    return "classification", f"{distinct} distinct {kind} {span}: class codes"
+
+
+def infer_task(series: pd.Series, *, task: str) -> str:
+    """`auto`: the task `task_choice` finds; otherwise `task` as given."""
+    return task if task != "auto" else task_choice(series)[0]
+
+
+DATE_PATTERN = r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}([/.-])\d{1,2}\2\d{2,4}|\d{4}/\d{1,2}/\d{1,2})"
 BOOLEAN_WORDS = {"yes", "no", "true", "false", "y", "n", "t", "f"}
 # Share of distinct values among a text column's present values above which it is free
 # text or an identifier, not a category.
@@ -172,6 +118,15 @@ MAX_DISTINCT_SHARE = 0.5
 # On its own, a column that predicts the label at least this well on held-out rows
 # (balanced accuracy; R2 for regression) is set aside as a suspected leak.
 LEAK_SCORE = 0.99
+# A near-exact leak (see suspected_leaks), chosen on the corpus of benchmarks/corpus.py:
+# the strongest honest columns there reach a skill of 0.67 (penguins' island), 0.64
+# (flights' departure delay) and, for a number to regress, 0.88 (diamonds' size).
+# Several honest columns can each come close to all the columns together (breast cancer's
+# size measures), so that alone needs a near-perfect skill.
+NEAR_LEAK_SKILL = {"classification": 0.8, "regression": 0.95}
+NEAR_LEAK_OVER_NEXT = 2.0
+NEAR_EXACT_SKILL = 0.95
+NEAR_LEAK_OF_ALL = 0.9
 LEAK_SAMPLE_ROWS = 50_000
 LEAK_BINS = 64
 
@@ -181,8 +136,31 @@ def _looks_like_dates(values: pd.Series) -> bool:
     sample = values.iloc[:2000].astype(str)
     if not len(sample) or sample.str.match(DATE_PATTERN).mean() < 0.95:
         return False
-    parsed = pd.to_datetime(sample, errors="coerce", utc=True, format="mixed")
+    written = day_first_format(sample)
+    parsed = pd.to_datetime(sample, errors="coerce", utc=True, format=written or "mixed")
     return bool(parsed.notna().mean() >= 0.95)
+
+
+def day_first_format(values: pd.Series) -> str | None:
+    """The strptime format of dates written day first (31.12.2024, 31/12/24, with or
+    without a time), when they can only be read that way (a first number above 12) or are
+    written with dots and read that way (no second number above 12); None otherwise."""
+    text = values.astype(str).str.strip()
+    parts = text.str.extract(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})\b")
+    if parts[0].isna().mean() > 0.05:
+        return None
+    parts = parts.dropna()
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    separator = parts[1].mode().iloc[0]
+    if second.max() > 12 or not (first.max() > 12 or separator == "."):
+        return None
+    year = "%Y" if parts[3].str.len().max() == 4 else "%y"
+    base = f"%d{separator}%m{separator}{year}"
+    for time in ("", " %H:%M", " %H:%M:%S", "T%H:%M:%S", " %H:%M:%S.%f"):
+        parsed = pd.to_datetime(text, format=base + time, errors="coerce")
+        if parsed.notna().mean() >= 0.95:
+            return base + time
+    return None
 
 
 def infer_schema(
@@ -206,7 +184,7 @@ def infer_schema(
         raise PipelineError(f"target column '{target}' is not among the columns: {names}")
     if holds_nested(frame[target]):
         raise PipelineError(f"target column '{target}' holds nested values (lists or maps)")
-    task = infer_task(frame[target], task=task, max_categories=max_categories)
+    task = infer_task(frame[target], task=task)
     if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
         raise PipelineError(
             f"target column '{target}' is {frame[target].dtype}, not numbers: it cannot be "
@@ -215,6 +193,7 @@ def infer_schema(
     columns: dict[str, Any] = {}
     non_features: dict[str, str] = {}
     embedded: dict[str, str] = {}
+    date_formats: dict[str, str] = {}
     for name in frame.columns:
         series = frame[name]
         entry: dict[str, Any] = {"nullable": bool(series.isna().any())}
@@ -274,6 +253,9 @@ def infer_schema(
             ):
                 non_features[name] = "consecutive distinct integers: looks like a row number"
         elif pd.api.types.is_datetime64_any_dtype(series) or _looks_like_dates(present):
+            written = None if is_datetime_dtype(series.dtype) else day_first_format(present)
+            if written:
+                date_formats[str(name)] = written
             entry.update(
                 dtype="datetime64[ns]",
                 description="A date or timestamp: its year, month, day, weekday and hour "
@@ -316,6 +298,8 @@ def infer_schema(
     metadata: dict[str, Any] = {"non_features": non_features}
     if embedded:
         metadata["embedded_categories"] = embedded
+    if date_formats:
+        metadata["date_formats"] = date_formats
     return {
         "schema_type": "dataframe",
         "version": "0.35.0",
@@ -337,14 +321,14 @@ def _plain_dtype(series: pd.Series) -> str:
     return "str"
 
 
-def _is_number(values: pd.Series) -> bool:
+def _is_numeric_column(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
 def _groups(values: pd.Series, train: np.ndarray) -> np.ndarray:
     """Each row's group for the leak check: a quantile bin of a number (edges from the
     `train` rows), the value of anything else; missing is a group of its own (-1)."""
-    if _is_number(values):
+    if _is_numeric_column(values):
         numbers = values.astype("float64").to_numpy()
         known = numbers[train][~np.isnan(numbers[train])]
         if not known.size:
@@ -372,14 +356,46 @@ def _held_out_score(groups: np.ndarray, labels: pd.Series, train: np.ndarray, ta
     return float(balanced_accuracy_score(held["label"], guess.astype(held["label"].dtype)))
 
 
+def _skill(score: float, task: str, classes: int) -> float:
+    """A held-out score on a scale where chance is 0 and perfect is 1: balanced accuracy
+    rescaled by the number of classes, or R2 as it is."""
+    if task == "regression":
+        return score
+    chance = 1 / max(classes, 2)
+    return (score - chance) / (1 - chance)
+
+
+def _all_columns_score(
+    groups: dict[str, np.ndarray], labels: pd.Series, train: np.ndarray, task: str, seed: int
+) -> float:
+    """What all the columns together predict on the held-out rows (gradient boosting on
+    the columns' groups): the yardstick a near-exact leak comes close to on its own."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.metrics import balanced_accuracy_score, r2_score
+
+    matrix = np.column_stack(list(groups.values())).astype("float64")
+    values = labels.to_numpy()
+    if task == "regression":
+        model = HistGradientBoostingRegressor(random_state=seed)
+        model.fit(matrix[train], values[train].astype("float64"))
+        return float(r2_score(values[~train].astype("float64"), model.predict(matrix[~train])))
+    model = HistGradientBoostingClassifier(random_state=seed)
+    model.fit(matrix[train], values[train])
+    return float(balanced_accuracy_score(values[~train], model.predict(matrix[~train])))
+
+
 def suspected_leaks(
     frame: pd.DataFrame, *, target: str, task: str, columns: list[str], seed: int = 0
 ) -> dict[str, str]:
-    """Columns that on their own (or by whether they are missing) predict the label almost
-    perfectly on held-out rows: each with the reason, starting with LEAK_REASON.
+    """Columns that on their own (or by whether they are missing) predict the label too
+    well on held-out rows: each with the reason, starting with LEAK_REASON.
 
     Each column's rows are grouped (a number into quantile bins, anything else by value);
-    each group's label on 70% of the labelled rows predicts the other 30%."""
+    each group's label on 70% of the labelled rows predicts the other 30%. A column is an
+    exact leak at LEAK_SCORE; a near-exact one (a number or id assigned only once the
+    outcome is known) when its skill (chance 0, perfect 1) reaches NEAR_LEAK_SKILL and is
+    NEAR_LEAK_OVER_NEXT times any other column's, or reaches NEAR_EXACT_SKILL and comes
+    within NEAR_LEAK_OF_ALL of all the columns together."""
     labelled = frame[frame[target].notna()]
     if len(labelled) > LEAK_SAMPLE_ROWS:
         labelled = labelled.sample(n=LEAK_SAMPLE_ROWS, random_state=seed)
@@ -392,28 +408,44 @@ def suspected_leaks(
             return {}
     rng = np.random.default_rng(seed)
     train = rng.random(len(labelled)) < 0.7
+    with warnings.catch_warnings():  # a group's majority class may be absent from held-out rows
+        warnings.simplefilter("ignore", UserWarning)
+        return _leaks(labelled, labels, train, target=target, task=task, columns=columns, seed=seed)
+
+
+def _leaks(
+    labelled: pd.DataFrame,
+    labels: pd.Series,
+    train: np.ndarray,
+    *,
+    target: str,
+    task: str,
+    columns: list[str],
+    seed: int,
+) -> dict[str, str]:
+    classes = labels.nunique() if task == "classification" else 0
     metric = "R2" if task == "regression" else "balanced accuracy"
-    leaks = {}
+    leaks: dict[str, str] = {}
+    scores: dict[str, tuple[float, str]] = {}  # a column's best score and how it got it
+    groups: dict[str, np.ndarray] = {}
     for name in columns:
         values = labelled[name]
         if holds_nested(values):
             continue
+        groups[name] = _groups(values, train)
+        scores[name] = (_held_out_score(groups[name], labels, train, task), "on its own it")
         missing = values.isna().to_numpy()
         if missing.any() and not missing.all():
             score = _held_out_score(missing.astype(int), labels, train, task)
-            if score >= LEAK_SCORE:
-                leaks[name] = (
-                    f"{LEAK_REASON}: whether it is missing predicts '{target}' with {metric} "
-                    f"{score:.3f} on held-out rows"
-                )
-                continue
-        score = _held_out_score(_groups(values, train), labels, train, task)
+            if score >= LEAK_SCORE or score > scores[name][0]:
+                scores[name] = (score, "whether it is missing")
+        score, how = scores[name]
         if score >= LEAK_SCORE:
             leaks[name] = (
-                f"{LEAK_REASON}: on its own it predicts '{target}' with {metric} {score:.3f} "
-                "on held-out rows; keep it only if it is known before the outcome"
+                f"{LEAK_REASON}: {how} predicts '{target}' with {metric} {score:.3f} on held-out "
+                "rows; keep it only if it is known before the outcome"
             )
-        elif task == "regression" and _is_number(values):
+        elif task == "regression" and _is_numeric_column(values):
             # A monotone transform of the target (its log, another unit) ranks rows alike.
             rho = abs(values.astype("float64").corr(labels.astype("float64"), method="spearman"))
             if rho >= LEAK_SCORE:
@@ -421,6 +453,30 @@ def suspected_leaks(
                     f"{LEAK_REASON}: it ranks the rows as '{target}' does (Spearman "
                     f"correlation {rho:.3f}); keep it only if it is known before the outcome"
                 )
+    skills = {
+        name: _skill(score, task, classes)
+        for name, (score, _) in scores.items()
+        if name not in leaks
+    }
+    strong = [name for name, skill in skills.items() if skill >= NEAR_LEAK_SKILL[task]]
+    if not strong:
+        return leaks
+    kept = {name: codes for name, codes in groups.items() if name not in leaks}
+    together = _skill(_all_columns_score(kept, labels, train, task, seed), task, classes)
+    for name in strong:
+        others = [skill for other, skill in skills.items() if other != name]
+        runner_up = max(others, default=0.0)
+        alone = skills[name] >= NEAR_LEAK_OVER_NEXT * max(runner_up, 0.0)
+        if alone or (
+            skills[name] >= NEAR_EXACT_SKILL and skills[name] >= NEAR_LEAK_OF_ALL * together
+        ):
+            score, how = scores[name]
+            leaks[name] = (
+                f"{LEAK_REASON}: {how} predicts '{target}' with {metric} {score:.3f} on held-out "
+                f"rows, near-exactly (skill {skills[name]:.2f} against {together:.2f} for all "
+                f"columns together and at most {runner_up:.2f} for any other column); keep it "
+                "only if it is known before the outcome"
+            )
     return leaks
 
 
@@ -528,7 +584,16 @@ def update_params(
     raw = read_params_file(path)
     collect = {**options, "max_rows": None}
     defaults = CollectParams.model_fields
-    for key in ("delimiter", "header", "names", "na_values", "skip_initial_space", "encoding"):
+    for key in (
+        "delimiter",
+        "header",
+        "names",
+        "na_values",
+        "skip_initial_space",
+        "encoding",
+        "decimal",
+        "thousands",
+    ):
         if key not in collect:
             field = defaults[key]
             collect[key] = field.default_factory() if field.default_factory else field.default
@@ -570,7 +635,19 @@ def run(
             f"{source}: target column '{target}' (--target) is not among the columns: "
             + ", ".join(map(str, frame.columns))
         )
-    task = infer_task(frame[target], task=task, max_categories=max_categories)
+    if task == "auto":
+        task, why = task_choice(frame[target])
+        other = "classification" if task == "regression" else "regression"
+        hint = f" (--task {other} to override)" if _is_numeric_column(frame[target]) else ""
+        say("infer-schema", f"target '{target}': {why}, so {task}{hint}")
+    if options.get("decimal", ".") != "." or options.get("thousands"):
+        thousands = options.get("thousands")
+        say(
+            "infer-schema",
+            f"numbers are written with {options.get('decimal', '.')!r} as the decimal mark"
+            + (f" and {thousands!r} between thousands" if thousands else "")
+            + " (collect.decimal, collect.thousands)",
+        )
     schema = infer_schema(
         frame,
         target=target,
@@ -592,6 +669,8 @@ def run(
         say("infer-schema", f"{loud}not a feature: '{name}': {reason}")
     for name, reason in embedded.items():
         say("infer-schema", f"embedded category: '{name}': {reason}")
+    for name, written in schema["metadata"].get("date_formats", {}).items():
+        say("infer-schema", f"date: '{name}' is written day first ({written})")
     if update:
         changes = update_params(
             Path(update),

@@ -1,7 +1,9 @@
 """predict and export: use the trained model on new raw rows, or hand it to TF Serving.
 
-predict reads raw rows in the format collect reads (`collect.*` read options), with or
-without the target column, `predict.batch_rows` rows at a time so memory stays bounded.
+predict reads raw rows in any format collect reads, on their own terms (`new_rows_params`:
+format, encoding, delimiter, header and number marks from the file itself), with or
+without the target column, in any column order, `predict.batch_rows` rows at a time so
+memory stays bounded (CSV, Parquet and JSON alike).
 Each batch goes through the training path (stages/transform.py): clean, validate against
 the schema without the target and without its vocabularies, encode, then the network in
 models/network.keras, on Keras's numpy backend (no TensorFlow start). Columns the model
@@ -9,7 +11,7 @@ does not use are ignored; a category outside a vocabulary is predicted as unknow
 warning on its row; invalid rows get their reason instead of a prediction
 (`predict.on_invalid: skip`) or stop the command with every reason and no output (`fail`).
 The output is written to a temporary file and renamed into place: one row per input row,
-in input order; beside it, `<output>.drift.json` compares the batch with the train split
+in input order; beside it, `<stem>.drift.json` compares the batch with the train split
 (stages/drift.py).
 """
 
@@ -28,8 +30,8 @@ import pyarrow.parquet as pq
 
 from stages import paths
 from stages.calibration import decide
-from stages.collect import read_chunks
-from stages.config import Params
+from stages.collect import file_format, read_batches
+from stages.config import CollectParams, Params
 from stages.drift import DriftCounter
 from stages.encoding import EncodingSpec, to_inputs, value_column
 from stages.errors import PipelineError
@@ -42,6 +44,7 @@ from stages.model import (
     predict_values,
 )
 from stages.schema import load_schema
+from stages.sniff import open_sample, sniff_text
 from stages.transform import clean_frame, encode_features, unparsed_dates
 from stages.validate import row_reasons, validate_frame
 
@@ -191,11 +194,57 @@ class _PredictionWriter:
             self.writer.close()
 
 
-def run(params: Params, *, input_path: str, output_path: str) -> None:
+def new_rows_params(
+    path: str | Path,
+    training: CollectParams,
+    *,
+    columns: list[str],
+    header: bool | None = None,
+) -> CollectParams:
+    """How to read a file of new rows: on its own terms, not the training source's. The
+    format comes from its name (else as collect.format says); a text file's encoding,
+    delimiter, spaces and number marks are sniffed as infer-schema sniffs them, and its
+    first line is a header when it names the schema's `columns` (`header` True or False
+    overrides); a file without one has the training columns in their order."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found")
+    try:
+        kind = file_format(path, "auto")
+    except PipelineError:
+        kind = file_format(path, training.format)
+    base = training.model_copy(update={"max_rows": None, "format": kind})
+    if kind != "csv":
+        return base.model_copy(update={"header": True, "names": None})
+    sniffed = sniff_text(open_sample(path))
+    if header is None:
+        named = sum(field in columns for field in sniffed["first_row"])
+        header = named >= max(1, len(sniffed["first_row"]) // 2)
+    names = None if header else (training.names or columns)
+    na_values = sorted(set(training.na_values) | set(sniffed["na_values"]))
+    return base.model_copy(
+        update={
+            "header": header,
+            "names": names,
+            "delimiter": sniffed["delimiter"],
+            "encoding": sniffed["encoding"],
+            "skip_initial_space": sniffed["skip_initial_space"],
+            "na_values": na_values,
+            "decimal": sniffed["decimal"],
+            "thousands": sniffed["thousands"],
+        }
+    )
+
+
+def run(params: Params, *, input_path: str, output_path: str, header: bool | None = None) -> None:
     """The predict command."""
     start = time.perf_counter()
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
-    schema = feature_schema(load_schema(params.dataset.schema_path), target=spec.target)
+    declared = load_schema(params.dataset.schema_path)
+    schema = feature_schema(declared, target=spec.target)
+    read_params = new_rows_params(
+        input_path, params.collect, columns=list(declared.columns), header=header
+    )
     model = load_model(paths.NETWORK)  # the rows are cleaned and encoded here
     rows = invalid = 0
     drift = DriftCounter(read_json(paths.PROFILE)) if Path(paths.PROFILE).is_file() else None
@@ -206,9 +255,9 @@ def run(params: Params, *, input_path: str, output_path: str) -> None:
     with atomic_path(output, suffix=suffix) as tmp:
         writer = _PredictionWriter(tmp, classes=spec.classes)
         try:
-            for chunk in read_chunks(
+            for chunk in read_batches(
                 input_path,
-                params=params.collect.model_copy(update={"max_rows": None}),
+                params=read_params,
                 chunk_rows=params.predict.batch_rows,
                 optional_column=spec.target,
             ):

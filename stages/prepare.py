@@ -26,7 +26,7 @@ from stages.config import Params
 from stages.encoding import ROW_ID, TARGET, EncodingSpec, FeatureSpec, free_name
 from stages.errors import PipelineError
 from stages.io import TableWriter, read_table_batches, say, write_json
-from stages.schema import embedded_categories, load_schema, non_features
+from stages.schema import date_formats, embedded_categories, load_schema, non_features
 from stages.transform import encode_features, is_datetime_dtype
 
 
@@ -71,6 +71,7 @@ def spec_from_schema(
         )
     excluded = non_features(schema)
     embedded = embedded_categories(schema)
+    formats = date_formats(schema)
     features = []
     for name, column in schema.columns.items():
         if name == target or name in excluded:
@@ -84,7 +85,14 @@ def spec_from_schema(
         if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
             features.append(FeatureSpec(name=name, kind="numeric", nullable=column.nullable))
         elif is_datetime_dtype(dtype):
-            features.append(FeatureSpec(name=name, kind="datetime", nullable=column.nullable))
+            features.append(
+                FeatureSpec(
+                    name=name,
+                    kind="datetime",
+                    nullable=column.nullable,
+                    date_format=formats.get(name),
+                )
+            )
         elif name in embedded:
             features.append(FeatureSpec(name=name, kind="embedded", nullable=column.nullable))
         elif pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):

@@ -303,6 +303,27 @@ class Findings(NamedTuple):
     rows: int  # test rows
 
 
+# One column carrying more than this share of the permutation importance is worth a look.
+DOMINANT_IMPORTANCE_SHARE = 0.5
+
+
+def dominant_column(importance: pd.DataFrame) -> str | None:
+    """A warning when one column carries most of the model's importance: the sign of a
+    leak that infer-schema's check did not catch (a value known only after the outcome)."""
+    positive = importance["importance"].clip(lower=0)
+    if positive.sum() <= 0 or len(importance) < 2:
+        return None
+    share = float(positive.iloc[0] / positive.sum())
+    if share <= DOMINANT_IMPORTANCE_SHARE:
+        return None
+    column = importance["column"].iloc[0]
+    return (
+        f"`{column}` alone carries {share:.0%} of the permutation importance; if its value is "
+        "only known after the outcome, it is a leak: list it under the schema's "
+        "metadata.non_features"
+    )
+
+
 def conclusion(training: dict[str, Any], found: Findings) -> str:
     """The paragraph that opens the report: what a reviewer should conclude, in words."""
     metrics, baselines, intervals, decision, importance, slices, gates, rows = found
@@ -346,16 +367,23 @@ def conclusion(training: dict[str, Any], found: Findings) -> str:
             f"{test['log_loss_after']:.4f}."
         )
         threshold = decision.get("threshold")
-        if threshold is not None and threshold["rule"] != "fixed":
-            chosen = threshold["test_at_threshold"]
+        if threshold is not None:
+            how = (
+                "fixed"
+                if threshold["rule"] == "fixed"
+                else f"chosen for {threshold['rule'].replace('_', ' ')} on the validation split"
+            )
             said.append(
                 f"It predicts the positive class from probability {threshold['value']:.4f} "
-                f"(chosen for {threshold['rule'].replace('_', ' ')} on the validation split): "
-                f"test accuracy {chosen['accuracy']:.4f}, macro F1 {chosen['f1_macro']:.4f}."
+                f"({how}), and the metrics above are those of these decisions (accuracy at "
+                f"0.5: {threshold['test_at_0.5']['accuracy']:.4f})."
             )
     if importance is not None and len(importance):
         top = ", ".join(f"`{column}`" for column in importance["column"].head(3))
         said.append(f"The columns it leans on most: {top}.")
+        dominant = dominant_column(importance)
+        if dominant is not None:
+            said.append(f"**Warning:** {dominant}.")
     weakest = _weakest_slice(slices)
     if weakest is not None and weakest[1]["largest_gap"]["gap"] == 0:
         said.append("Every slice scores the same.")

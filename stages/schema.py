@@ -3,7 +3,8 @@
 The schema file is pandera's own YAML. Its top-level `metadata.non_features` maps a column
 to the reason it is not a model input (an identifier, a sampling weight, free text, a
 suspected leak); `metadata.embedded_categories` maps a high-cardinality text column to the
-reason it is encoded through a vocabulary learned from train rows and an embedding.
+reason it is encoded through a vocabulary learned from train rows and an embedding;
+`metadata.date_formats` maps a date column to its strptime format when it has a fixed one.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def embedded_categories(schema: pa.DataFrameSchema) -> dict[str, str]:
     """Text columns the schema marks as high-cardinality categories (a vocabulary learned
     from train rows and an embedding, instead of a declared `isin` list), with the reason."""
     return _reasons(schema, "embedded_categories")
+
+
+def date_formats(schema: pa.DataFrameSchema) -> dict[str, str]:
+    """Date columns written in a fixed format (`31.12.2024`: `%d.%m.%Y`), by name: the
+    strptime format infer-schema found for dates that read only day first."""
+    return _reasons(schema, "date_formats")
 
 
 def require_target(schema: pa.DataFrameSchema, target: str, schema_path: str | Path) -> None:

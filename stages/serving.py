@@ -122,6 +122,18 @@ class DateParts(keras.layers.Layer):
         return {**super().get_config(), "indicator": self.indicator}
 
 
+@keras.saving.register_keras_serializable(package="stages")
+class NoColumns(keras.layers.Layer):
+    """A float matrix of no columns, one row per input row: the numeric input of a core
+    whose every feature is an embedded category."""
+
+    def call(self, rows):
+        return ops.zeros((ops.shape(rows)[0], 0), dtype="float32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 0)
+
+
 def input_name(index: int, column: str) -> str:
     """A name TensorFlow accepts for the input of a column (any text may be a column name)."""
     return f"c{index}_" + re.sub(r"[^A-Za-z0-9_]", "_", column)[:40]
@@ -166,15 +178,14 @@ def serving_model(
                     name=f"{name}_lookup",
                 )(text)
             )
-    matrix = (
-        keras.layers.Concatenate(name="features", dtype="float32")(numbers)
-        if len(numbers) > 1
-        else numbers[0]
-    )
-    core_inputs = matrix
+    joined = None
     if codes:
         joined = keras.layers.Concatenate(name="codes")(codes) if len(codes) > 1 else codes[0]
-        core_inputs = [matrix, ops.cast(joined, "int32")]
+    if len(numbers) > 1:
+        matrix = keras.layers.Concatenate(name="features", dtype="float32")(numbers)
+    else:
+        matrix = numbers[0] if numbers else NoColumns(name="features")(joined)
+    core_inputs = matrix if joined is None else [matrix, ops.cast(joined, "int32")]
     return keras.Model(inputs, core(core_inputs), name="raw_columns")
 
 
@@ -206,7 +217,7 @@ def _column_input(column: pd.Series, feature: FeatureSpec, tf):
         values = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
         return tf.constant(values.astype("float32").reshape(-1, 1))
     if feature.kind == "datetime":
-        stamps = parse_dates(column)
+        stamps = parse_dates(column, date_format=feature.date_format)
         seconds = stamps.astype("int64").to_numpy() // 10**9
         values = np.where(stamps.isna().to_numpy(), np.nan, seconds.astype("float64"))
         return tf.constant(values.reshape(-1, 1), dtype=tf.float64)

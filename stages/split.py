@@ -22,6 +22,24 @@ from stages.errors import PipelineError
 from stages.io import TableWriter, read_table, read_table_batches, say, write_json
 
 
+def _too_small_fixes(too_small: pd.Series, counts: pd.Series, share: float) -> list[str]:
+    """What a user can do about classes too small for every split, most likely first."""
+    fixes = []
+    numbers = pd.to_numeric(pd.Series(counts.index.astype(str)), errors="coerce")
+    if numbers.notna().all() and len(counts) > 10:
+        fixes.append(
+            f"the target holds {len(counts)} distinct numbers: to predict it as a number, set "
+            "dataset.task: regression (or re-run infer-schema with --task regression)"
+        )
+    rows = int(too_small.sum())
+    fixes += [
+        f"or drop the {rows:,} row(s) of those classes from the source (or merge them into "
+        "a larger class) and remove them from the schema's isin list",
+        f"or add rows: the smallest split takes {share:.0%} of rows; or set split.stratify: false",
+    ]
+    return fixes
+
+
 def split_assignment(
     labels: pd.Series,
     *,
@@ -59,7 +77,7 @@ def split_assignment(
         raise PipelineError(
             f"class(es) too small to appear in every split of '{target}': "
             + ", ".join(f"{label} ({count} rows)" for label, count in too_small.items()),
-            [f"the smallest split takes {smallest_share:.0%} of rows; add rows or change split"],
+            _too_small_fixes(too_small, counts, smallest_share),
         )
     positions = np.arange(len(labels))
     values = labels.to_numpy()

@@ -21,20 +21,22 @@ from stages.encoding import (
     value_column,
 )
 from stages.errors import PipelineError
+from stages.schema import date_formats
 
 
 def is_datetime_dtype(dtype) -> bool:
     return pd.api.types.is_datetime64_any_dtype(dtype)
 
 
-def parse_dates(values: pd.Series) -> pd.Series:
-    """Dates and timestamps in any common written form, as naive UTC datetime64; a value
-    that is not a date becomes missing (the schema's nullability then judges it)."""
+def parse_dates(values: pd.Series, *, date_format: str | None = None) -> pd.Series:
+    """Dates and timestamps in any common written form (or in `date_format`, a strptime
+    format, when the schema gives one), as naive UTC datetime64; a value that is not a
+    date becomes missing (the schema's nullability then judges it)."""
     if is_datetime_dtype(values.dtype):
         parsed = values
     else:
-        text = values.astype("string")
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        text = values.astype("string").str.strip()
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format=date_format or "mixed")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[ns]")
@@ -51,8 +53,9 @@ def clean_frame(
         column = out[name]
         if pd.api.types.is_string_dtype(column) and not holds_nested(column):
             out[name] = _trimmed(column, tokens).astype(column.dtype)
+    formats = date_formats(schema) if schema is not None else {}
     for name in _date_columns(out, schema):
-        out[name] = parse_dates(out[name])
+        out[name] = parse_dates(out[name], date_format=formats.get(name))
     return out
 
 

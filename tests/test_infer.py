@@ -7,7 +7,8 @@ import yaml
 
 from stages.config import load_params
 from stages.errors import PipelineError
-from stages.infer import infer_schema, read_options, sniff_text, update_params
+from stages.infer import infer_schema, read_options, update_params
+from stages.sniff import sniff_text
 
 from .conftest import REPO
 
