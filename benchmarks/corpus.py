@@ -331,7 +331,7 @@ def run_table(
     seconds = time.perf_counter() - start
     result.update(seconds=round(seconds, 1), repro_output=(repro.stdout + repro.stderr)[-4000:])
     metrics_path = repo / "reports/evaluate/metrics.json"
-    if metrics_path.exists():
+    if repro.returncode == 0 and metrics_path.exists():
         metrics = json.loads(metrics_path.read_text())
         score = "r2" if "r2" in metrics else "accuracy"
         baselines_path = repo / "reports/baselines/metrics.json"

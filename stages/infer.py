@@ -32,9 +32,12 @@ from stages.encoding import LEAK_REASON
 from stages.errors import PipelineError
 from stages.io import atomic_path, say
 from stages.sniff import open_sample, sniff_text
+from stages.split import min_class_rows
 from stages.transform import holds_nested, is_datetime_dtype
 
 MAX_CATEGORIES = 50
+# More rows than this share repeating another: duplicates are the data, not copies.
+REPEATED_SHARE = 0.1
 
 
 def _first_file(source: str, kind: str, directory: Path) -> Path:
@@ -171,6 +174,7 @@ def infer_schema(
     max_categories: int = MAX_CATEGORIES,
     strict_ranges: bool = False,
     seed: int = 0,
+    min_rows: int = 10,
 ) -> dict[str, Any]:
     """A pandera schema (as the YAML mapping) proposed from a table.
 
@@ -178,6 +182,9 @@ def infer_schema(
     embedded category (many values: a vocabulary learned from train rows), a date, or a
     non-feature (an identifier, free text, nested values, a single value, a suspected
     target leak) listed under metadata.non_features with the reason, for a reviewer to flip.
+    A class with fewer than `min_rows` rows (too few to appear in every split) is left out
+    of the target's classes and listed under metadata.rare_classes: validate quarantines
+    its rows.
     """
     if target not in frame.columns:
         names = ", ".join(map(str, frame.columns))
@@ -194,6 +201,7 @@ def infer_schema(
     non_features: dict[str, str] = {}
     embedded: dict[str, str] = {}
     date_formats: dict[str, str] = {}
+    rare_classes: dict[str, int] = {}
     for name in frame.columns:
         series = frame[name]
         entry: dict[str, Any] = {"nullable": bool(series.isna().any())}
@@ -213,12 +221,25 @@ def infer_schema(
             if len(present) and present.min() >= 0:
                 entry["checks"] = {"greater_than_or_equal_to": 0}
         elif name == target:
-            classes = sorted(str(value) for value in present.unique())
+            counts = present.astype(str).value_counts()
+            rare = {str(label): int(count) for label, count in counts.items() if count < min_rows}
+            classes = sorted(label for label in counts.index if label not in rare)
             if len(classes) < 2:
-                raise PipelineError(f"target column '{target}' has {len(classes)} class(es)")
+                raise PipelineError(
+                    f"target column '{target}' has {len(classes)} class(es) with at least "
+                    f"{min_rows} rows (as many as a class needs to appear in every split)"
+                )
+            if rare:
+                rare_classes.update(sorted(rare.items()))
             unlabelled = len(series) - len(present)
+            left_out = (
+                f"; {len(rare)} class(es) with fewer than {min_rows} rows left out (their "
+                f"{sum(rare.values()):,} rows are quarantined by validate)"
+                if rare
+                else ""
+            )
             entry.update(
-                description=f"The target: {len(classes)} classes"
+                description=f"The target: {len(classes)} classes{left_out}"
                 + (f" ({unlabelled:,} rows without one are dropped)." if unlabelled else "."),
                 dtype="str",
                 nullable=True,
@@ -300,6 +321,8 @@ def infer_schema(
         metadata["embedded_categories"] = embedded
     if date_formats:
         metadata["date_formats"] = date_formats
+    if rare_classes:
+        metadata["rare_classes"] = rare_classes
     return {
         "schema_type": "dataframe",
         "version": "0.35.0",
@@ -576,6 +599,8 @@ def update_params(
     rows: int | None = None,
     classes: int | None = None,
     features: list[str] | None = None,
+    rare_rows: int = 0,
+    repeated_rows: int = 0,
 ) -> list[str]:
     """Point params.yaml at the source, its read options, the target, the task and the
     schema, and fit the task's other params (and, given the table's `rows`, the batch
@@ -600,6 +625,21 @@ def update_params(
     raw["collect"] = collect
     raw.setdefault("dataset", {}).update(target=target, schema=schema_path, task=task)
     changes = fit_task(raw, task, classes=classes, features=features)
+    if rows and repeated_rows > REPEATED_SHARE * rows:
+        # Few distinct combinations (a table of categories): repeats are observations.
+        raw.setdefault("prepare", {})["drop_duplicates"] = False
+        changes.append(
+            f"prepare.drop_duplicates: false ({repeated_rows / rows:.0%} of rows repeat "
+            "another: with so few distinct rows, repeats are observations, not copies)"
+        )
+    if rare_rows:
+        validate = raw.setdefault("validate", {})
+        share = rare_rows / max(rows or rare_rows, 1)
+        validate["on_invalid"] = "quarantine"
+        changes.append("validate.on_invalid: quarantine (the rows of the rare classes)")
+        if share > validate.get("max_invalid_fraction", 0.05):
+            validate["max_invalid_fraction"] = round(share + 0.01, 2)
+            changes.append(f"validate.max_invalid_fraction: {validate['max_invalid_fraction']}")
     if rows is not None:
         split = raw.get("split") or {}
         share = 1 - split.get("validation", 0.1) - split.get("test", 0.2)
@@ -648,12 +688,17 @@ def run(
             + (f" and {thousands!r} between thousands" if thousands else "")
             + " (collect.decimal, collect.thousands)",
         )
+    split = (read_params_file(Path(update)).get("split") or {}) if update else {}
+    split_rows = min_class_rows(
+        validation=split.get("validation", 0.1), test=split.get("test", 0.2)
+    )
     schema = infer_schema(
         frame,
         target=target,
         task=task,
         max_categories=max_categories,
         strict_ranges=strict_ranges,
+        min_rows=split_rows,
     )
     with atomic_path(out, suffix=".yaml") as tmp:
         tmp.write_text(schema_yaml(schema, source=source, rows=len(frame)), encoding="utf-8")
@@ -669,6 +714,14 @@ def run(
         say("infer-schema", f"{loud}not a feature: '{name}': {reason}")
     for name, reason in embedded.items():
         say("infer-schema", f"embedded category: '{name}': {reason}")
+    rare = schema["metadata"].get("rare_classes", {})
+    if rare:
+        say(
+            "infer-schema",
+            f"target '{target}': {len(rare)} class(es) too rare for every split (fewer than "
+            f"{split_rows} rows) left out, their {sum(rare.values()):,} rows quarantined: "
+            + ", ".join(f"{label} ({count})" for label, count in rare.items()),
+        )
     for name, written in schema["metadata"].get("date_formats", {}).items():
         say("infer-schema", f"date: '{name}' is written day first ({written})")
     if update:
@@ -679,7 +732,11 @@ def run(
             schema_path=out,
             task=task,
             rows=len(frame),
-            classes=int(frame[target].nunique()) if task == "classification" else None,
+            classes=len(schema["columns"][target]["checks"]["isin"])
+            if task == "classification"
+            else None,
+            rare_rows=sum(schema["metadata"].get("rare_classes", {}).values()),
+            repeated_rows=int(frame.astype("string").duplicated().sum()),
             features=[
                 str(name) for name in frame.columns if name != target and name not in excluded
             ],

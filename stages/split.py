@@ -9,6 +9,7 @@ A numeric target (regression) is stratified on its deciles, so every split spans
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,11 @@ from stages.config import Params
 from stages.encoding import TARGET, EncodingSpec
 from stages.errors import PipelineError
 from stages.io import TableWriter, read_table, read_table_batches, say, write_json
+
+
+def min_class_rows(*, validation: float, test: float) -> int:
+    """The fewest rows a class needs to appear in every split (stratified)."""
+    return math.ceil(1 / min(validation, test, 1 - validation - test) - 1e-9)
 
 
 def _too_small_fixes(too_small: pd.Series, counts: pd.Series, share: float) -> list[str]:
@@ -48,8 +54,10 @@ def split_assignment(
     seed: int,
     stratify: bool = True,
     task: str = "classification",
+    classes: list[str] | None = None,
 ) -> np.ndarray:
-    """The split of each row, by position: 0 train, 1 validation, 2 test."""
+    """The split of each row, by position: 0 train, 1 validation, 2 test. `classes` names
+    the class codes in `labels`, for messages."""
     target = labels.name
     if task == "regression":
         if labels.nunique() < 2:
@@ -72,12 +80,14 @@ def split_assignment(
         )
     # Each split needs at least one row of every class.
     smallest_share = min(validation, test, 1 - validation - test)
-    too_small = counts[counts * smallest_share < 1]
+    too_small = counts[counts < min_class_rows(validation=validation, test=test)]
     if stratify and not too_small.empty:
+        named = counts if classes is None else counts.rename(lambda code: classes[int(code)])
+        small = named[counts.to_numpy() < min_class_rows(validation=validation, test=test)]
         raise PipelineError(
             f"class(es) too small to appear in every split of '{target}': "
-            + ", ".join(f"{label} ({count} rows)" for label, count in too_small.items()),
-            _too_small_fixes(too_small, counts, smallest_share),
+            + ", ".join(f"{label} ({count} rows)" for label, count in small.items()),
+            _too_small_fixes(small, named, smallest_share),
         )
     positions = np.arange(len(labels))
     values = labels.to_numpy()
@@ -168,6 +178,7 @@ def run(params: Params) -> None:
         seed=params.dataset.seed,
         stratify=params.split.stratify,
         task=spec.task,
+        classes=spec.classes,
     )
     with contextlib.ExitStack() as stack:
         writers = [

@@ -92,7 +92,7 @@ CASES = {
         "tiny_class.csv",
         {},
         "split",
-        "too small to appear in every split of 'label': 1 (1 rows)",
+        "too small to appear in every split of 'label': yes (1 rows)",
     ),
     "negative number": (
         "negative_number.csv",

@@ -1,13 +1,22 @@
 import bz2
 import gzip
+import json
 import sqlite3
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from stages.collect import collect_table, file_sha256, hide_password, read_source, source_kind
+from stages.collect import (
+    collect_table,
+    file_sha256,
+    hide_password,
+    read_batches,
+    read_source,
+    source_kind,
+)
 from stages.config import CollectParams
 from stages.errors import PipelineError
 
@@ -150,3 +159,78 @@ def test_unreadable_sources_fail_clearly(tmp_path: Path, content, options, messa
 def test_missing_source_names_the_key(tmp_path: Path):
     with pytest.raises(PipelineError, match=r"file not found \(params: collect.source\)"):
         read_source(params=params(tmp_path / "absent.csv"))
+
+
+PENGUINS = Path(__file__).parent / "data/penguins.csv"
+
+
+def test_json_array_and_json_lines_are_told_apart_by_content(tmp_path: Path):
+    """A real table as a JSON array of nested records (as web APIs write it) and as JSON
+    Lines, both named .json: the same flattened table, read whole or in batches."""
+    penguins = pd.read_csv(PENGUINS)
+    records = [
+        {
+            "species": row.species,
+            "island": row.island,
+            "bill": {"length_mm": row.bill_length_mm, "depth_mm": row.bill_depth_mm},
+            "body_mass_g": row.body_mass_g,
+        }
+        for row in penguins.itertuples()
+    ]
+    array, lines = tmp_path / "array.json", tmp_path / "lines.json"
+    array.write_text(json.dumps(records, indent=2).replace("NaN", "null"))
+    lines.write_text("\n".join(json.dumps(r) for r in records).replace("NaN", "null"))
+    for path in (array, lines):
+        frame = read_source(params=params(path))
+        # pandas.json_normalize's order: plain keys first, then the flattened objects
+        assert list(frame.columns) == [
+            "species",
+            "island",
+            "body_mass_g",
+            "bill.length_mm",
+            "bill.depth_mm",
+        ]
+        assert len(frame) == len(penguins)
+        np.testing.assert_allclose(frame["bill.length_mm"], penguins["bill_length_mm"])
+        batches = list(read_batches(path, params=params(path), chunk_rows=100))
+        assert [len(batch) for batch in batches] == [100, 100, 100, 44]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"a": 1}, {"a": 2}', "the array is not closed"),
+        ("[1, 2]", "record 1 is a int, not an object"),
+        ('{"data": [{"a": 1}, {"a": 2}]}', "key 'data' holds 2 records"),
+        ('[{"a": 1} {"a": 2}]', "after record 1"),
+    ],
+)
+def test_malformed_json_names_the_file_and_the_problem(tmp_path: Path, text, message):
+    path = tmp_path / "rows.json"
+    path.write_text(text)
+    with pytest.raises(PipelineError, match=message) as error:
+        read_source(params=params(path))
+    assert str(path) in str(error.value)
+
+
+def test_an_excel_workbook_by_sheet_name_or_position(tmp_path: Path):
+    penguins = pd.read_csv(PENGUINS)
+    path = tmp_path / "penguins.xlsx"
+    with pd.ExcelWriter(path) as book:
+        penguins.to_excel(book, sheet_name="penguins", index=False)
+        pd.DataFrame({"note": ["Palmer penguins"]}).to_excel(book, sheet_name="notes", index=False)
+    first = read_source(params=params(path))
+    pd.testing.assert_frame_equal(first, penguins, check_dtype=False)
+    assert read_source(params=params(path, sheet="notes"))["note"].tolist() == ["Palmer penguins"]
+    with pytest.raises(PipelineError, match=r"no sheet 'gone'.*collect.sheet"):
+        read_source(params=params(path, sheet="gone"))
+
+
+def test_decimal_commas_and_thousands_separators(tmp_path: Path):
+    path = tmp_path / "eu.csv"
+    path.write_text("name;amount;rate\na;1.234,5;0,5\nb;12,25;1,75\n")
+    frame = read_source(params=params(path, delimiter=";", decimal=",", thousands="."))
+    assert frame["amount"].tolist() == [1234.5, 12.25]
+    assert frame["rate"].tolist() == [0.5, 1.75]
+    with pytest.raises(ValueError, match="thousands"):
+        params(path, decimal=",", thousands=",")

@@ -87,3 +87,22 @@ def test_no_table_leaks_a_traceback(results):
     for name, (result, _) in results.items():
         output = result["infer_output"] + result.get("repro_output", "")
         assert "Traceback" not in output, name
+
+
+def test_the_files_people_send_are_read_as_meant(results):
+    """A European CSV's numbers and day-first dates, a whole-number score as a quantity, a
+    post-outcome column kept out, a table of categories whose repeats are observations."""
+    weather = schema_of(results, "weather")
+    assert weather["columns"]["date"]["dtype"] == "datetime64[ns]"
+    assert weather["metadata"]["date_formats"] == {"date": "%d.%m.%Y"}
+    assert weather["columns"]["avg_hg"]["dtype"] == "float64"
+    inspections = schema_of(results, "inspections")
+    assert "isin" not in (inspections["columns"]["inspection_score"].get("checks") or {})
+    _, repo = results["inspections"]
+    assert "r2" in json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    crashes = schema_of(results, "crashes")
+    assert crashes["metadata"]["non_features"]["injSeverity"].startswith("suspected target leak")
+    _, repo = results["passengers"]
+    assert yaml.safe_load((repo / "params.yaml").read_text())["prepare"]["drop_duplicates"] is False
+    cancer = schema_of(results, "cancer")
+    assert "mean.radius" in cancer["columns"]

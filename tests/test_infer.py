@@ -178,3 +178,71 @@ def test_update_params_writes_gates_relative_to_the_baselines(tmp_path: Path):
     assert gates.must_beat == {"mean": ["r2"]}
     assert gates.baseline == "hist_gradient_boosting" and set(gates.max_shortfall) == {"r2"}
     assert any(change.startswith("evaluate.gates") for change in changes)
+
+
+def test_decimal_commas_and_thousands_are_sniffed_and_read():
+    sample = (
+        b"name;amount;rate;day\na;1.234,5;0,5;13.02.2020\nb;12,25;1,75;01.03.2021\n"
+        b"c;7;2;28.12.2020\n"
+    )
+    sniffed = sniff_text(sample)
+    assert (sniffed["delimiter"], sniffed["decimal"], sniffed["thousands"]) == (";", ",", ".")
+    plain = sniff_text(b"a,b\n1.5,x\n2.25,y\n3,z\n")
+    assert (plain["decimal"], plain["thousands"]) == (".", None)
+
+
+def test_day_first_dates_get_their_format_and_are_never_identifiers():
+    days = pd.date_range("2021-01-01", periods=400, freq="D")
+    frame = pd.DataFrame(
+        {
+            "dotted": days.strftime("%d.%m.%Y"),  # European: day first
+            "slashed": days.strftime("%d/%m/%y %H:%M"),  # only readable day first (13/..)
+            "iso": days.strftime("%Y-%m-%d"),
+            "y": ["a", "b"] * 200,
+        }
+    )
+    schema = infer_schema(frame, target="y")
+    for name in ("dotted", "slashed", "iso"):
+        assert schema["columns"][name]["dtype"] == "datetime64[ns]", name
+        assert name not in schema["metadata"]["non_features"]
+    assert schema["metadata"]["date_formats"] == {"dotted": "%d.%m.%Y", "slashed": "%d/%m/%y %H:%M"}
+
+
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        (np.arange(60) % 45, "regression"),  # a score with many whole values
+        (np.arange(200) % 15, "regression"),  # 15 values, more than 5% of 200 rows
+        (np.arange(600) % 5, "classification"),  # five codes
+        (np.arange(600) % 2 * 1.0, "classification"),
+        (np.linspace(0, 1, 600), "regression"),
+    ],
+)
+def test_a_numeric_target_is_a_quantity_when_it_has_many_values(values, task):
+    from stages.infer import task_choice
+
+    assert task_choice(pd.Series(values))[0] == task
+
+
+def test_a_near_exact_leak_is_kept_out_and_an_honest_strong_column_is_not():
+    """`severity` is recorded after the outcome: 4 means dead, for most deaths but not all;
+    `age` is a strong honest feature."""
+    rng = np.random.default_rng(7)  # not the leak check's own seed
+    rows = 4000
+    dead = rng.random(rows) < 0.2
+    age = rng.normal(50, 15, rows) + 15 * dead
+    severity = np.where(dead & (rng.random(rows) < 0.9), 4, rng.integers(0, 4, rows))
+    frame = pd.DataFrame(
+        {"age": age, "severity": severity, "noise": rng.normal(size=rows), "dead": dead.astype(str)}
+    )
+    schema = infer_schema(frame, target="dead")
+    excluded = schema["metadata"]["non_features"]
+    assert "severity" in excluded and "near-exactly" in excluded["severity"]
+    assert "age" not in excluded
+
+
+def test_classes_too_rare_for_every_split_are_left_out_and_quarantined(tmp_path):
+    frame = pd.DataFrame({"x": range(300), "y": ["a"] * 150 + ["b"] * 145 + ["c"] * 5})
+    schema = infer_schema(frame, target="y", min_rows=10)
+    assert schema["columns"]["y"]["checks"]["isin"] == ["a", "b"]
+    assert schema["metadata"]["rare_classes"] == {"c": 5}

@@ -249,3 +249,64 @@ def test_changing_train_params_reruns_only_train_and_evaluate(repo: Path, first_
     assert stages_run(rerun.stdout) == ["train", "evaluate"]
     assert json.loads((repo / "reports/train/report.json").read_text())["epochs_run"] == 3
     assert json.loads((repo / "reports/split/report.json").read_text()) == before
+
+
+def test_predict_reads_new_rows_on_their_own_terms(repo: Path, first_repro):
+    """New rows come as people export them, whatever the training source looked like: a
+    CSV with a header (columns shuffled, no leading spaces), Parquet, a JSON array, JSON
+    Lines and an Excel workbook all give the predictions of the headerless original, read
+    over several batches."""
+    from stages.collect import read_source
+    from stages.config import load_params
+
+    params = load_params(repo / "params.yaml")
+    raw = read_source(
+        params=params.collect.model_copy(update={"source": str(repo / "data/adult.data")})
+    )
+    rows = raw.drop(columns=["income"]).head(300)
+    lines = (repo / "data/adult.data").read_text().splitlines()[:300]
+    (repo / "plain.data").write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    batches = ["--batch-rows", "120"]
+    run(
+        [
+            sys.executable,
+            "-m",
+            "stages",
+            "predict",
+            "plain.data",
+            "--output",
+            "plain.csv",
+            *batches,
+        ],
+        repo,
+    )
+    expected = pd.read_csv(repo / "plain.csv")
+    shuffled = rows[list(reversed(rows.columns))]
+    shuffled.to_csv(repo / "headed.csv", index=False)
+    shuffled.to_parquet(repo / "rows.parquet")
+    shuffled.to_json(repo / "rows.json", orient="records")
+    shuffled.to_json(repo / "rows.jsonl", orient="records", lines=True)
+    shuffled.to_excel(repo / "rows.xlsx", index=False)
+    for name in ("headed.csv", "rows.parquet", "rows.json", "rows.jsonl", "rows.xlsx"):
+        out = f"{name}.out.csv"
+        run([sys.executable, "-m", "stages", "predict", name, "--output", out, *batches], repo)
+        got = pd.read_csv(repo / out)
+        assert got["error"].isna().all(), (name, got["error"].dropna().head())
+        assert got["predicted"].tolist() == expected["predicted"].tolist(), name
+        np.testing.assert_allclose(got["probability_>50K"], expected["probability_>50K"], rtol=1e-6)
+    # A header can be forced either way: read as data, the header line is an invalid row.
+    run(
+        [
+            sys.executable,
+            "-m",
+            "stages",
+            "predict",
+            "headed.csv",
+            "--output",
+            "forced.csv",
+            "--no-header",
+        ],
+        repo,
+    )
+    forced = pd.read_csv(repo / "forced.csv")
+    assert len(forced) == len(rows) + 1 and forced["error"].notna().all()
