@@ -20,7 +20,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return shrunk_copy(tmp_path_factory.mktemp("pipeline") / "repo")
+    repo = shrunk_copy(tmp_path_factory.mktemp("pipeline") / "repo")
+    # A threshold other than 0.5, so that deciding at it can be told from deciding at 0.5.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["threshold"].update(rule="fixed", value=0.4)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "commit", "-qam", "threshold 0.4"], repo)
+    return repo
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +76,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo: Path, first_repro)
     assert sum(group["rows"] for group in slices["sex"]["groups"]) == metrics["test_rows"]
     calibration = json.loads((repo / "reports/evaluate/calibration.json").read_text())
     assert calibration["method"] == "temperature" and calibration["temperature"] > 0
-    assert calibration["threshold"]["rule"] == "f1"
+    assert calibration["threshold"]["rule"] == "fixed"
     verdict = json.loads((repo / "reports/evaluate/verdict.json").read_text())
     assert verdict["passed"] is True and verdict["gates"][0]["metric"] == "accuracy"
     predictions = pd.read_parquet(repo / "reports/evaluate/predictions.parquet")
@@ -168,7 +174,7 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
         "print('tensorflow' in sys.modules)\n"
     )
     assert run([sys.executable, "-c", command], repo).stdout.splitlines()[-1] == "False"
-    # Both decide at the threshold chosen on the validation split (rule f1), not at 0.5.
+    # Both decide at the model's stored threshold (0.4 here), not at 0.5.
     from stages.model import decision_threshold, load_model
 
     threshold = decision_threshold(load_model(repo / "models/network.keras"))
@@ -294,19 +300,17 @@ def test_predict_reads_new_rows_on_their_own_terms(repo: Path, first_repro):
         assert got["error"].isna().all(), (name, got["error"].dropna().head())
         assert got["predicted"].tolist() == expected["predicted"].tolist(), name
         np.testing.assert_allclose(got["probability_>50K"], expected["probability_>50K"], rtol=1e-6)
-    # A header can be forced either way: read as data, the header line is an invalid row.
-    run(
+    # A header can be forced either way: read as data, the header line is refused.
+    forced = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "stages",
-            "predict",
-            "headed.csv",
-            "--output",
-            "forced.csv",
+            *[sys.executable, "-m", "stages", "predict", "headed.csv"],
             "--no-header",
+            "--output",
+            "f.csv",
         ],
-        repo,
+        cwd=repo,
+        capture_output=True,
+        text=True,
     )
-    forced = pd.read_csv(repo / "forced.csv")
-    assert len(forced) == len(rows) + 1 and forced["error"].notna().all()
+    assert forced.returncode != 0 and "headed.csv" in forced.stderr + forced.stdout
+    assert not (repo / "f.csv").exists()
