@@ -273,7 +273,7 @@ def read_batches(
     elif kind == "json":
         frames = _json_batches(path, params, chunk_rows)
     else:
-        frames = iter([_read_excel(path, params)])
+        frames = _excel_batches(path, params)
     empty = True
     with _parse_errors(path, params, kind):
         for frame in frames:
@@ -398,20 +398,13 @@ def _json_batches(
 ) -> Iterator[pd.DataFrame]:
     """Records flattened as `pandas.json_normalize` does: nested objects become dotted
     column names (`address.city`); lists stay values (a nested column)."""
-    records = json_records(path, encoding=params.encoding)
-    if params.max_rows is not None:
-        records = itertools.islice(records, params.max_rows)
-    first = True
-    while True:
-        batch = list(itertools.islice(records, chunk_rows)) if chunk_rows else list(records)
-        if not batch and not first:
-            return
-        if first and len(batch) == 1:
-            _reject_wrapped_records(path, batch[0])
-        first = False
+    records = itertools.islice(json_records(path, encoding=params.encoding), params.max_rows)
+    batch = list(itertools.islice(records, chunk_rows))  # chunk_rows None: every record
+    if len(batch) == 1:
+        _reject_wrapped_records(path, batch[0])
+    while batch:
         yield pd.json_normalize(batch).infer_objects()
-        if not chunk_rows:
-            return
+        batch = list(itertools.islice(records, chunk_rows)) if chunk_rows else []
 
 
 def _reject_wrapped_records(path: Path, record: dict) -> None:
@@ -424,9 +417,11 @@ def _reject_wrapped_records(path: Path, record: dict) -> None:
             )
 
 
-def _read_excel(path: Path, params: CollectParams) -> pd.DataFrame:
+def _excel_batches(path: Path, params: CollectParams) -> Iterator[pd.DataFrame]:
+    """The sheet, whole (a workbook holds at most about a million rows), read inside the
+    caller's error handling."""
     try:
-        return pd.read_excel(
+        yield pd.read_excel(
             path,
             sheet_name=params.sheet,
             header=0 if params.header else None,

@@ -425,7 +425,7 @@ def run(params: Params) -> None:
     at_half = None
     if outputs.threshold is not None:
         summary["threshold"] = round(outputs.threshold, 6)
-        at_half = scores_of(y_test, outputs.predicted, task=task)["accuracy"]
+        at_half = decision["threshold"]["test_at_0.5"]["accuracy"]
         summary["accuracy_at_0.5"] = at_half
     write_json(summary, paths.EVALUATE_METRICS)
     write_json(intervals, paths.EVALUATE_INTERVALS)

@@ -80,10 +80,10 @@ def split_assignment(
         )
     # Each split needs at least one row of every class.
     smallest_share = min(validation, test, 1 - validation - test)
-    too_small = counts[counts < min_class_rows(validation=validation, test=test)]
-    if stratify and not too_small.empty:
+    too_small = (counts < min_class_rows(validation=validation, test=test)).to_numpy()
+    if stratify and too_small.any():
         named = counts if classes is None else counts.rename(lambda code: classes[int(code)])
-        small = named[counts.to_numpy() < min_class_rows(validation=validation, test=test)]
+        small = named[too_small]
         raise PipelineError(
             f"class(es) too small to appear in every split of '{target}': "
             + ", ".join(f"{label} ({count} rows)" for label, count in small.items()),

@@ -234,3 +234,10 @@ def test_decimal_commas_and_thousands_separators(tmp_path: Path):
     assert frame["rate"].tolist() == [0.5, 1.75]
     with pytest.raises(ValueError, match="thousands"):
         params(path, decimal=",", thousands=",")
+
+
+def test_a_damaged_workbook_is_refused_naming_the_file(tmp_path: Path):
+    path = tmp_path / "broken.xlsx"
+    path.write_bytes(b"not a workbook")
+    with pytest.raises(PipelineError, match=r"broken.xlsx: cannot read as excel"):
+        read_source(params=params(path))
