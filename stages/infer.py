@@ -113,7 +113,13 @@ def infer_task(series: pd.Series, *, task: str) -> str:
     return task if task != "auto" else task_choice(series)[0]
 
 
-DATE_PATTERN = r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}([/.-])\d{1,2}\2\d{2,4}|\d{4}/\d{1,2}/\d{1,2})"
+# ISO, d/m/y or m/d/y (with /, . or -), y/m/d, and dates with the month's name
+# (13-Feb-2020, 1 March 2021, Mar 5, 2019).
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+DATE_PATTERN = (
+    r"(?i)^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}([/.-])\d{1,2}\2\d{2,4}|\d{4}/\d{1,2}/\d{1,2}"
+    rf"|\d{{1,2}}[ -]{_MONTH}[ -]\d{{2,4}}|{_MONTH} \d{{1,2}},? \d{{4}})"
+)
 BOOLEAN_WORDS = {"yes", "no", "true", "false", "y", "n", "t", "f"}
 # Share of distinct values among a text column's present values above which it is free
 # text or an identifier, not a category.

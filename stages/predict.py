@@ -279,7 +279,16 @@ def run(params: Params, *, input_path: str, output_path: str, header: bool | Non
                         missing_tokens=params.prepare.missing_tokens,
                     )
                 except PipelineError as exc:
-                    raise PipelineError(f"{input_path}: {exc.message}", exc.details) from None
+                    hint = []
+                    if read_params.format == "csv" and rows == 0:
+                        hint = [
+                            "the first line was read as a header: --no-header if it holds data"
+                            if read_params.header
+                            else "the first line was read as data: --header if it names the columns"
+                        ]
+                    raise PipelineError(
+                        f"{input_path}: {exc.message}", [*exc.details, *hint]
+                    ) from None
                 bad = batch["error"].notna().to_numpy()
                 if bad.any() and params.predict.on_invalid == "fail":
                     reasons = [

@@ -198,11 +198,12 @@ def test_day_first_dates_get_their_format_and_are_never_identifiers():
             "dotted": days.strftime("%d.%m.%Y"),  # European: day first
             "slashed": days.strftime("%d/%m/%y %H:%M"),  # only readable day first (13/..)
             "iso": days.strftime("%Y-%m-%d"),
+            "named": days.strftime("%d-%b-%Y"),  # 13-Feb-2021
             "y": ["a", "b"] * 200,
         }
     )
     schema = infer_schema(frame, target="y")
-    for name in ("dotted", "slashed", "iso"):
+    for name in ("dotted", "slashed", "iso", "named"):
         assert schema["columns"][name]["dtype"] == "datetime64[ns]", name
         assert name not in schema["metadata"]["non_features"]
     assert schema["metadata"]["date_formats"] == {"dotted": "%d.%m.%Y", "slashed": "%d/%m/%y %H:%M"}

@@ -313,4 +313,5 @@ def test_predict_reads_new_rows_on_their_own_terms(repo: Path, first_repro):
         text=True,
     )
     assert forced.returncode != 0 and "headed.csv" in forced.stderr + forced.stdout
+    assert "the first line was read as data: --header" in forced.stderr + forced.stdout
     assert not (repo / "f.csv").exists()
