@@ -133,7 +133,10 @@ def plot_curves(
     right.plot(pr["recall"], pr["precision"])
     if threshold is not None:
         at_roc = roc[roc["threshold"] >= threshold].iloc[-1]
-        at_pr = pr[pr["threshold"] >= threshold].iloc[0]
+        above = pr[pr["threshold"] >= threshold]
+        # No score reaches the threshold: no row is predicted positive, recall 0 (and
+        # precision 1, scikit-learn's end of the curve).
+        at_pr = above.iloc[0] if len(above) else pd.Series({"recall": 0.0, "precision": 1.0})
         label = f"threshold {threshold:.3f}"
         left.plot(at_roc["fpr"], at_roc["tpr"], "o", color="tab:red", label=label)
         right.plot(at_pr["recall"], at_pr["precision"], "o", color="tab:red", label=label)

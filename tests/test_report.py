@@ -1,6 +1,6 @@
 import pandas as pd
 
-from stages.report import Findings, conclusion, plot_history, render_report
+from stages.report import Findings, conclusion, plot_curves, plot_history, render_report
 from stages.train import best_epoch_marker
 
 from .test_train import DIVERGING
@@ -152,3 +152,19 @@ def test_slices_that_score_the_same_have_no_weakest():
     text = conclusion(TRAINING, found)
     assert "Every slice scores the same." in text and "weakest" not in text
     assert "No gates are set." in text
+
+
+def test_curves_mark_a_threshold_no_score_reaches(tmp_path):
+    """A rare positive class whose probabilities all stay below the threshold: the model
+    predicts no positive, and the figure marks recall 0 instead of failing."""
+    import numpy as np
+
+    from stages.evaluate import plot_tables
+
+    truth = np.array([0] * 90 + [1] * 10)
+    positive = np.linspace(0.01, 0.4, 100)
+    proba = np.column_stack([1 - positive, positive])
+    tables = plot_tables(truth, proba, classes=["no", "yes"], labels=(positive >= 0.5).astype(int))
+    target = tmp_path / "curves.png"
+    plot_curves(tables["roc"], tables["precision_recall"], auc=0.9, target=target, threshold=0.5)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
