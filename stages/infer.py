@@ -36,7 +36,8 @@ from stages.split import min_class_rows
 from stages.transform import holds_nested, is_datetime_dtype
 
 MAX_CATEGORIES = 50
-# More rows than this share repeating another: duplicates are the data, not copies.
+# More rows than this share repeating another, in a table whose every column has few
+# values: duplicates are the data, not copies.
 REPEATED_SHARE = 0.1
 
 
@@ -587,6 +588,16 @@ def fit_task(
     return changes
 
 
+def repeated_observations(frame: pd.DataFrame, *, max_values: int) -> int:
+    """The rows that repeat another in a table whose every column has at most `max_values`
+    values (categories, codes, yes/no): there the same row is a new observation, since so
+    few rows are possible. 0 for any other table, whose exact repeats are copies (that
+    prepare drops, so that no row is both trained and tested on)."""
+    if any(frame[name].nunique() > max_values for name in frame.columns):
+        return 0
+    return int(frame.astype("string").duplicated().sum())
+
+
 def fitted_batch_size(rows: int, *, train_share: float) -> int:
     """A batch size that gives an epoch about 40 steps or more: the power of two nearest
     train rows / 40, between 32 and 512. Large batches on a small table leave the network
@@ -636,7 +647,7 @@ def update_params(
         raw.setdefault("prepare", {})["drop_duplicates"] = False
         changes.append(
             f"prepare.drop_duplicates: false ({repeated_rows / rows:.0%} of rows repeat "
-            "another: with so few distinct rows, repeats are observations, not copies)"
+            "another: every column has few values, so repeats are observations, not copies)"
         )
     if rare_rows:
         validate = raw.setdefault("validate", {})
@@ -742,7 +753,7 @@ def run(
             if task == "classification"
             else None,
             rare_rows=sum(schema["metadata"].get("rare_classes", {}).values()),
-            repeated_rows=int(frame.astype("string").duplicated().sum()),
+            repeated_rows=repeated_observations(frame, max_values=max_categories),
             features=[
                 str(name) for name in frame.columns if name != target and name not in excluded
             ],

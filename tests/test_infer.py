@@ -247,3 +247,12 @@ def test_classes_too_rare_for_every_split_are_left_out_and_quarantined(tmp_path)
     schema = infer_schema(frame, target="y", min_rows=10)
     assert schema["columns"]["y"]["checks"]["isin"] == ["a", "b"]
     assert schema["metadata"]["rare_classes"] == {"c": 5}
+
+
+def test_repeats_are_observations_only_where_every_column_has_few_values():
+    from stages.infer import repeated_observations
+
+    categories = pd.DataFrame({"class": ["1st", "2nd"] * 50, "survived": ["yes", "no"] * 50})
+    assert repeated_observations(categories, max_values=50) == 98
+    with_a_name = categories.assign(name=[f"n{i % 60}" for i in range(100)])
+    assert repeated_observations(with_a_name, max_values=50) == 0
