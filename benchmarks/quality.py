@@ -124,12 +124,13 @@ def train_and_score(split: Path, settings: list[str]) -> dict:
     split as the evaluate stage does."""
     import keras
 
-    from stages.config import parse_params
-    from stages.encoding import EncodingSpec, to_arrays
-    from stages.evaluate import model_outputs, scores_of
-    from stages.io import read_table
-    from stages.model import model_vocabularies
-    from stages.train import train_model
+    from stages.common.config import parse_params
+    from stages.common.io import read_table
+    from stages.data.encoding import EncodingSpec, to_arrays
+    from stages.evaluation.baselines import scores_of
+    from stages.evaluation.scoring import model_outputs
+    from stages.model.build import model_vocabularies
+    from stages.training.loop import train_model
 
     keras.backend.clear_session()
     raw = apply_settings(current_params(split), settings)

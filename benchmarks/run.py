@@ -196,12 +196,12 @@ def throughput_worker(repo: Path, epochs: int) -> None:
     os.chdir(repo)
     import keras
 
-    from stages import paths
-    from stages.config import load_params
-    from stages.encoding import EncodingSpec, to_arrays
-    from stages.io import read_table
-    from stages.model import make_model
-    from stages.train import train_model
+    from stages.common import paths
+    from stages.common.config import load_params
+    from stages.common.io import read_table
+    from stages.data.encoding import EncodingSpec, to_arrays
+    from stages.model.build import make_model
+    from stages.training.loop import train_model
 
     class EpochClock(keras.callbacks.Callback):
         """Durations of every epoch after a fit's first (which also compiles)."""

@@ -26,15 +26,16 @@ def main() -> None:
 
     import keras
 
-    from stages.collect import read_source
-    from stages.config import load_params
-    from stages.encoding import TARGET, targets, to_inputs
-    from stages.metrics import classification_metrics
-    from stages.model import make_model, model_vocabularies, predict_proba
-    from stages.prepare import prepare_frame, spec_from_schema
-    from stages.schema import load_schema
-    from stages.split import split_frame
-    from stages.transform import clean_frame
+    from stages.common.config import load_params
+    from stages.data.encoding import TARGET, targets, to_inputs
+    from stages.data.preparation import prepare_frame, spec_from_schema
+    from stages.data.schema import load_schema
+    from stages.data.sources import read_source
+    from stages.data.splitting import split_frame
+    from stages.data.transform import clean_frame
+    from stages.evaluation.metrics import classification_metrics
+    from stages.model.build import make_model, model_vocabularies
+    from stages.model.inference import predict_proba
 
     params = load_params(args.params)
     schema = load_schema(params.dataset.schema_path)

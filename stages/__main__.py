@@ -1,7 +1,7 @@
 import sys
 
 from stages.cli import main
-from stages.runtime import quiet_native_stderr, use_inference_backend
+from stages.common.runtime import quiet_native_stderr, use_inference_backend
 
 quiet_native_stderr()
 use_inference_backend(sys.argv[1:])

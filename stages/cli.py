@@ -11,6 +11,7 @@ import atexit
 import functools
 import gc
 import importlib
+import os
 import time
 import typing
 from collections.abc import Callable
@@ -20,9 +21,12 @@ from typing import Any
 import click
 import yaml
 
-from stages import paths
-from stages.config import SECTIONS, Params, load_params
-from stages.errors import PipelineError
+from stages.common import paths
+from stages.common.config import SECTIONS, Params, load_params
+from stages.common.errors import PipelineError
+
+# TensorFlow's C++ start-up notices, before any stage imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # The params each command reads: section -> keys (None: the whole section). dvc.yaml lists
 # the same keys under each stage's `params`; tests/test_layout.py checks that they agree.
@@ -223,7 +227,7 @@ def train(params: Params) -> None:
     model together when TRAIN_COORDINATOR, TRAIN_NUM_PROCESSES and TRAIN_PROCESS_ID are set
     (see the README).
     """
-    from stages.runtime import select_backend, unused_modules_kept_out
+    from stages.common.runtime import select_backend, unused_modules_kept_out
 
     cluster = select_backend()  # before Keras is imported
     with unused_modules_kept_out():
@@ -267,7 +271,7 @@ def predict(params: Params, input_path: str, output_path: str, header: bool | No
     `probability_<class>` per class (none for regression), `error`, the reason when a row
     is invalid, and `warning` (an unseen category, treated as unknown).
     """
-    stage_module("predict").run(
+    stage_module("tools.predict").run(
         params, input_path=input_path, output_path=output_path, header=header
     )
 
@@ -286,7 +290,7 @@ def predict(params: Params, input_path: str, output_path: str, header: bool | No
 )
 def export(params: Params, output_path: str) -> None:
     """Export models/model.keras as a TensorFlow SavedModel for TF Serving."""
-    stage_module("predict").export_saved_model(
+    stage_module("tools.export").export_saved_model(
         paths.MODEL, output_path, missing_tokens=params.prepare.missing_tokens
     )
 
@@ -313,7 +317,9 @@ def export(params: Params, output_path: str) -> None:
 )
 def compare(rev: str, metrics: tuple[str, ...], tolerance: float, target: str) -> None:
     """Fail when a metric got worse than at git revision REV by more than a tolerance."""
-    stage_module("compare").run(rev=rev, metrics=list(metrics), tolerance=tolerance, target=target)
+    stage_module("tools.compare").run(
+        rev=rev, metrics=list(metrics), tolerance=tolerance, target=target
+    )
 
 
 @cli.command("infer-schema")
@@ -371,7 +377,7 @@ def infer_schema(
 ) -> None:
     """Draft a pandera schema of SOURCE (file, folder, glob, URL or database URL), to
     review and commit; optionally point params.yaml at it."""
-    stage_module("infer").run(
+    stage_module("tools.infer_schema").run(
         source=source,
         target=target,
         task=task,

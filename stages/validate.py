@@ -1,7 +1,7 @@
 """validate: check the raw table against the pandera schema, reporting every failure.
 
 Reads data/raw/table.parquet and the schema file in `dataset.schema`. Values are cleaned
-first (text trimmed, missing-value tokens made missing, dates parsed: stages/transform.py),
+first (text trimmed, missing-value tokens made missing, dates parsed: stages/data/transform.py),
 then judged. Validation is lazy: every failure case is collected, not only the first. A row
 without a label is not invalid: prepare drops it and counts it. Writes the validated (type-coerced)
 table to data/validated/table.parquet and reports/validate/report.json; when any row is
@@ -11,103 +11,16 @@ stage fails with a message naming each column, check and count.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
-import pandera.pandas as pa
 
-from stages import paths
-from stages.config import Params
-from stages.encoding import ROW_ID, free_name
-from stages.errors import PipelineError
-from stages.io import read_table, say, write_csv, write_json, write_table
-from stages.schema import load_schema, require_target
-from stages.transform import clean_frame, unparsed_dates
-
-FAILURE_COLUMNS = ["column", "check", "failure_case", "index"]
-
-
-def validate_frame(
-    frame: pd.DataFrame, *, schema: pa.DataFrameSchema, earlier: pd.DataFrame | None = None
-) -> tuple[pd.DataFrame | None, pd.DataFrame]:
-    """Validate lazily. Returns (validated frame or None, failure cases). `earlier` holds
-    failure cases found while cleaning (dates that do not parse); rows in it are invalid."""
-    extra = earlier if earlier is not None and len(earlier) else None
-    try:
-        validated = schema.validate(frame.copy(), lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases.reindex(columns=FAILURE_COLUMNS)
-        cases["column"] = cases["column"].fillna("<table>")
-        cases["failure_case"] = [
-            "<missing>" if pd.isna(value) else str(value) for value in cases["failure_case"]
-        ]
-        if extra is not None:
-            cases = pd.concat([extra, cases], ignore_index=True)
-        return None, cases.reset_index(drop=True)
-    if extra is not None:
-        return None, extra.reset_index(drop=True)
-    return validated, pd.DataFrame(columns=FAILURE_COLUMNS)
-
-
-def summarize_failures(cases: pd.DataFrame) -> list[dict[str, Any]]:
-    """One entry per (column, check): how many cases failed, and a few examples."""
-    summary = []
-    for (column, check), group in cases.groupby(["column", "check"], sort=True, dropna=False):
-        rows = group["index"].dropna()
-        summary.append(
-            {
-                "column": str(column),
-                "check": str(check),
-                "failures": len(group),
-                "rows": int(rows.nunique()),
-                "examples": sorted(set(group["failure_case"]))[:5],
-            }
-        )
-    return summary
-
-
-def validation_report(
-    frame: pd.DataFrame, cases: pd.DataFrame, *, schema_path: str
-) -> dict[str, Any]:
-    invalid_rows = int(cases["index"].dropna().nunique())
-    return {
-        "schema": schema_path,
-        "rows": len(frame),
-        "columns": frame.shape[1],
-        "valid": cases.empty,
-        "invalid_rows": invalid_rows,
-        "failure_cases": len(cases),
-        "failures": summarize_failures(cases),
-    }
-
-
-def failure_message(report: dict[str, Any], *, source: str) -> PipelineError:
-    details = [
-        f"column '{item['column']}', check {item['check']}: {item['failures']} failures"
-        f" (e.g. {', '.join(map(repr, item['examples'][:3]))})"
-        for item in report["failures"]
-    ]
-    where = (
-        f"{report['invalid_rows']} of {report['rows']} rows"
-        if report["invalid_rows"]
-        else "the table"
-    )
-    return PipelineError(
-        f"{source}: {where} failed the schema {report['schema']} "
-        f"({report['failure_cases']} failure cases, all in reports/validate/)",
-        details,
-    )
-
-
-def row_reasons(cases: pd.DataFrame) -> dict[int, str]:
-    """One readable reason per invalid row, from the failure cases."""
-    reasons: dict[int, list[str]] = {}
-    for case in cases.dropna(subset=["index"]).itertuples():
-        check = "not in the schema's vocabulary" if case.check.startswith("isin(") else case.check
-        reasons.setdefault(int(case.index), []).append(
-            f"{case.column}: {case.failure_case!r} fails {check}"
-        )
-    return {row: "; ".join(parts) for row, parts in reasons.items()}
+from stages.common import paths
+from stages.common.config import Params
+from stages.common.errors import PipelineError
+from stages.common.io import read_table, say, write_csv, write_json, write_table
+from stages.data.encoding import ROW_ID, free_name
+from stages.data.schema import load_schema, require_target
+from stages.data.transform import clean_frame, unparsed_dates
+from stages.data.validation import failure_message, row_reasons, validate_frame, validation_report
 
 
 def run(params: Params) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages.prepare import spec_from_schema
-from stages.schema import load_schema
+from stages.data.preparation import spec_from_schema
+from stages.data.schema import load_schema
 
 # The pipeline's stages, in the order dvc.yaml runs them.
 STAGES = ["collect", "validate", "prepare", "split", "baselines", "train", "evaluate"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import paths
+from stages.common import paths
 
 from .test_cli import invoke, workdir  # noqa: F401  (workdir is a fixture)
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from stages.calibration import choose_threshold, decide, fit_calibration, probabilities
-from stages.config import ThresholdParams
-from stages.metrics import classification_metrics
+from stages.common.config import ThresholdParams
+from stages.evaluation.metrics import classification_metrics
+from stages.model.calibration import choose_threshold, decide, fit_calibration, probabilities
 
 
 def _overconfident(rows: int = 20000, sharpness: float = 3.0, seed: int = 0):

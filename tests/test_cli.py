@@ -7,8 +7,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from stages import paths
 from stages.cli import cli
+from stages.common import paths
 
 from .conftest import REPO, TINY_SCHEMA
 
@@ -205,17 +205,17 @@ def test_a_stage_module_loads_with_the_collector_paused_and_leaves_it_running():
 
     from stages.cli import stage_module
 
-    sys.modules.pop("stages.compare", None)
+    sys.modules.pop("stages.tools.compare", None)
     frozen = gc.get_freeze_count()
     seen = []
     gc.callbacks.append(lambda phase, info: seen.append(phase))
     try:
-        module = stage_module("compare")
+        module = stage_module("tools.compare")
         with pytest.raises(ModuleNotFoundError):
             stage_module("no_such_stage")
     finally:
         gc.callbacks.pop()
-    assert module.__name__ == "stages.compare"
+    assert module.__name__ == "stages.tools.compare"
     assert seen == []  # no collection ran while they loaded
     assert gc.isenabled()
     assert gc.get_freeze_count() > frozen

@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.collect import (
+from stages.common.config import CollectParams
+from stages.common.errors import PipelineError
+from stages.common.io import file_sha256
+from stages.data.sources import (
     collect_table,
-    file_sha256,
     hide_password,
     read_batches,
     read_source,
     source_kind,
 )
-from stages.config import CollectParams
-from stages.errors import PipelineError
 
 ADULT_LIKE = (
     "39, State-gov, 77516, ?, <=50K\n"

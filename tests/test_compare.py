@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.compare import compare_metrics
-from stages.errors import PipelineError
+from stages.common.errors import PipelineError
+from stages.tools.compare import compare_metrics
 
 from .helpers import run
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.config import load_params, parse_params
-from stages.errors import PipelineError
+from stages.common.config import load_params, parse_params
+from stages.common.errors import PipelineError
 
 from .conftest import REPO
 

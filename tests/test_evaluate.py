@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from stages.evaluate import plot_tables
-from stages.metrics import classification_metrics
+from stages.evaluation.figures import plot_tables
+from stages.evaluation.metrics import classification_metrics
 
 Y_TRUE = np.array([0, 0, 0, 1, 1, 1])
 # Predicted P(class 1): one false positive (row 2) and one false negative (row 5).
@@ -45,7 +45,7 @@ def test_plot_tables():
 
 
 def test_baselines_are_fitted_on_train_rows_and_scored_on_test_rows():
-    from stages.baselines import baseline_predictions, scores_of
+    from stages.evaluation.baselines import baseline_predictions, scores_of
 
     rng = np.random.default_rng(0)
     x_train = rng.normal(size=(400, 2))
@@ -68,8 +68,8 @@ def test_baselines_are_fitted_on_train_rows_and_scored_on_test_rows():
 
 
 def test_gates_pass_and_miss():
-    from stages.config import GateParams
-    from stages.evaluate import check_gates
+    from stages.common.config import GateParams
+    from stages.evaluation.scoring import check_gates
 
     metrics = {"accuracy": 0.86, "roc_auc": 0.92, "log_loss": 0.30}
     baselines = {"hist_gradient_boosting": {"accuracy": 0.87, "roc_auc": 0.93, "log_loss": 0.27}}
@@ -93,7 +93,7 @@ def test_gates_pass_and_miss():
 
 
 def test_gate_params_are_checked():
-    from stages.config import EvaluateParams, GateParams
+    from stages.common.config import EvaluateParams, GateParams
 
     with pytest.raises(ValueError, match="max_shortfall needs `baseline`"):
         GateParams(max_shortfall={"accuracy": 0.01})
@@ -104,8 +104,8 @@ def test_gate_params_are_checked():
 
 
 def test_gates_on_the_interval_need_the_whole_interval_to_pass():
-    from stages.config import GateParams
-    from stages.evaluate import check_gates
+    from stages.common.config import GateParams
+    from stages.evaluation.scoring import check_gates
 
     metrics = {"accuracy": 0.86, "log_loss": 0.30}
     baselines = {"majority": {"accuracy": 0.76, "log_loss": 0.55}, "logistic": {"accuracy": 0.85}}
@@ -135,10 +135,10 @@ def test_gates_on_the_interval_need_the_whole_interval_to_pass():
 
 
 def test_slices_must_name_feature_columns():
-    from stages.config import EvaluateParams
-    from stages.encoding import EncodingSpec, FeatureSpec
-    from stages.errors import PipelineError
-    from stages.evaluate import check_task_params
+    from stages.common.config import EvaluateParams
+    from stages.common.errors import PipelineError
+    from stages.data.encoding import EncodingSpec, FeatureSpec
+    from stages.evaluation.scoring import check_task_params
 
     spec = EncodingSpec(
         target="y",

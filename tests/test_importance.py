@@ -5,15 +5,15 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from stages.encoding import EncodingSpec, FeatureSpec, to_inputs
-from stages.importance import (
+from stages.data.encoding import EncodingSpec, FeatureSpec, to_inputs
+from stages.data.transform import encode_features
+from stages.evaluation.importance import (
     MIN_SLICE_ROWS,
     column_groups,
     permutation_importance,
     slice_labels,
     slice_metrics,
 )
-from stages.transform import encode_features
 
 SPEC = EncodingSpec(
     target="label",

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.config import load_params
-from stages.errors import PipelineError
-from stages.infer import infer_schema, read_options, update_params
-from stages.sniff import sniff_text
+from stages.common.config import load_params
+from stages.common.errors import PipelineError
+from stages.data.sniff import sniff_text
+from stages.tools.infer_schema import infer_schema, read_options, update_params
 
 from .conftest import REPO
 
@@ -220,7 +220,7 @@ def test_day_first_dates_get_their_format_and_are_never_identifiers():
     ],
 )
 def test_a_numeric_target_is_a_quantity_when_it_has_many_values(values, task):
-    from stages.infer import task_choice
+    from stages.tools.infer_schema import task_choice
 
     assert task_choice(pd.Series(values))[0] == task
 
@@ -250,7 +250,7 @@ def test_classes_too_rare_for_every_split_are_left_out_and_quarantined(tmp_path)
 
 
 def test_repeats_are_observations_only_where_every_column_has_few_values():
-    from stages.infer import repeated_observations
+    from stages.tools.infer_schema import repeated_observations
 
     categories = pd.DataFrame({"class": ["1st", "2nd"] * 50, "survived": ["yes", "no"] * 50})
     assert repeated_observations(categories, max_values=50) == 98

@@ -61,7 +61,7 @@ def test_the_pipeline_lock_holds_what_the_inference_commands_import():
     from importlib.metadata import packages_distributions
 
     code = (
-        "import json, sys; import stages.evaluate, stages.predict, keras; "
+        "import json, sys; import stages.evaluate, stages.tools.predict, keras; "
         "top = sorted({m.split('.')[0] for m in sys.modules}); "
         "print(json.dumps([keras.backend.backend(), top]))"
     )

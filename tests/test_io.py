@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.io import TMP_PREFIX, atomic_path, staging_dir, write_json
+from stages.common.io import TMP_PREFIX, atomic_path, staging_dir, write_json
 
 
 def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path: Path):
@@ -50,8 +50,8 @@ def test_staging_dir_publishes_nothing_when_the_block_fails(tmp_path: Path):
 def test_table_writer_appends_batches_and_publishes_only_on_success(tmp_path: Path):
     import pandas as pd
 
-    from stages.errors import PipelineError
-    from stages.io import TableWriter, read_table_batches
+    from stages.common.errors import PipelineError
+    from stages.common.io import TableWriter, read_table_batches
 
     target = tmp_path / "t.parquet"
     with TableWriter(target) as writer:

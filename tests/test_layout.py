@@ -5,8 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from stages import paths
 from stages.cli import COMMAND_PARAMS
+from stages.common import paths
 
 from .conftest import REPO, STAGES
 
@@ -46,15 +46,20 @@ OUTPUTS = {
 }
 
 
+def is_package(module: str) -> bool:
+    return (REPO / module.replace(".", "/")).is_dir()
+
+
 def stages_imports(nodes: list[ast.stmt]) -> set[str]:
     """stages.* modules imported anywhere inside `nodes` (by an import statement, or by
-    the cli's `stage_module`)."""
+    the cli's `stage_module`); a package's names are its modules."""
     found = set()
     for node in (inner for outer in nodes for inner in ast.walk(outer)):
-        if isinstance(node, ast.ImportFrom) and node.module == "stages":
-            found.update(f"stages.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stages."):
-            found.add(node.module)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "stages":
+            if is_package(node.module):
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            else:
+                found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("stages."))
         elif (  # the cli's stage_module("name")
@@ -66,6 +71,10 @@ def stages_imports(nodes: list[ast.stmt]) -> set[str]:
     return found
 
 
+def module_file(module: str) -> Path:
+    return REPO / (module.replace(".", "/") + ".py")
+
+
 def module_closure(modules: set[str]) -> set[str]:
     """Every stages.* module reachable from `modules` through imports."""
     seen: set[str] = set()
@@ -75,19 +84,20 @@ def module_closure(modules: set[str]) -> set[str]:
         if module in seen:
             continue
         seen.add(module)
-        tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
+        tree = ast.parse(module_file(module).read_text())
         todo.extend(stages_imports(tree.body))
     return seen
 
 
 def code_used_by(stage: str) -> set[str]:
-    """The stages/*.py files `python -m stages <stage>` imports: cli.py, what it imports at
-    the top, what the stage's command imports, and so on through those modules."""
+    """The stages/**/*.py files `python -m stages <stage>` imports: cli.py, what it imports
+    at the top, what the stage's command imports, and so on through those modules. (The
+    packages' __init__.py files hold no code: tests/test_architecture.py checks it.)"""
     cli_tree = ast.parse((REPO / "stages/cli.py").read_text())
     top_level = [node for node in cli_tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
     command = [n for n in cli_tree.body if isinstance(n, ast.FunctionDef) and n.name == stage]
     modules = {"stages.cli"} | module_closure(stages_imports(top_level + command))
-    return {module.replace(".", "/") + ".py" for module in modules}
+    return {module_file(module).relative_to(REPO).as_posix() for module in modules}
 
 
 def test_stages_in_order_each_running_its_command():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stages.metrics import (
+from stages.evaluation.metrics import (
     bootstrap,
     classification_metrics,
     expected_calibration_error,
@@ -25,7 +25,7 @@ def _classes(rows: int, n_classes: int, seed: int = 0):
 def test_one_resample_of_every_row_once_equals_scikit_learn(n_classes, monkeypatch):
     y, proba = _classes(3000, n_classes)
     monkeypatch.setattr(
-        "stages.metrics.resample_counts",
+        "stages.evaluation.metrics.resample_counts",
         lambda rows, resamples, seed: iter([np.ones((1, rows), dtype=np.int16)]),
     )
     samples = bootstrap(y, {"m": (proba, None)}, task="classification", resamples=1, seed=0)
@@ -40,7 +40,7 @@ def test_regression_resample_equals_scikit_learn(monkeypatch):
     y = rng.normal(size=500)
     predicted = y + rng.normal(scale=0.5, size=500)
     monkeypatch.setattr(
-        "stages.metrics.resample_counts",
+        "stages.evaluation.metrics.resample_counts",
         lambda rows, resamples, seed: iter([np.ones((1, rows), dtype=np.int16)]),
     )
     samples = bootstrap(y, {"m": (predicted, None)}, task="regression", resamples=1, seed=0)
@@ -115,7 +115,7 @@ def test_a_large_split_is_resampled_from_a_sample_and_narrowed_to_its_size():
 
 
 def test_slices_of_many_rows_are_narrowed_the_same_way():
-    from stages.metrics import mean_samples
+    from stages.evaluation.metrics import mean_samples
 
     values = (np.arange(300_000) % 4 == 0).astype(float)  # a mean of 0.25
     samples = mean_samples(values, resamples=1000, seed=0, max_rows=10_000)

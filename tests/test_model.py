@@ -3,23 +3,17 @@
 import numpy as np
 import pytest
 
-from stages.model import (
-    ColumnLinear,
+from stages.model.build import build_model, training_model
+from stages.model.ensemble import (
     EnsembleAccuracy,
     EnsembleMean,
     EnsembleView,
     MemberDense,
     MemberLoss,
-    PeriodicEmbedding,
-    SmoothClip,
-    build_model,
-    load_model,
-    predict_logits,
-    predict_proba,
-    predict_values,
-    save_model,
-    training_model,
 )
+from stages.model.files import load_model, save_model
+from stages.model.inference import predict_logits, predict_proba, predict_values
+from stages.model.layers import ColumnLinear, PeriodicEmbedding, SmoothClip
 
 RNG = np.random.default_rng(0)
 
@@ -211,9 +205,10 @@ def test_a_saved_tabm_model_gives_the_same_probabilities_on_the_numpy_backend(tm
     np.save(tmp_path / "x.npy", x)
     script = (
         "import sys, numpy as np\n"
-        "import stages.model\n"
-        "from stages.model import load_model, predict_proba\n"
-        "stages.model.PREDICT_CHUNK_ROWS = 2  # several chunks, on threads where cores allow\n"
+        "import stages.model.inference\n"
+        "from stages.model.files import load_model\n"
+        "from stages.model.inference import predict_proba\n"
+        "stages.model.inference.PREDICT_CHUNK_ROWS = 2  # several chunks, threaded\n"
         f"m = load_model({str(tmp_path / 'tabm.keras')!r})\n"
         f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
         f"np.save({str(tmp_path / 'p.npy')!r}, predict_proba(m, x))\n"

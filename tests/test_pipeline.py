@@ -147,13 +147,13 @@ def test_training_again_reproduces_the_same_model_byte_for_byte(repo: Path, firs
 
 
 def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
-    from stages.collect import read_source
-    from stages.config import load_params
-    from stages.encoding import EncodingSpec
-    from stages.predict import feature_schema
-    from stages.schema import load_schema
-    from stages.transform import clean_frame, encode_features
-    from stages.validate import validate_frame
+    from stages.common.config import load_params
+    from stages.data.encoding import EncodingSpec
+    from stages.data.schema import load_schema
+    from stages.data.sources import read_source
+    from stages.data.transform import clean_frame, encode_features
+    from stages.data.validation import validate_frame
+    from stages.tools.predict import feature_schema
 
     evaluated = pd.read_parquet(repo / "reports/evaluate/predictions.parquet")
     raw_lines = (repo / "data/adult.data").read_text().splitlines()
@@ -175,7 +175,8 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
     )
     assert run([sys.executable, "-c", command], repo).stdout.splitlines()[-1] == "False"
     # Both decide at the model's stored threshold (0.4 here), not at 0.5.
-    from stages.model import decision_threshold, load_model
+    from stages.model.files import load_model
+    from stages.model.head import decision_threshold
 
     threshold = decision_threshold(load_model(repo / "models/network.keras"))
     assert threshold != 0.5
@@ -206,13 +207,13 @@ def test_load_model_the_saved_model_and_predict_agree_on_raw_rows(repo: Path, fi
     """models/model.keras takes raw columns: keras.models.load_model on it, the SavedModel
     `stages export` writes, and `stages predict` give the same probabilities."""
     import keras
+    import stages.serving
     import tensorflow as tf
 
     import stages.model
-    import stages.serving
-    from stages.collect import read_source
-    from stages.config import load_params
-    from stages.encoding import EncodingSpec
+    from stages.common.config import load_params
+    from stages.data.encoding import EncodingSpec
+    from stages.data.sources import read_source
 
     lines = (repo / "data/adult.data").read_text().splitlines()[:300]
     lines = [line.rsplit(",", 1)[0].replace(" Private,", " Privateer,") for line in lines]
@@ -262,8 +263,8 @@ def test_predict_reads_new_rows_on_their_own_terms(repo: Path, first_repro):
     CSV with a header (columns shuffled, no leading spaces), Parquet, a JSON array, JSON
     Lines and an Excel workbook all give the predictions of the headerless original, read
     over several batches."""
-    from stages.collect import read_source
-    from stages.config import load_params
+    from stages.common.config import load_params
+    from stages.data.sources import read_source
 
     params = load_params(repo / "params.yaml")
     raw = read_source(

@@ -2,11 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.encoding import model_inputs
-from stages.errors import PipelineError
-from stages.model import build_model, predict_proba
-from stages.predict import feature_schema, predict_frame
-from stages.transform import clean_frame, encode_features
+from stages.common.errors import PipelineError
+from stages.data.encoding import model_inputs
+from stages.data.transform import clean_frame, encode_features
+from stages.model.build import build_model
+from stages.model.inference import predict_proba
+from stages.tools.predict import feature_schema, predict_frame
 
 TOKENS = ["", "?", "NA"]
 
@@ -105,8 +106,8 @@ def test_extra_columns_are_ignored_and_order_is_free(schema, spec, model, raw_fr
 
 
 def test_drift_is_measured_against_the_train_profile(spec, raw_frame):
-    from stages.drift import DriftCounter, psi, train_profile
-    from stages.transform import encode_features
+    from stages.data.drift import DriftCounter, psi, train_profile
+    from stages.data.transform import encode_features
 
     rng = np.random.default_rng(0)
     train = pd.DataFrame(
@@ -135,7 +136,7 @@ def test_drift_is_measured_against_the_train_profile(spec, raw_frame):
 def test_listed_categories_are_counted_into_the_profiles_bins_by_code():
     """Drift counts a listed category's codes without turning each into text, into the
     same bins as counting their text would."""
-    from stages.drift import OTHER, _category_bins, _code_bins, _present_labels
+    from stages.data.drift import OTHER, _category_bins, _code_bins, _present_labels
 
     rng = np.random.default_rng(0)
     for _ in range(100):

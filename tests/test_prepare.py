@@ -3,10 +3,10 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from stages.encoding import EncodingSpec, model_inputs
-from stages.errors import PipelineError
-from stages.prepare import drop_rows, encode_target, prepare_frame, spec_from_schema
-from stages.transform import clean_frame, encode_features
+from stages.common.errors import PipelineError
+from stages.data.encoding import EncodingSpec, model_inputs
+from stages.data.preparation import drop_rows, encode_target, prepare_frame, spec_from_schema
+from stages.data.transform import clean_frame, encode_features
 
 TOKENS = ["", "?", "NA"]
 
@@ -106,7 +106,7 @@ def test_prepare_frame_layout(spec, raw_frame):
 
 
 def test_duplicates_are_found_across_batches(spec, raw_frame):
-    from stages.prepare import SeenRows
+    from stages.data.preparation import SeenRows
 
     seen = SeenRows()
     first, _ = prepare_frame(raw_frame, spec=spec, drop_duplicates=True, seen=seen)

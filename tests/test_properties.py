@@ -5,8 +5,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.encoding import EncodingSpec, FeatureSpec, model_inputs
-from stages.transform import encode_features
+from stages.data.encoding import EncodingSpec, FeatureSpec, model_inputs
+from stages.data.transform import encode_features
 
 SPEC = EncodingSpec(
     target="y",

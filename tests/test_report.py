@@ -1,7 +1,7 @@
 import pandas as pd
 
-from stages.report import Findings, conclusion, plot_curves, plot_history, render_report
-from stages.train import best_epoch_marker
+from stages.evaluation.report import Findings, conclusion, plot_curves, plot_history, render_report
+from stages.training.callbacks import best_epoch_marker
 
 from .test_train import DIVERGING
 
@@ -159,7 +159,7 @@ def test_curves_mark_a_threshold_no_score_reaches(tmp_path):
     predicts no positive, and the figure marks recall 0 instead of failing."""
     import numpy as np
 
-    from stages.evaluate import plot_tables
+    from stages.evaluation.figures import plot_tables
 
     truth = np.array([0] * 90 + [1] * 10)
     positive = np.linspace(0.01, 0.4, 100)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.split import split_frame
-from stages.train import train_model
+from stages.data.splitting import split_frame
+from stages.training.loop import train_model
 
 from .helpers import run, shrunk_copy
 from .test_train import SPEC, prepared, tiny_params
@@ -109,7 +109,7 @@ def test_a_backup_from_other_inputs_is_ignored(tmp_path, monkeypatch, splits, ca
 
 
 def test_the_backup_key_changes_with_data_params_and_code(tmp_path):
-    from stages.resume import backup_key
+    from stages.training.resume import backup_key
 
     data = tmp_path / "train.parquet"
     data.write_bytes(b"rows")

@@ -2,11 +2,12 @@
 
 import pytest
 
-from stages.config import TrainParams
-from stages.encoding import EncodingSpec, FeatureSpec
-from stages.errors import PipelineError
-from stages.runtime import Cluster, cluster_from_env
-from stages.train import check_task_params, fitting_steps_per_execution, steps_per_epoch
+from stages.common.config import TrainParams
+from stages.common.errors import PipelineError
+from stages.common.runtime import Cluster, cluster_from_env
+from stages.data.encoding import EncodingSpec, FeatureSpec
+from stages.training.batches import fitting_steps_per_execution, steps_per_epoch
+from stages.training.loop import check_task_params
 
 CLUSTER = {"TRAIN_COORDINATOR": "10.0.0.1:1234", "TRAIN_NUM_PROCESSES": "4"}
 
@@ -76,7 +77,7 @@ def test_tensorflows_start_up_noise_is_dropped_and_everything_else_kept():
 
     script = """
 import os, sys
-from stages.runtime import quiet_native_stderr
+from stages.common.runtime import quiet_native_stderr
 quiet_native_stderr()
 os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written\\n")
 os.write(2, b"I0000 00:00:1.1 1 port.cc:153] oneDNN custom operations are on. You may see\\n")
@@ -94,7 +95,7 @@ sys.exit(3)
 
 
 def test_cuda_lines_are_dropped_only_without_an_nvidia_driver():
-    from stages import runtime
+    from stages.common import runtime
 
     line = "E0000 00:00:1.4 1 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)"
     assert runtime.CUDA_ABSENT_NOISE.search(line)
@@ -102,7 +103,7 @@ def test_cuda_lines_are_dropped_only_without_an_nvidia_driver():
 
 
 def test_only_the_commands_that_run_a_trained_network_get_the_numpy_backend(monkeypatch):
-    from stages import runtime
+    from stages.common import runtime
 
     for argv, backend in (
         (["evaluate"], "numpy"),
@@ -123,7 +124,7 @@ def test_only_the_commands_that_run_a_trained_network_get_the_numpy_backend(monk
 def test_without_jax_the_inference_commands_keep_tensorflow(monkeypatch):
     """Keras's numpy backend imports JAX when it loads: where JAX is missing, evaluate and
     predict must not pick it (they would fail to import Keras)."""
-    from stages import runtime
+    from stages.common import runtime
 
     environ: dict[str, str] = {}
     monkeypatch.setattr(runtime.os, "environ", environ)
@@ -143,7 +144,7 @@ def test_keras_loads_for_training_without_the_modules_it_never_uses():
 
     script = (
         "import sys\n"
-        "from stages.runtime import unused_modules_kept_out, UNUSED_IN_TRAINING\n"
+        "from stages.common.runtime import unused_modules_kept_out, UNUSED_IN_TRAINING\n"
         "with unused_modules_kept_out():\n"
         "    import keras, numpy as np\n"
         "loaded = sorted(set(UNUSED_IN_TRAINING) & set(sys.modules))\n"

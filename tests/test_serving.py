@@ -5,11 +5,13 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from stages.encoding import to_inputs
-from stages.model import build_model, predict_proba, save_model
-from stages.prepare import spec_from_schema
-from stages.serving import core_model, raw_inputs, serving_model, takes_raw_columns
-from stages.transform import clean_frame, encode_features
+from stages.data.encoding import to_inputs
+from stages.data.preparation import spec_from_schema
+from stages.data.transform import clean_frame, encode_features
+from stages.model.build import build_model
+from stages.model.files import save_model
+from stages.model.inference import predict_proba
+from stages.model.serving import core_model, raw_inputs, serving_model, takes_raw_columns
 
 TOKENS = ["", "?", "NA"]
 SCHEMA = pa.DataFrameSchema(
@@ -96,7 +98,7 @@ def test_export_wraps_a_model_file_that_holds_only_the_core(models, tmp_path):
     """What several JAX workers save (the core alone) still exports as a raw-column model."""
     import tensorflow as tf
 
-    from stages.predict import export_saved_model
+    from stages.tools.export import export_saved_model
 
     spec, vocabularies, core, _ = models
     save_model(core, tmp_path / "core.keras")

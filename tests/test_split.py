@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from stages.errors import PipelineError
-from stages.split import split_frame, split_report
+from stages.common.errors import PipelineError
+from stages.data.splitting import split_frame, split_report
 
 from .conftest import labelled_frame
 
@@ -56,7 +56,7 @@ def test_a_single_class_fails_clearly():
 
 
 def test_report_counts_classes_per_split():
-    from stages.split import split_assignment
+    from stages.data.splitting import split_assignment
 
     frame = labelled_frame(1000)
     assignment = split_assignment(frame["label"], validation=0.1, test=0.2, seed=7)

@@ -2,11 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.config import TrainParams
-from stages.encoding import EncodingSpec, FeatureSpec
-from stages.model import build_model, predict_proba, scaling_statistics
-from stages.split import split_frame
-from stages.train import OverfittingMonitor, best_epoch, overfit_epochs, train_model
+from stages.common.config import TrainParams
+from stages.data.encoding import EncodingSpec, FeatureSpec
+from stages.data.splitting import split_frame
+from stages.model.build import build_model
+from stages.model.inference import predict_proba
+from stages.model.statistics import scaling_statistics
+from stages.training.callbacks import OverfittingMonitor, best_epoch, overfit_epochs
+from stages.training.loop import train_model
 
 from .conftest import labelled_frame
 
@@ -166,7 +169,7 @@ def test_calibration_and_threshold_are_fitted_on_validation_rows_and_saved_in_th
 ):
     import keras
 
-    from stages.model import decision, decision_threshold
+    from stages.model.head import decision, decision_threshold
 
     monkeypatch.chdir(tmp_path)
     splits = split_frame(prepared(400), target="target", validation=0.3, test=0.1, seed=0)
@@ -185,8 +188,8 @@ def test_calibration_and_threshold_are_fitted_on_validation_rows_and_saved_in_th
 
 
 def test_threshold_and_platt_scaling_need_two_classes():
-    from stages.errors import PipelineError
-    from stages.train import check_task_params
+    from stages.common.errors import PipelineError
+    from stages.training.loop import check_task_params
 
     three = SPEC.model_copy(update={"classes": ["a", "b", "c"]})
     with pytest.raises(PipelineError, match=r"train\.threshold: a decision threshold is for two"):
@@ -218,7 +221,7 @@ def test_same_seed_gives_identical_weights(tmp_path, monkeypatch, family):
 
 
 def test_piecewise_linear_encoding_exact_values():
-    from stages.model import PiecewiseLinearEncoding
+    from stages.model.layers import PiecewiseLinearEncoding
 
     layer = PiecewiseLinearEncoding(indices=[0, 2], edges=[[0.0, 10.0, 20.0], [1.0, 3.0]])
     inputs = np.array(
@@ -235,7 +238,7 @@ def test_piecewise_linear_encoding_exact_values():
 
 
 def test_bin_edges_are_fitted_on_the_rows_given_and_follow_the_label():
-    from stages.model import bin_edges
+    from stages.model.statistics import bin_edges
 
     rng = np.random.default_rng(0)
     x1 = rng.uniform(0, 100, size=2000)
@@ -255,7 +258,7 @@ def test_saved_model_files_are_byte_identical_for_identical_weights(tmp_path):
 
     import keras
 
-    from stages.model import save_model
+    from stages.model.files import save_model
 
     model = build_model(
         n_features=3,
@@ -281,7 +284,7 @@ def test_saved_model_files_are_byte_identical_for_identical_weights(tmp_path):
 
 @pytest.mark.parametrize("family", [{"model": "mlp"}, {"model": "tabm", "members": 4}])
 def test_balanced_class_weights_raise_the_minority_class_recall(tmp_path, monkeypatch, family):
-    from stages.train import class_weights
+    from stages.training.batches import class_weights
 
     monkeypatch.chdir(tmp_path)
     # One positive in ten, overlapping the negatives: unweighted, the model favours "neg".
@@ -361,7 +364,7 @@ def test_several_steps_per_execution_train_the_same_model(tmp_path, monkeypatch)
 
 
 def test_the_training_report_names_the_best_epoch_and_the_flagged_ones():
-    from stages.train import training_report
+    from stages.training.loop import training_report
 
     params = tiny_params(monitor="val_loss", overfit_gap=0.03, model="tabm", members=3)
     report = training_report(
@@ -375,7 +378,7 @@ def test_the_training_report_names_the_best_epoch_and_the_flagged_ones():
 
 
 def test_training_callbacks_follow_the_params(tmp_path):
-    from stages.train import training_callbacks
+    from stages.training.callbacks import training_callbacks
 
     watched = training_callbacks(tiny_params(patience=3), score="r2", live_dir=tmp_path)
     assert watched.stopper.patience == 3 and watched.stopper.monitor == "val_loss"
@@ -387,7 +390,7 @@ def test_training_callbacks_follow_the_params(tmp_path):
 
 
 def test_training_batches_are_a_seeded_permutation_per_epoch_and_resume_exactly():
-    from stages.train import epoch_batches, evaluation_batches
+    from stages.training.batches import epoch_batches, evaluation_batches
 
     rows = 103
     numbers = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2)
@@ -443,7 +446,7 @@ def test_the_training_logger_opens_no_dvc_repository_inside_dvc_repro(tmp_path, 
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from stages.train import open_live\n"
+        "from stages.training.callbacks import open_live\n"
         "live = open_live(Path('live'))\n"
         "live.log_metric('loss', 0.5)\n"
         "live.next_step()\n"

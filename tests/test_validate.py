@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.errors import PipelineError
-from stages.schema import load_schema, non_features
-from stages.validate import failure_message, validate_frame, validation_report
+from stages.common.errors import PipelineError
+from stages.data.schema import load_schema, non_features
+from stages.data.validation import failure_message, validate_frame, validation_report
 
 
 def test_valid_frame_passes_and_is_coerced(schema, raw_frame):
@@ -70,8 +70,8 @@ def test_schema_errors(tmp_path):
 
 
 def test_shipped_schema_accepts_the_shipped_data():
-    from stages.collect import read_source
-    from stages.config import load_params
+    from stages.common.config import load_params
+    from stages.data.sources import read_source
 
     from .conftest import REPO
 

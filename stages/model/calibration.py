@@ -5,7 +5,7 @@ softmax (more classes) of `scale * z + shift`. Temperature scaling (Guo et al., 
 one number, scale = 1 / T, that minimises the validation log loss; it never changes which
 class is most probable, so accuracy at 0.5 and ROC AUC stay as they were. Platt scaling
 (two classes only) also fits the shift, a logistic regression on the logit. The model
-saves both numbers in its head (stages/model.py), so evaluate, predict and an exported
+saves both numbers in its head (stages/model/), so evaluate, predict and an exported
 model give the calibrated probabilities.
 
 A two-class model then predicts its positive class (the second in the encoding spec) when
@@ -21,7 +21,7 @@ from scipy.special import log_softmax, softmax
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from stages.config import ThresholdParams
+from stages.common.config import ThresholdParams
 
 # Temperatures searched: from sharpening 20x to softening 20x.
 LOG_TEMPERATURE_BOUNDS = (-np.log(20.0), np.log(20.0))

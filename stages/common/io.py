@@ -6,6 +6,7 @@ so a crash never leaves a half-written file that looks finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.errors import PipelineError
+from stages.common.errors import PipelineError
 
 # .gitignore ignores this prefix, so neither git nor DVCLive ever picks up a partial file.
 TMP_PREFIX = ".tmp-"
@@ -158,3 +159,12 @@ class TableWriter:
 def write_csv(frame: pd.DataFrame, target: str | Path) -> None:
     with atomic_path(target, suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

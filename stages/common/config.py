@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from stages.errors import PipelineError
+from stages.common.errors import PipelineError
 
 
 class Section(BaseModel):

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from stages.config import METRICS
-from stages.io import atomic_path
+from stages.common.config import METRICS
+from stages.common.io import atomic_path
 
 
 def _pyplot():

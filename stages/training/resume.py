@@ -24,21 +24,22 @@ from typing import Any
 import keras
 import numpy as np
 
-from stages.io import atomic_path
+from stages.common.io import atomic_path, file_sha256
 
-# The code whose change makes a backup stale.
-CODE = ("train.py", "model.py", "encoding.py", "config.py", "resume.py", "runtime.py")
+PACKAGE = Path(__file__).resolve().parents[1]  # stages/
 
 
 def backup_key(*, files: list[str | Path], settings: dict[str, Any]) -> str:
-    """Hash of the input files' bytes, the settings (params, versions) and the training code."""
+    """Hash of the input files' bytes, the settings (params, versions) and the code.
+
+    The code is every module of the package, so any change to it, moved or new modules
+    included, makes a backup stale (a change outside training only costs a restart)."""
     digest = hashlib.sha256()
-    code_dir = Path(__file__).parent
-    for path in [*map(Path, files), *(code_dir / name for name in CODE)]:
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    code = sorted(PACKAGE.rglob("*.py"))
+    for path in [*map(Path, files), *code]:
+        name = path.relative_to(PACKAGE).as_posix() if path in code else path.name
+        digest.update(name.encode() + b"\0")
+        digest.update(file_sha256(path).encode())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 

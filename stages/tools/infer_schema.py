@@ -22,18 +22,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from stages.collect import collect_table, download, file_format, source_kind
-from stages.config import (
-    BASELINES_FOR_TASK,
-    CollectParams,
-    read_params_file,
-)
-from stages.encoding import LEAK_REASON
-from stages.errors import PipelineError
-from stages.io import atomic_path, say
-from stages.sniff import open_sample, sniff_text
-from stages.split import min_class_rows
-from stages.transform import holds_nested, is_datetime_dtype
+from stages.common.config import BASELINES_FOR_TASK, CollectParams, read_params_file
+from stages.common.errors import PipelineError
+from stages.common.io import atomic_path, say
+from stages.data.encoding import LEAK_REASON
+from stages.data.sniff import open_sample, sniff_text
+from stages.data.sources import collect_table, download, file_format, source_kind
+from stages.data.splitting import min_class_rows
+from stages.data.transform import holds_nested, is_datetime_dtype
 
 MAX_CATEGORIES = 50
 # More rows than this share repeating another, in a table whose every column has few

@@ -20,13 +20,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from stages.encoding import (
-    DATE_PARTS,
-    EncodingSpec,
-    part_column,
-    value_column,
-)
-from stages.metrics import interval, mean_samples
+from stages.data.encoding import DATE_PARTS, EncodingSpec, part_column, value_column
+from stages.evaluation.metrics import interval, mean_samples
 
 # A group with fewer test rows is reported but not ranked: its metric is mostly noise.
 MIN_SLICE_ROWS = 30

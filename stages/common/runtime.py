@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.errors import PipelineError
+from stages.common.errors import PipelineError
 
 COORDINATOR = "TRAIN_COORDINATOR"
 NUM_PROCESSES = "TRAIN_NUM_PROCESSES"
@@ -258,3 +258,12 @@ def quiet_native_stderr() -> None:
         thread.join(timeout=5)
 
     atexit.register(restore)
+
+
+def tensorflow_version() -> str | None:
+    """TensorFlow's version, or None where it is not installed (the JAX route)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return None
+    return tf.__version__

@@ -14,14 +14,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from stages.encoding import (
-    DATE_PARTS,
-    EncodingSpec,
-    part_column,
-    value_column,
-)
-from stages.errors import PipelineError
-from stages.schema import date_formats
+from stages.common.errors import PipelineError
+from stages.data.encoding import DATE_PARTS, EncodingSpec, part_column, value_column
+from stages.data.schema import date_formats
 
 
 def is_datetime_dtype(dtype) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stages.config import LOWER_IS_BETTER
-from stages.errors import PipelineError
-from stages.io import read_json
+from stages.common.config import LOWER_IS_BETTER
+from stages.common.errors import PipelineError
+from stages.common.io import read_json
 
 
 def _lookup(metrics: dict[str, Any], key: str, where: str) -> float:

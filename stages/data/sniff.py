@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from stages.collect import open_binary
-from stages.errors import PipelineError
+from stages.common.errors import PipelineError
+from stages.data.sources import open_binary
 
 MISSING_TOKENS = ("?", "NA", "N/A", "n/a", "NULL", "null", "None", "-")
 SAMPLE_BYTES = 1 << 16

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from stages.errors import PipelineError
+from stages.common.errors import PipelineError
 
 FINITE_CHECK = "finite"
 

@@ -1,10 +1,10 @@
-"""predict and export: use the trained model on new raw rows, or hand it to TF Serving.
+"""predict: use the trained model on new raw rows.
 
 predict reads raw rows in any format collect reads, on their own terms (`new_rows_params`:
 format, encoding, delimiter, header and number marks from the file itself), with or
 without the target column, in any column order, `predict.batch_rows` rows at a time so
 memory stays bounded (CSV, Parquet and JSON alike).
-Each batch goes through the training path (stages/transform.py): clean, validate against
+Each batch goes through the training path (stages/data/transform.py): clean, validate against
 the schema without the target and without its vocabularies, encode, then the network in
 models/network.keras, on Keras's numpy backend (no TensorFlow start). Columns the model
 does not use are ignored; a category outside a vocabulary is predicted as unknown with a
@@ -12,7 +12,7 @@ warning on its row; invalid rows get their reason instead of a prediction
 (`predict.on_invalid: skip`) or stop the command with every reason and no output (`fail`).
 The output is written to a temporary file and renamed into place: one row per input row,
 in input order; beside it, `<stem>.drift.json` compares the batch with the train split
-(stages/drift.py).
+(stages/data/drift.py).
 """
 
 from __future__ import annotations
@@ -28,25 +28,22 @@ import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 
-from stages import paths
-from stages.calibration import decide
-from stages.collect import file_format, read_batches
-from stages.config import CollectParams, Params
-from stages.drift import DriftCounter
-from stages.encoding import EncodingSpec, to_inputs, value_column
-from stages.errors import PipelineError
-from stages.io import atomic_path, read_json, say, write_json
-from stages.model import (
-    class_probabilities,
-    decision_threshold,
-    load_model,
-    model_vocabularies,
-    predict_values,
-)
-from stages.schema import load_schema
-from stages.sniff import open_sample, sniff_text
-from stages.transform import clean_frame, encode_features, unparsed_dates
-from stages.validate import row_reasons, validate_frame
+from stages.common import paths
+from stages.common.config import CollectParams, Params
+from stages.common.errors import PipelineError
+from stages.common.io import atomic_path, read_json, say, write_json
+from stages.data.drift import DriftCounter
+from stages.data.encoding import EncodingSpec, to_inputs, value_column
+from stages.data.schema import load_schema
+from stages.data.sniff import open_sample, sniff_text
+from stages.data.sources import file_format, read_batches
+from stages.data.transform import clean_frame, encode_features, unparsed_dates
+from stages.data.validation import row_reasons, validate_frame
+from stages.model.build import model_vocabularies
+from stages.model.calibration import decide
+from stages.model.files import load_model
+from stages.model.head import decision_threshold
+from stages.model.inference import class_probabilities, predict_values
 
 MAX_REASONS_SHOWN = 10
 
@@ -336,38 +333,3 @@ def run(params: Params, *, input_path: str, output_path: str, header: bool | Non
         f"{rows:,} rows ({rows - invalid:,} predicted, {invalid:,} invalid) in {seconds:.1f} s, "
         f"{rows / max(seconds, 1e-9):,.0f} rows/s -> {output}",
     )
-
-
-def export_saved_model(
-    model_path: str | Path,
-    output: str | Path,
-    *,
-    spec_path: str | Path = paths.ENCODING_SPEC,
-    missing_tokens: list[str] | None = None,
-) -> None:
-    """Write the raw-column model as a TensorFlow SavedModel (signature `serve`: raw columns
-    -> probabilities). A model file that holds only the numeric core (one trained on the
-    JAX backend) is wrapped in the row transform first."""
-    import shutil
-
-    from stages.serving import serving_model, takes_raw_columns
-
-    model = load_model(model_path)
-    if not takes_raw_columns(model):
-        model = serving_model(
-            model,
-            spec=EncodingSpec.load(spec_path),
-            vocabularies=model_vocabularies(model),
-            missing_tokens=missing_tokens or [],
-        )
-    output = Path(output)
-    tmp = output.with_name(f".tmp-{output.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    say("export", f"SavedModel of {model_path} -> {output}")

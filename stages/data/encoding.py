@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from stages.errors import PipelineError
-from stages.io import read_json, write_json
+from stages.common.errors import PipelineError
+from stages.common.io import read_json, write_json
 
 ROW_ID = "row_id"
 TARGET = "target"

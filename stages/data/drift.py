@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.encoding import EncodingSpec, value_column
+from stages.data.encoding import EncodingSpec, value_column
 
 TOP_CATEGORIES = 50
 QUANTILES = np.linspace(0, 1, 11)[1:-1]

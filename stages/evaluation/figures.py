@@ -1,0 +1,146 @@
+"""The data of `dvc plots` (confusion, ROC, precision-recall, calibration) and the PNG
+figures of reports/report.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+from sklearn.preprocessing import label_binarize
+
+from stages.common import paths
+from stages.data.encoding import EncodingSpec
+from stages.evaluation.report import (
+    Findings,
+    plot_confusion,
+    plot_curves,
+    plot_history,
+    plot_importance,
+    plot_predicted_vs_actual,
+    plot_reliability,
+    plot_slices,
+)
+from stages.evaluation.scoring import Outputs
+
+
+def _scores_against_truth(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Binary truth and scores: the positive class for two classes, else one-vs-rest pooled."""
+    if proba.shape[1] == 2:
+        return (y_true == 1).astype(int), proba[:, 1]
+    truth = label_binarize(y_true, classes=list(range(proba.shape[1])))
+    return truth.ravel(), proba.ravel()
+
+
+def plot_tables(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    *,
+    classes: list[str],
+    labels: np.ndarray | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The tables `dvc plots` draws: confusion rows (of `labels`, the model's decisions;
+    default the most probable class), ROC, precision-recall, calibration.
+
+    With more than two classes, ROC, precision-recall and calibration pool every class
+    one-vs-rest (micro-average).
+    """
+    if labels is None:
+        labels = proba.argmax(axis=1)
+    names = np.asarray(classes, dtype=object)
+    truth, scores = _scores_against_truth(y_true, proba)
+    fpr, tpr, roc_thresholds = skm.roc_curve(truth, scores)
+    precision, recall, pr_thresholds = skm.precision_recall_curve(truth, scores)
+    return {
+        "confusion": pd.DataFrame({"actual": names[y_true], "predicted": names[labels]}),
+        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)}),
+        "precision_recall": pd.DataFrame(
+            {
+                "recall": recall[:-1],
+                "precision": precision[:-1],
+                "threshold": pr_thresholds,
+            }
+        ),
+        "calibration": reliability(y_true, proba),
+    }
+
+
+def reliability(y_true: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
+    """Observed frequency against mean predicted probability in ten quantile bins (the
+    positive class, or every class one-vs-rest)."""
+    truth, scores = _scores_against_truth(y_true, proba)
+    observed, predicted = calibration_curve(truth, scores, n_bins=10, strategy="quantile")
+    return pd.DataFrame({"predicted_probability": predicted, "observed_frequency": observed})
+
+
+def write_figures(
+    *,
+    training: dict[str, Any],
+    tables: dict[str, pd.DataFrame],
+    outputs: Outputs,
+    y_true: np.ndarray,
+    found: Findings,
+    spec: EncodingSpec,
+) -> dict[str, str]:
+    """Every figure of the report as a PNG; returns their paths relative to the report."""
+    metrics, decision, importance, slices = (
+        found.metrics,
+        found.decision,
+        found.importance,
+        found.slices,
+    )
+    folder = Path(paths.FIGURES)
+    written = {}
+    plot_history(
+        training["history"],
+        best_epoch=training["best_epoch"],
+        score=training.get("overfit_score", "accuracy"),
+        target=folder / "training_curves.png",
+    )
+    written["curves"] = folder / "training_curves.png"
+    if spec.task == "regression":
+        plot_predicted_vs_actual(
+            tables["predicted_vs_actual"], target=folder / "predicted_vs_actual.png"
+        )
+        written["scatter"] = folder / "predicted_vs_actual.png"
+    else:
+        plot_confusion(
+            tables["confusion"],
+            classes=spec.classes,
+            target=folder / "confusion.png",
+            threshold=outputs.threshold,
+        )
+        plot_curves(
+            tables["roc"],
+            tables["precision_recall"],
+            auc=metrics["roc_auc"],
+            target=folder / "roc_pr.png",
+            threshold=outputs.threshold,
+        )
+        plot_reliability(
+            reliability(y_true, outputs.uncalibrated),
+            tables["calibration"],
+            errors=(
+                decision["test"]["calibration_error_before"],
+                decision["test"]["calibration_error_after"],
+            ),
+            target=folder / "calibration.png",
+        )
+        written |= {
+            "confusion": folder / "confusion.png",
+            "roc_pr": folder / "roc_pr.png",
+            "calibration": folder / "calibration.png",
+        }
+    if importance is not None and len(importance):
+        score = "R2" if spec.task == "regression" else "ROC AUC"
+        plot_importance(importance, score=score, target=folder / "importance.png")
+        written["importance"] = folder / "importance.png"
+    if slices:
+        plot_slices(slices, target=folder / "slices.png")
+        written["slices"] = folder / "slices.png"
+    base = Path(paths.REPORT).parent
+    return {name: str(path.relative_to(base)) for name, path in written.items()}

@@ -1,0 +1,262 @@
+"""Judging the model on the test split: its outputs, the gates, the bootstrap intervals,
+the decision and slice reports, and the prediction tables evaluate writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from stages.common.config import (
+    BASELINES_FOR_TASK,
+    LOWER_IS_BETTER,
+    METRICS_FOR_TASK,
+    EvaluateParams,
+    GateParams,
+)
+from stages.common.errors import PipelineError
+from stages.data.encoding import EncodingSpec
+from stages.evaluation.importance import slice_labels, slice_metrics
+from stages.evaluation.metrics import classification_metrics, interval
+from stages.model.calibration import decide
+from stages.model.head import decision_threshold
+from stages.model.inference import class_probabilities, predict_values
+
+
+def check_task_params(params: EvaluateParams, spec: EncodingSpec) -> None:
+    """Baselines and gates must suit the task, slices must name feature columns: a clear
+    error naming the key, before work."""
+    task = spec.task
+    features = [feature.name for feature in spec.features]
+    for column in params.slices:
+        if column not in features:
+            raise PipelineError(
+                f"evaluate.slices: '{column}' is not a feature column of the model; use "
+                f"one of {', '.join(features)}"
+            )
+    allowed = BASELINES_FOR_TASK[task]
+    wrong = [name for name in params.baselines if name not in allowed]
+    if wrong:
+        raise PipelineError(
+            f"evaluate.baselines: {', '.join(wrong)} cannot fit a {task} task; "
+            f"use {', '.join(allowed)}"
+        )
+    metrics = METRICS_FOR_TASK[task]
+    gates = params.gates
+    for key, bounds in (
+        ("minimum", gates.minimum),
+        ("maximum", gates.maximum),
+        ("max_shortfall", gates.max_shortfall),
+        *((f"must_beat.{name}", dict.fromkeys(names)) for name, names in gates.must_beat.items()),
+    ):
+        for metric in bounds:
+            if metric not in metrics:
+                raise PipelineError(
+                    f"evaluate.gates.{key}.{metric}: not a {task} metric; use {', '.join(metrics)}"
+                )
+
+
+def check_gates(
+    metrics: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    gates: GateParams,
+    intervals: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Every gate with the value it saw and whether it passed.
+
+    With `gates.use_interval`, a gate passes only if the whole interval does (`intervals`
+    as `metric_intervals` writes them): a minimum needs the interval's low end above it,
+    a baseline gate the pessimistic end of the interval of the model's difference."""
+    strict = gates.use_interval and intervals is not None
+    results = []
+    for metric, bound in gates.minimum.items():
+        value = metrics[metric]
+        seen = intervals["model"][metric][0] if strict else value
+        results.append(_gate(metric, f">= {bound}", value, seen >= bound, seen if strict else None))
+    for metric, bound in gates.maximum.items():
+        value = metrics[metric]
+        seen = intervals["model"][metric][1] if strict else value
+        results.append(_gate(metric, f"<= {bound}", value, seen <= bound, seen if strict else None))
+    for baseline, names in gates.must_beat.items():
+        for metric in names:
+            reference = baselines[baseline][metric]
+            value = metrics[metric]
+            lower = metric in LOWER_IS_BETTER
+            if strict:  # the end of the difference's interval least in the model's favour
+                low, high = intervals["difference"][baseline][metric]["interval"]
+                better, seen = (high < 0, high) if lower else (low > 0, low)
+            else:
+                better, seen = (value < reference if lower else value > reference), None
+            gate = _gate(metric, f"better than {baseline} ({reference})", value, better, seen)
+            results.append(gate)
+    for metric, allowed in gates.max_shortfall.items():
+        reference = baselines[gates.baseline][metric]
+        value = metrics[metric]
+        lower = metric in LOWER_IS_BETTER
+        shortfall = value - reference if lower else reference - value
+        if strict:
+            low, high = intervals["difference"][gates.baseline][metric]["interval"]
+            shortfall = high if lower else -low
+        gate = _gate(
+            metric,
+            f"at most {allowed} short of {gates.baseline} ({reference})",
+            value,
+            shortfall <= allowed,
+            None,
+        )
+        results.append({**gate, "shortfall": round(shortfall, 6)})
+    return results
+
+
+def _gate(metric: str, rule: str, value: float, passed, bound) -> dict[str, Any]:
+    gate = {"metric": metric, "gate": rule, "value": value, "passed": bool(passed)}
+    if bound is not None:
+        gate["interval_end"] = round(float(bound), 6)
+    return gate
+
+
+def metric_intervals(
+    samples: dict[str, dict[str, np.ndarray]],
+    scores: dict[str, dict[str, float]],
+    *,
+    level: float,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The interval of every metric of the model and each baseline, and of the model's
+    difference to each baseline (same resamples: a paired bootstrap)."""
+    model = samples["model"]
+    baselines = [name for name in samples if name != "model"]
+    return {
+        "level": level,
+        "resamples": resamples,
+        "seed": seed,
+        "model": {metric: interval(values, level) for metric, values in model.items()},
+        "baselines": {
+            name: {metric: interval(values, level) for metric, values in samples[name].items()}
+            for name in baselines
+        },
+        "difference": {
+            name: {
+                metric: {
+                    "value": round(scores["model"][metric] - scores[name][metric], 6),
+                    "interval": interval(model[metric] - samples[name][metric], level),
+                }
+                for metric in model
+            }
+            for name in baselines
+        },
+    }
+
+
+def prediction_table(
+    row_ids: pd.Series,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    *,
+    classes: list[str],
+    labels: np.ndarray,
+) -> pd.DataFrame:
+    """One row per test row: its row_id, actual and predicted class (`labels`, the
+    model's decisions), class probabilities."""
+    names = np.asarray(classes, dtype=object)
+    table = pd.DataFrame(
+        {
+            "row_id": row_ids.to_numpy(),
+            "actual": names[y_true],
+            "predicted": names[labels],
+        }
+    )
+    for index, label in enumerate(classes):
+        table[f"probability_{label}"] = proba[:, index]
+    return table
+
+
+def regression_table(row_ids: pd.Series, y_true: np.ndarray, y_pred: np.ndarray) -> pd.DataFrame:
+    """One row per test row: its row_id, the actual and the predicted value."""
+    return pd.DataFrame(
+        {"row_id": row_ids.to_numpy(), "actual": np.ravel(y_true), "predicted": np.ravel(y_pred)}
+    )
+
+
+class Outputs(NamedTuple):
+    """The model on the test rows."""
+
+    predicted: np.ndarray  # probabilities (rows x classes), or values for regression
+    labels: np.ndarray | None  # the classes it decides, at its threshold
+    threshold: float | None  # a two-class model's decision threshold
+    uncalibrated: np.ndarray | None  # probabilities before calibration
+
+
+def model_outputs(model, inputs, *, task: str) -> Outputs:
+    """Predictions, decisions and uncalibrated probabilities of the (core) model."""
+    if task == "regression":
+        return Outputs(predict_values(model, inputs), None, None, None)
+    proba, uncalibrated = class_probabilities(model, inputs)
+    threshold = decision_threshold(model)
+    return Outputs(proba, decide(proba, threshold), threshold, uncalibrated)
+
+
+def decision_report(
+    y_true: np.ndarray, outputs: Outputs, *, training: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Calibration (fitted on validation rows by train) before and after on the test rows;
+    for two classes, the metrics at 0.5 and at the model's threshold."""
+    before = classification_metrics(y_true, outputs.uncalibrated)
+    after = classification_metrics(y_true, outputs.predicted)
+    fitted = training or {}
+    report: dict[str, Any] = {
+        "method": fitted.get("method"),
+        "temperature": fitted.get("temperature"),
+        "validation": fitted.get("validation"),
+        "test": {
+            "log_loss_before": before["log_loss"],
+            "log_loss_after": after["log_loss"],
+            "calibration_error_before": before["calibration_error"],
+            "calibration_error_after": after["calibration_error"],
+        },
+    }
+    if outputs.threshold is not None:
+        decided = classification_metrics(y_true, outputs.predicted, outputs.labels)
+        kept = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro")
+        report["threshold"] = {
+            "rule": fitted.get("threshold_rule"),
+            "value": round(outputs.threshold, 6),
+            "test_at_0.5": {name: after[name] for name in kept},
+            "test_at_threshold": {name: decided[name] for name in kept},
+        }
+    return report
+
+
+def slices_report(
+    test_rows: pd.DataFrame,
+    y_true: np.ndarray,
+    outputs: Outputs,
+    *,
+    spec: EncodingSpec,
+    settings: EvaluateParams,
+    seed: int,
+) -> dict[str, Any]:
+    """Per `evaluate.slices` column: the model's accuracy (mean absolute error for
+    regression) per group of test rows."""
+    if spec.task == "regression":
+        per_row = np.abs(np.ravel(outputs.predicted) - np.ravel(y_true))
+        metric = "mae"
+    else:
+        per_row = (outputs.labels == y_true).astype("float64")
+        metric = "accuracy"
+    return {
+        column: slice_metrics(
+            slice_labels(test_rows, spec, column),
+            per_row,
+            metric=metric,
+            lower_is_better=metric in LOWER_IS_BETTER,
+            resamples=settings.resamples,
+            level=settings.interval,
+            seed=seed,
+            max_rows=settings.interval_rows,
+        )
+        for column in settings.slices
+    }

@@ -1,0 +1,321 @@
+"""The fit: set up, build, callbacks, fit, calibrate, report (`train_model`).
+
+Scaling is learned from train rows only and saved inside the model. After the fit, a
+classifier's calibration and (two classes) its decision threshold are fitted on the
+validation rows and stored in its head (stages/model/calibration.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from stages.common.config import ThresholdParams, TrainParams
+from stages.common.errors import PipelineError
+from stages.common.runtime import Cluster, configure_device, tensorflow_version
+from stages.data.encoding import EncodingSpec, suspected_leaks, targets, to_inputs
+from stages.evaluation.metrics import classification_metrics
+from stages.model.build import make_model, model_vocabularies
+from stages.model.calibration import choose_threshold, decide, fit_calibration, probabilities
+from stages.model.head import decision, set_decision
+from stages.model.inference import predict_logits
+from stages.model.layers import ColumnLinear, PeriodicEmbedding
+from stages.training.batches import (
+    as_tuple,
+    class_weights,
+    epoch_batches,
+    evaluation_batches,
+    fitting_steps_per_execution,
+    steps_per_epoch,
+)
+from stages.training.callbacks import (
+    best_epoch,
+    log_summary,
+    open_live,
+    overfit_epochs,
+    training_callbacks,
+)
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    keras.utils.set_random_seed(seed)
+    if deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def check_task_params(spec: EncodingSpec, params: TrainParams) -> None:
+    """Params that do not fit the task are a clear error, before any training."""
+    if spec.task == "regression":
+        if params.monitor == "val_accuracy":
+            raise PipelineError(
+                "train.monitor: val_accuracy is for classification; use "
+                "val_loss or val_r2 for regression"
+            )
+        if params.class_weight != "none":
+            raise PipelineError(
+                "train.class_weight: class weights are for classification; "
+                "set it to none for regression"
+            )
+    elif params.monitor == "val_r2":
+        raise PipelineError(
+            "train.monitor: val_r2 is for regression; use val_loss or "
+            "val_accuracy for classification"
+        )
+    two_classes = spec.task == "classification" and len(spec.classes) == 2
+    if params.calibration == "platt" and not two_classes:
+        raise PipelineError("train.calibration: platt is for two classes; use temperature or none")
+    if not two_classes and params.threshold != ThresholdParams():
+        raise PipelineError(
+            "train.threshold: a decision threshold is for two classes; remove the key or "
+            "keep rule fixed at 0.5"
+        )
+
+
+def fit(
+    trainer: keras.Model,
+    train_batches,
+    validation_batches,
+    *,
+    params: TrainParams,
+    first_epoch: int,
+    steps: int,
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
+    """Fit the training model from `first_epoch` to `params.epochs` on the train batches
+    (epoch_batches), the validation batches (evaluation_batches) checked after every
+    epoch."""
+    trainer.fit(
+        train_batches,
+        steps_per_epoch=steps,
+        validation_data=validation_batches,
+        initial_epoch=first_epoch,
+        epochs=params.epochs,
+        shuffle=False,  # epoch_batches shuffles, reproducibly
+        callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+
+
+def training_report(
+    history: dict[str, list[float]],
+    *,
+    spec: EncodingSpec,
+    params: TrainParams,
+    score: str,
+    **facts: Any,
+) -> dict[str, Any]:
+    """The training report: the best epoch by `params.monitor`, its values, the epochs
+    flagged for overfitting and the whole history, with `facts` (rows, device, ...)."""
+    best = best_epoch(history, monitor=params.monitor)
+    flagged = overfit_epochs(history, gap=params.overfit_gap, score=score)
+    return {
+        "task": spec.task,
+        "model": params.model,
+        "members": params.members if params.model == "tabm" else 1,
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best,
+        "monitor": params.monitor,
+        "restored_best_weights": params.patience > 0,
+        "best": {name: round(float(values[best - 1]), 6) for name, values in history.items()},
+        "overfit_gap": params.overfit_gap,
+        "overfit_score": score,
+        "overfit_epochs": flagged,
+        "overfitting": bool(flagged),
+        "history": {name: [round(float(v), 6) for v in values] for name, values in history.items()},
+        "suspected_leaks_excluded": suspected_leaks(spec),
+        "deterministic": params.deterministic,
+        "steps_per_execution": params.steps_per_execution,
+        **facts,
+    }
+
+
+def train_model(
+    *,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    spec: EncodingSpec,
+    params: TrainParams,
+    seed: int,
+    live_dir: Path,
+    backup_path: Path | None = None,
+    backup_key: str = "",
+    cluster: Cluster | None = None,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Fit the model; per-epoch metrics go to DVCLive in `live_dir`. Returns (model, report).
+
+    With `backup_path`, the state after every epoch is saved there, and a backup made
+    with the same `backup_key` is resumed from. `cluster` trains with the other processes
+    of a cluster (already joined). `extra_callbacks` run after the pipeline's own (the
+    benchmarks time epochs with one).
+    """
+    check_task_params(spec, params)
+    processes, process = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
+    if params.batch_size % processes:
+        raise PipelineError(
+            f"train.batch_size {params.batch_size} must be a multiple of the "
+            f"{processes} training processes, which split every batch"
+        )
+    # The device first: TensorFlow can hide a GPU only before it starts using it.
+    strategy, device = configure_device(params.device, params.mixed_precision)
+    set_determinism(seed, params.deterministic)
+    y_train, y_val = targets(train, spec), targets(validation, spec)
+    if len(y_train) < params.batch_size and processes > 1:
+        raise PipelineError(
+            f"{len(y_train)} train rows are fewer than one batch of {params.batch_size}"
+        )
+    weights = None
+    if spec.task == "classification":
+        weights = class_weights(y_train, classes=spec.classes, mode=params.class_weight)
+    score = "r2" if spec.task == "regression" else "accuracy"
+
+    steps = steps_per_epoch(len(y_train), params.batch_size, processes)
+    per_execution = fitting_steps_per_execution(params.steps_per_execution, steps)
+    if per_execution != params.steps_per_execution:
+        print(
+            f"train: {per_execution} steps per execution, the most up to "
+            f"train.steps_per_execution that divides the {steps} steps of an epoch",
+            flush=True,
+        )
+        params = params.model_copy(update={"steps_per_execution": per_execution})
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model, trainer = make_model(
+            train, y_train, spec=spec, params=params, seed=seed, steps_per_epoch=steps
+        )
+        vocabularies = model_vocabularies(model)
+        x_train = as_tuple(to_inputs(train, spec, vocabularies))
+        x_val = as_tuple(to_inputs(validation, spec, vocabularies))
+        # A worker of a cluster cannot resume alone: the others may be at another epoch.
+        callbacks = training_callbacks(
+            params,
+            score=score,
+            live_dir=live_dir,
+            backup_path=backup_path if processes == 1 else None,
+            backup_key=backup_key,
+        )
+        done = callbacks.backup.restore(trainer)
+    if done:
+        print(
+            f"train: resuming after epoch {done} of {params.epochs} from the backup in "
+            f"{backup_path}",
+            flush=True,
+        )
+    live = open_live(live_dir, resume=done > 0)
+    live.step = done
+    first = params.epochs if callbacks.backup.stopped else done
+    stopper = callbacks.stopper
+    n_inputs, features = len(x_train), x_train[0].shape[1]
+    if first < params.epochs:
+        train_arrays = (*x_train, y_train)
+        if weights is not None:
+            train_arrays += (weights[y_train].astype("float32"),)
+        batches = epoch_batches(
+            train_arrays,
+            batch_size=params.batch_size,
+            seed=seed,
+            first_epoch=first,
+            epochs=params.epochs,
+            process=process,
+            processes=processes,
+            n_inputs=n_inputs,
+        )
+        del x_train, train_arrays  # the input pipeline holds the train rows now, once
+        fit(
+            trainer,
+            batches,
+            evaluation_batches((*x_val, y_val), batch_size=params.batch_size, n_inputs=n_inputs),
+            params=params,
+            first_epoch=first,
+            steps=steps,
+            callbacks=callbacks.in_order(live, extra_callbacks),
+        )
+    elif stopper is not None and stopper.best_weights is not None:
+        # The backup was taken after the last epoch: only the best weights remain to restore.
+        stopper.set_model(trainer)
+        callbacks.backup.on_train_begin()
+        stopper.on_train_end()
+    history = callbacks.backup.history
+    calibration = None
+    if spec.task == "classification":
+        calibration = fit_decision(model, x_val, y_val, params=params)
+    report = training_report(
+        history,
+        spec=spec,
+        params=params,
+        score=score,
+        resumed_after_epoch=done or None,
+        calibration=calibration,
+        train_rows=len(y_train),
+        validation_rows=len(y_val),
+        features=features,
+        embedded_categories={name: len(values) for name, values in vocabularies.items()},
+        parameters=model.count_params(),
+        periodic_embeddings=any(isinstance(layer, PeriodicEmbedding) for layer in model.layers),
+        bin_embeddings=any(isinstance(layer, ColumnLinear) for layer in model.layers),
+        class_weights=None
+        if weights is None
+        else dict(zip(spec.classes, (round(float(w), 6) for w in weights), strict=True)),
+        seed=seed,
+        device=device,
+        processes=processes,
+        optimizer_steps=int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)),
+        mixed_precision=keras.mixed_precision.dtype_policy().name == "mixed_float16",
+        backend=keras.backend.backend(),
+        keras_version=keras.__version__,
+        tensorflow_version=tensorflow_version(),
+    )
+    log_summary(live, history, best=report["best_epoch"], flagged=len(report["overfit_epochs"]))
+    return model, report
+
+
+def fit_decision(
+    model: keras.Model, x_val: tuple, y_val: np.ndarray, *, params: TrainParams
+) -> dict[str, Any]:
+    """Calibrate a classifier and choose its decision threshold on the validation rows;
+    both are stored in the model's head. Returns what was fitted, with the validation
+    log loss and calibration error before and after."""
+    logits = predict_logits(model, x_val)
+    scale, shift = fit_calibration(logits, y_val, method=params.calibration)
+    before = probabilities(logits)
+    after = probabilities(logits, scale=scale, shift=shift)
+    threshold = 0.5
+    if logits.shape[1] == 1:
+        threshold = choose_threshold(y_val, after[:, 1], params.threshold)
+    set_decision(model, scale=scale, shift=shift, threshold=threshold)
+    held = decision(model)
+    labels = decide(after, held["threshold"] if logits.shape[1] == 1 else None)
+    uncalibrated = classification_metrics(y_val, before)
+    calibrated = classification_metrics(y_val, after, labels)
+    return {
+        "method": params.calibration,
+        "temperature": round(1.0 / held["scale"], 6) if held["scale"] > 0 else None,
+        **held,
+        "threshold_rule": params.threshold.rule if logits.shape[1] == 1 else None,
+        "validation": {
+            "log_loss_before": uncalibrated["log_loss"],
+            "log_loss_after": calibrated["log_loss"],
+            "calibration_error_before": uncalibrated["calibration_error"],
+            "calibration_error_after": calibrated["calibration_error"],
+            "accuracy": calibrated["accuracy"],  # at the model's decisions
+        },
+    }
+
+
+def serving(model: keras.Model, spec: EncodingSpec, missing_tokens: list[str]) -> keras.Model:
+    """The model to save: on TensorFlow, the core wrapped in the row transform, so it takes
+    raw columns; on JAX (no string tensors) the core alone (`stages export` wraps it)."""
+    if keras.backend.backend() != "tensorflow":
+        return model
+    from stages.model.serving import serving_model
+
+    return serving_model(
+        model, spec=spec, vocabularies=model_vocabularies(model), missing_tokens=missing_tokens
+    )
