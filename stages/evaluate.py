@@ -40,6 +40,7 @@ from stages.common.io import (
     write_json,
     write_table,
 )
+from stages.common.tasks import HEADLINE, SECOND, check_evaluate_params, metric_label
 from stages.data.encoding import ROW_ID, EncodingSpec, to_arrays
 from stages.evaluation.baselines import read_predictions, scores_of
 from stages.evaluation.figures import plot_tables, write_figures
@@ -52,7 +53,6 @@ from stages.evaluation.report import (
 )
 from stages.evaluation.scoring import (
     check_gates,
-    check_task_params,
     decision_report,
     metric_intervals,
     model_outputs,
@@ -70,7 +70,7 @@ def run(params: Params) -> None:
     calibration, importance and slices; write the report; check the gates."""
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     settings = params.evaluate
-    check_task_params(settings, spec)
+    check_evaluate_params(spec.task, settings, [feature.name for feature in spec.features])
     task, seed = spec.task, params.dataset.seed
     regression = task == "regression"
     test_rows = read_table(paths.split_table("test"))
@@ -155,8 +155,7 @@ def run(params: Params) -> None:
     for name, frame in tables.items():
         write_csv(frame, f"{paths.EVALUATE_PLOTS}/{name}.csv")
     write_table(table, paths.EVALUATE_PREDICTIONS)
-    headline, second = ("r2", "rmse") if regression else ("accuracy", "roc_auc")
-    label = {"r2": "R2", "rmse": "RMSE", "accuracy": "accuracy", "roc_auc": "ROC AUC"}
+    headline, second = HEADLINE[spec.task], SECOND[spec.task]
     low, high = intervals["model"][headline]
     against = ", ".join(f"{name} {scores[headline]:.4f}" for name, scores in baselines.items())
     decided = ""
@@ -166,9 +165,9 @@ def run(params: Params) -> None:
             decided += f" (at 0.5: {at_half:.4f})"
     say(
         "evaluate",
-        f"{len(y_test):,} test rows: {label[headline]} {metrics[headline]:.4f}{decided} "
-        f"({settings.interval:.0%} interval {low:.4f} to {high:.4f}), {label[second]} "
-        f"{metrics[second]:.4f} (baselines' {label[headline]}: {against or 'none'}) -> "
+        f"{len(y_test):,} test rows: {metric_label(headline)} {metrics[headline]:.4f}{decided} "
+        f"({settings.interval:.0%} interval {low:.4f} to {high:.4f}), {metric_label(second)} "
+        f"{metrics[second]:.4f} (baselines' {metric_label(headline)}: {against or 'none'}) -> "
         f"{paths.EVALUATE_METRICS}",
     )
     gates = check_gates(metrics, baselines, settings.gates, intervals)

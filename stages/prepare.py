@@ -20,7 +20,7 @@ from collections import Counter
 from stages.common import paths
 from stages.common.config import Params
 from stages.common.io import TableWriter, read_table_batches, say, write_json
-from stages.data.encoding import ROW_ID, free_name
+from stages.data.encoding import row_id_name
 from stages.data.preparation import SeenRows, prepare_frame, spec_from_schema
 from stages.data.schema import load_schema
 
@@ -30,7 +30,7 @@ def run(params: Params) -> None:
     stays bounded whatever the table's size), write the table, the spec and the report."""
     schema = load_schema(params.dataset.schema_path)
     spec = spec_from_schema(schema, target=params.dataset.target, task=params.dataset.task)
-    row_id = free_name(ROW_ID, schema.columns)  # as validate named it
+    row_id = row_id_name(schema.columns)  # as validate named it
     seen = SeenRows()
     totals: Counter[str] = Counter()
     with TableWriter(paths.PREPARED_TABLE) as writer:

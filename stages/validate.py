@@ -17,7 +17,8 @@ from stages.common import paths
 from stages.common.config import Params
 from stages.common.errors import PipelineError
 from stages.common.io import read_table, say, write_csv, write_json, write_table
-from stages.data.encoding import ROW_ID, free_name
+from stages.common.tasks import require_two_classes
+from stages.data.encoding import free_name, row_id_name
 from stages.data.schema import load_schema, require_target
 from stages.data.transform import clean_frame, unparsed_dates
 from stages.data.validation import failure_message, row_reasons, validate_frame, validation_report
@@ -42,7 +43,7 @@ def run(params: Params) -> None:
         frame = frame.drop(columns=unexpected)
     # Columns added beside the user's take names the schema does not use (prepare finds
     # the row numbers by the same rule).
-    row_id = free_name(ROW_ID, schema.columns)
+    row_id = row_id_name(schema.columns)
     reason = free_name("reason", [*schema.columns, *frame.columns, row_id])
     validated, cases = validate_frame(frame, schema=schema, earlier=bad_dates)
     report = validation_report(frame, cases, schema_path=schema_path)
@@ -65,12 +66,13 @@ def run(params: Params) -> None:
         quarantine.insert(0, row_id, invalid)
         validated, _ = validate_frame(frame.drop(index=invalid), schema=schema)
     if error is None:
-        classes = validated[target].dropna().unique()
-        if len(classes) < 2:
-            error = PipelineError(
-                f"target column '{target}' has {len(classes)} class(es) in "
-                f"{len(validated):,} valid rows; at least two are needed"
+        try:
+            require_two_classes(
+                validated[target].dropna().nunique(),
+                where=f"target column '{target}' in {len(validated):,} valid rows",
             )
+        except PipelineError as exc:
+            error = exc
     report.update(
         unexpected_columns=unexpected,
         unexpected_columns_policy=policy.unexpected_columns,

@@ -1,4 +1,4 @@
-"""A corpus of broken inputs and params (tests/broken/): each stops the right stage with a
+"""A corpus of broken inputs and params (tests/fixtures/broken/): each stops the right stage with a
 one-line message naming the file, column or key, exit code 1, no traceback, and nothing
 written by the failing stage or after it."""
 
@@ -14,7 +14,7 @@ from stages.common import paths
 
 from .test_cli import invoke, workdir  # noqa: F401  (workdir is a fixture)
 
-BROKEN = Path(__file__).parent / "broken"
+BROKEN = Path(__file__).parent / "fixtures/broken"
 STAGES = ["collect", "validate", "prepare", "split"]
 OUTPUTS = {
     "collect": [paths.RAW_TABLE, paths.COLLECT_REPORT],
@@ -23,7 +23,7 @@ OUTPUTS = {
     "split": [paths.split_table(name) for name in paths.SPLIT_NAMES],
 }
 
-# (input file in tests/broken, params changes, stage that must fail, message it must print)
+# (input file in tests/fixtures/broken, params changes, stage that must fail, message it must print)
 CASES = {
     "truncated gzip": (
         "truncated.csv.gz",
@@ -55,7 +55,7 @@ CASES = {
         "one_class.csv",
         {},
         "validate",
-        "target column 'label' has 1 class(es) in 60 valid rows",
+        "target column 'label' in 60 valid rows has 1 class(es); at least two are needed",
     ),
     "text in a number": (
         "text_in_number.csv",

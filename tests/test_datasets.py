@@ -21,7 +21,7 @@ from sklearn.metrics import r2_score
 from .helpers import run, shrunk_copy
 
 pytestmark = pytest.mark.slow
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "fixtures/tables"
 
 
 @pytest.fixture(scope="module")

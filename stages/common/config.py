@@ -22,6 +22,10 @@ from pydantic import (
 
 from stages.common.errors import PipelineError
 
+# A key whose value params.yaml sets for its table (the shipped Adult table's columns,
+# file layout and gates); every other key ships at its default (tests/common/test_config.py).
+PER_TABLE = {"per_table": True}
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
@@ -30,11 +34,16 @@ class Section(BaseModel):
 class DatasetParams(Section):
     """Shared by every stage: what is predicted, the schema, the seed."""
 
-    target: str = Field(min_length=1, description="Column to predict.")
+    target: str = Field(min_length=1, json_schema_extra=PER_TABLE, description="Column to predict.")
     schema_path: str = Field(
-        alias="schema", min_length=1, description="pandera YAML schema of the raw table."
+        alias="schema",
+        min_length=1,
+        json_schema_extra=PER_TABLE,
+        description="pandera YAML schema of the raw table.",
     )
-    seed: int = Field(ge=0, description="Seed for the split, weight initialisation and shuffling.")
+    seed: int = Field(
+        42, ge=0, description="Seed for the split, weight initialisation and shuffling."
+    )
     task: Literal["auto", "classification", "regression"] = Field(
         "auto",
         description="What is predicted; auto: classification when the schema lists the "
@@ -47,6 +56,7 @@ class CollectParams(Section):
 
     source: str = Field(
         min_length=1,
+        json_schema_extra=PER_TABLE,
         description="A file, folder or glob of files (CSV/TSV, plain or .gz/.bz2/.zip/.xz; "
         "Parquet; JSON arrays or JSON Lines; Excel workbooks), an http(s) URL, or a "
         "SQLAlchemy database URL. "
@@ -54,6 +64,7 @@ class CollectParams(Section):
     )
     watch: str = Field(
         min_length=1,
+        json_schema_extra=PER_TABLE,
         description="What DVC watches to re-run collect (dvc.yaml deps): the file, folder or "
         "URL of the source; for a database, a file that changes with it (or params.yaml).",
     )
@@ -67,14 +78,24 @@ class CollectParams(Section):
     )
     query: str | None = Field(None, description="SQL query, for a database source.")
     delimiter: str = Field(",", min_length=1, description="CSV field delimiter.")
-    header: bool = Field(True, description="Whether a CSV file's first line holds the names.")
+    header: bool = Field(
+        True,
+        json_schema_extra=PER_TABLE,
+        description="Whether a CSV file's first line holds the names.",
+    )
     names: list[str] | None = Field(
-        None, description="Column names, in file order, for a CSV file without a header row."
+        None,
+        json_schema_extra=PER_TABLE,
+        description="Column names, in file order, for a CSV file without a header row.",
     )
     na_values: list[str] = Field(
-        default_factory=list, description="Extra strings read as missing values."
+        default_factory=list,
+        json_schema_extra=PER_TABLE,
+        description="Extra strings read as missing values.",
     )
-    skip_initial_space: bool = Field(False, description="Drop spaces after each delimiter.")
+    skip_initial_space: bool = Field(
+        False, json_schema_extra=PER_TABLE, description="Drop spaces after each delimiter."
+    )
     encoding: str = Field("utf-8", description="Text encoding of the file.")
     decimal: str = Field(".", description="A text file's decimal mark: `.` or `,`.")
     thousands: str | None = Field(
@@ -115,11 +136,16 @@ class ValidateParams(Section):
     )
 
 
+# Text that means a missing value, unless params say otherwise (infer-schema also looks for
+# other spellings in a file: stages/data/sniff.py).
+MISSING_TOKENS = ("", "?", "NA", "N/A")
+
+
 class PrepareParams(Section):
     """Cleaning rules applied before encoding."""
 
     missing_tokens: list[str] = Field(
-        default_factory=lambda: ["", "?", "NA", "N/A"],
+        default_factory=lambda: list(MISSING_TOKENS),
         description="Text values (after trimming) that mean 'missing'.",
     )
     drop_duplicates: bool = Field(True, description="Drop exact duplicate rows.")
@@ -128,8 +154,8 @@ class PrepareParams(Section):
 class SplitParams(Section):
     """Fractions of the prepared rows held out for validation and test."""
 
-    validation: float = Field(gt=0, lt=1, description="Fraction of rows for validation.")
-    test: float = Field(gt=0, lt=1, description="Fraction of rows for the test set.")
+    validation: float = Field(0.1, gt=0, lt=1, description="Fraction of rows for validation.")
+    test: float = Field(0.2, gt=0, lt=1, description="Fraction of rows for the test set.")
     stratify: bool = Field(True, description="Keep class proportions equal across splits.")
 
     @model_validator(mode="after")
@@ -172,44 +198,46 @@ class TrainParams(Section):
         "rows) or robust (median and interquartile range, then smooth clipping to +-3).",
     )
     bin_embedding_dim: int = Field(
-        0,
+        16,
         ge=0,
         description="A learned linear layer and ReLU per numeric column on its bins, this "
         "wide (0: the bins feed the network as they are).",
     )
     periodic_frequencies: int = Field(
-        0,
+        24,
         ge=0,
         description="PLR embeddings of numeric columns: learned frequencies per column (0: none).",
     )
-    periodic_dim: int = Field(16, ge=1, description="PLR embeddings: width per numeric column.")
+    periodic_dim: int = Field(8, ge=1, description="PLR embeddings: width per numeric column.")
     periodic_min_rows: int = Field(
-        0,
+        10_000,
         ge=0,
         description="PLR embeddings only when the train split has at least this many rows "
         "(on smaller tables they overfit).",
     )
     periodic_scale: float = Field(
-        0.1, gt=0, description="PLR embeddings: standard deviation of the initial frequencies."
+        8.0, gt=0, description="PLR embeddings: standard deviation of the initial frequencies."
     )
     model: Literal["mlp", "tabm"] = Field(
-        "mlp",
+        "tabm",
         description="mlp: one network; tabm: an ensemble of `members` networks sharing their "
         "hidden layers (TabM-mini), trained each on its own loss, predicting their mean.",
     )
-    members: int = Field(32, ge=1, description="tabm: networks in the ensemble.")
-    hidden_units: list[int] = Field(min_length=1, description="Width of each hidden layer.")
+    members: int = Field(4, ge=1, description="tabm: networks in the ensemble.")
+    hidden_units: list[int] = Field(
+        default_factory=lambda: [128, 128], min_length=1, description="Width of each hidden layer."
+    )
     activation: Literal["relu", "gelu", "silu", "elu", "tanh"] = Field(
         "relu", description="Activation of the hidden layers."
     )
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout rate after each hidden layer.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout rate after each hidden layer.")
     l2: float = Field(0.0, ge=0, description="L2 penalty on the hidden layers' kernels.")
     initializer: Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform"] = Field(
         "he_normal", description="Kernel initializer of the dense layers."
     )
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
-    learning_rate: float = Field(gt=0, description="Optimizer learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (0: none).")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adamw", description="Optimizer.")
+    learning_rate: float = Field(0.002, gt=0, description="Optimizer learning rate.")
+    weight_decay: float = Field(0.0003, ge=0, description="Decoupled weight decay (0: none).")
     schedule: Literal["constant", "cosine"] = Field(
         "constant",
         description="Learning rate over training: constant, or a cosine down to 0 at the last "
@@ -218,10 +246,10 @@ class TrainParams(Section):
     clip_norm: float = Field(
         0.0, ge=0, description="Clip each gradient to this norm (0: no clipping)."
     )
-    batch_size: int = Field(gt=0, description="Rows per gradient step.")
-    epochs: int = Field(gt=0, description="Most epochs to train.")
+    batch_size: int = Field(512, gt=0, description="Rows per gradient step.")
+    epochs: int = Field(40, gt=0, description="Most epochs to train.")
     patience: int = Field(
-        5, ge=0, description="Epochs without validation improvement before stopping (0: never)."
+        8, ge=0, description="Epochs without validation improvement before stopping (0: never)."
     )
     monitor: Literal["val_loss", "val_accuracy", "val_r2"] = Field(
         "val_loss",
@@ -313,34 +341,29 @@ Metric = Literal[
     "r2",
 ]
 METRICS: tuple[str, ...] = typing.get_args(Metric)
-METRICS_FOR_TASK: dict[str, tuple[str, ...]] = {
-    "classification": METRICS[:8],
-    "regression": ("mae", "rmse", "r2"),
-}
-LOWER_IS_BETTER = frozenset({"log_loss", "calibration_error", "mae", "rmse"})
-# majority and logistic are classifiers, mean and linear (ridge) regressors;
-# hist_gradient_boosting fits either task.
+# Which baselines fit which task: stages/common/tasks.py.
 Baseline = Literal["majority", "logistic", "mean", "linear", "hist_gradient_boosting"]
-BASELINES_FOR_TASK = {
-    "classification": ("majority", "logistic", "hist_gradient_boosting"),
-    "regression": ("mean", "linear", "hist_gradient_boosting"),
-}
 
 
 class GateParams(Section):
     """Thresholds the model must meet on the test set, or evaluate fails."""
 
     minimum: dict[Metric, float] = Field(
-        default_factory=dict, description="Lowest allowed value per metric."
+        default_factory=dict,
+        json_schema_extra=PER_TABLE,
+        description="Lowest allowed value per metric.",
     )
     maximum: dict[Metric, float] = Field(
         default_factory=dict, description="Highest allowed value per metric (e.g. log_loss)."
     )
     baseline: Baseline | None = Field(
-        None, description="Baseline that `max_shortfall` compares the model with."
+        None,
+        json_schema_extra=PER_TABLE,
+        description="Baseline that `max_shortfall` compares the model with.",
     )
     max_shortfall: dict[Metric, float] = Field(
         default_factory=dict,
+        json_schema_extra=PER_TABLE,
         description="Largest allowed shortfall of the model against `baseline`, per metric.",
     )
     must_beat: dict[Baseline, list[Metric]] = Field(
@@ -400,6 +423,7 @@ class EvaluateParams(Section):
     )
     slices: list[str] = Field(
         default_factory=list,
+        json_schema_extra=PER_TABLE,
         description="Feature columns whose values group the test rows; each group gets its "
         "own metrics (a number is cut into quartiles).",
     )
@@ -440,8 +464,8 @@ class Params(Section):
     collect: CollectParams
     validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
     prepare: PrepareParams = Field(default_factory=PrepareParams)
-    split: SplitParams
-    train: TrainParams
+    split: SplitParams = Field(default_factory=SplitParams)
+    train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     predict: PredictParams = Field(default_factory=PredictParams)
 

@@ -168,3 +168,50 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _round_trip_yaml():
+    from ruamel.yaml import YAML
+
+    handler = YAML()  # round trip: comments, key order, quotes and flow lists are kept
+    handler.width = 100
+    handler.preserve_quotes = True
+    handler.representer.add_representer(
+        type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    handler.indent(mapping=2, sequence=4, offset=2)
+    return handler
+
+
+def read_round_trip(path: str | Path) -> Any:
+    """A YAML file as ruamel's round-trip mapping, to edit and write back with its comments."""
+    from ruamel.yaml import YAMLError
+
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return _round_trip_yaml().load(handle) or {}
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML", [str(exc)]) from None
+
+
+def flow_style(value: Any) -> Any:
+    """A list or mapping to write on one line (`[a, b]`, `{a: 1}`), as params.yaml does."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, list):
+        flow = CommentedSeq(flow_style(item) for item in value)
+    elif isinstance(value, dict):
+        flow = CommentedMap((key, flow_style(item)) for key, item in value.items())
+    else:
+        return value
+    flow.fa.set_flow_style()
+    return flow
+
+
+def write_round_trip(data: Any, path: str | Path) -> None:
+    """Write what `read_round_trip` read (and was edited), atomically."""
+    with atomic_path(path, suffix=".yaml") as tmp, tmp.open("w", encoding="utf-8") as handle:
+        _round_trip_yaml().dump(data, handle)

@@ -262,3 +262,22 @@ def to_arrays(
 ):
     """The prepared table as (model inputs, targets) for Keras."""
     return to_inputs(frame, spec, vocabularies or {}), targets(frame, spec)
+
+
+def row_id_name(schema_columns) -> str:
+    """The name of the row-number column validate adds and prepare reads: `row_id`, or a
+    variant the schema does not use."""
+    return free_name(ROW_ID, schema_columns)
+
+
+def embedded_vocabularies(
+    train: pd.DataFrame, spec: EncodingSpec, *, max_size: int, min_count: int
+) -> dict[str, list[str]]:
+    """The vocabulary of each embedded category, learned from train rows (train.max_vocabulary,
+    train.min_category_rows): the network and the baselines code categories alike."""
+    return {
+        feature.name: learn_vocabulary(
+            train[value_column(feature.name)], max_size=max_size, min_count=min_count
+        )
+        for feature in spec.embedded
+    }

@@ -12,6 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from stages.common.errors import PipelineError
+from stages.common.tasks import require_two_classes
 from stages.data.encoding import ROW_ID, TARGET, EncodingSpec, FeatureSpec
 from stages.data.schema import date_formats, embedded_categories, non_features
 from stages.data.transform import encode_features, is_datetime_dtype
@@ -45,12 +46,11 @@ def spec_from_schema(
     classes: list[str] = []
     if task == "classification":
         classes = _vocabulary(column) or []
-        if len(classes) < 2:
-            raise PipelineError(
-                f"schema column '{target}' (the target) needs an isin check listing "
-                "at least two classes",
-                ["for a numeric target to predict as a number, set dataset.task: regression"],
-            )
+        require_two_classes(
+            len(classes),
+            where=f"schema column '{target}' (the target), in its isin check,",
+            hints=["for a numeric target to predict as a number, set dataset.task: regression"],
+        )
     elif column.dtype is None or not pd.api.types.is_numeric_dtype(column.dtype.type):
         raise PipelineError(
             f"schema column '{target}' (the target) has dtype {column.dtype}; regression "

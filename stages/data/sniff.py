@@ -13,10 +13,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from stages.common.config import MISSING_TOKENS as PREPARE_TOKENS
 from stages.common.errors import PipelineError
 from stages.data.sources import open_binary
 
-MISSING_TOKENS = ("?", "NA", "N/A", "n/a", "NULL", "null", "None", "-")
+# prepare's default tokens (but the empty string, missing anyway) and other spellings.
+MISSING_TOKENS = (*PREPARE_TOKENS[1:], "n/a", "NULL", "null", "None", "-")
 SAMPLE_BYTES = 1 << 16
 
 

@@ -13,6 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from stages.common import paths
 from stages.common.errors import PipelineError
+from stages.common.tasks import require_two_classes
 
 
 def min_class_rows(*, validation: float, test: float) -> int:
@@ -66,10 +67,7 @@ def split_assignment(
             strata, validation=validation, test=test, seed=seed, stratify=stratify and bins > 1
         )
     counts = labels.value_counts()
-    if len(counts) < 2:
-        raise PipelineError(
-            f"target column '{target}' has {len(counts)} class(es); at least two are needed"
-        )
+    require_two_classes(len(counts), where=f"target column '{target}'")
     # Each split needs at least one row of every class.
     smallest_share = min(validation, test, 1 - validation - test)
     too_small = (counts < min_class_rows(validation=validation, test=test)).to_numpy()

@@ -17,6 +17,7 @@ import pandas as pd
 
 from stages.common.config import METRICS
 from stages.common.io import atomic_path
+from stages.common.tasks import HEADLINE, TASKS, metric_label
 
 
 def _pyplot():
@@ -277,7 +278,8 @@ def _split_contents(part: dict[str, Any]) -> str:
 
 
 def _headline(metrics: dict[str, float]) -> tuple[str, str]:
-    return ("r2", "R2") if "r2" in metrics else ("accuracy", "accuracy")
+    metric = next(HEADLINE[task] for task in TASKS if HEADLINE[task] in metrics)
+    return metric, metric_label(metric)
 
 
 def _strongest(baselines: dict[str, dict[str, float]], metric: str) -> str | None:

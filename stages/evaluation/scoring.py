@@ -10,52 +10,16 @@ import numpy as np
 import pandas as pd
 
 from stages.common.config import (
-    BASELINES_FOR_TASK,
-    LOWER_IS_BETTER,
-    METRICS_FOR_TASK,
     EvaluateParams,
     GateParams,
 )
-from stages.common.errors import PipelineError
+from stages.common.tasks import LOWER_IS_BETTER
 from stages.data.encoding import EncodingSpec
 from stages.evaluation.importance import slice_labels, slice_metrics
 from stages.evaluation.metrics import classification_metrics, interval
 from stages.model.calibration import decide
 from stages.model.head import decision_threshold
 from stages.model.inference import class_probabilities, predict_values
-
-
-def check_task_params(params: EvaluateParams, spec: EncodingSpec) -> None:
-    """Baselines and gates must suit the task, slices must name feature columns: a clear
-    error naming the key, before work."""
-    task = spec.task
-    features = [feature.name for feature in spec.features]
-    for column in params.slices:
-        if column not in features:
-            raise PipelineError(
-                f"evaluate.slices: '{column}' is not a feature column of the model; use "
-                f"one of {', '.join(features)}"
-            )
-    allowed = BASELINES_FOR_TASK[task]
-    wrong = [name for name in params.baselines if name not in allowed]
-    if wrong:
-        raise PipelineError(
-            f"evaluate.baselines: {', '.join(wrong)} cannot fit a {task} task; "
-            f"use {', '.join(allowed)}"
-        )
-    metrics = METRICS_FOR_TASK[task]
-    gates = params.gates
-    for key, bounds in (
-        ("minimum", gates.minimum),
-        ("maximum", gates.maximum),
-        ("max_shortfall", gates.max_shortfall),
-        *((f"must_beat.{name}", dict.fromkeys(names)) for name, names in gates.must_beat.items()),
-    ):
-        for metric in bounds:
-            if metric not in metrics:
-                raise PipelineError(
-                    f"evaluate.gates.{key}.{metric}: not a {task} metric; use {', '.join(metrics)}"
-                )
 
 
 def check_gates(

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from stages.common.config import TrainParams
-from stages.data.encoding import EncodingSpec, learn_vocabulary, value_column
+from stages.data.encoding import EncodingSpec, embedded_vocabularies
 from stages.model.ensemble import (
     MEMBERS,
     EnsembleAccuracy,
@@ -231,14 +231,9 @@ def make_model(
     if params.numeric_bins > 0 and periodic is None:
         bins = bin_edges(features, labels, spec=spec, max_bins=params.numeric_bins, seed=seed)
     n_classes = len(spec.classes)  # 0 for regression
-    vocabularies = {
-        feature.name: learn_vocabulary(
-            train[value_column(feature.name)],
-            max_size=params.max_vocabulary,
-            min_count=params.min_category_rows,
-        )
-        for feature in spec.embedded
-    }
+    vocabularies = embedded_vocabularies(
+        train, spec, max_size=params.max_vocabulary, min_count=params.min_category_rows
+    )
     target_scale = None
     if n_classes == 0:
         spread = float(np.std(labels))

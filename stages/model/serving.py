@@ -88,7 +88,9 @@ class DateParts(keras.layers.Layer):
     column may be missing: the parts `encode_features` takes from a date."""
 
     def __init__(self, indicator: bool, **kwargs) -> None:
-        super().__init__(**kwargs)
+        # Not autocast: seconds since 1970 in float32 lose their minutes (2^24 < 1.7e9).
+        kwargs.pop("autocast", None)
+        super().__init__(autocast=False, **kwargs)
         self.indicator = bool(indicator)
 
     def call(self, seconds):

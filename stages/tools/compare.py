@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stages.common.config import LOWER_IS_BETTER
 from stages.common.errors import PipelineError
 from stages.common.io import read_json
+from stages.common.tasks import LOWER_IS_BETTER
 
 
 def _lookup(metrics: dict[str, Any], key: str, where: str) -> float:

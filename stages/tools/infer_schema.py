@@ -22,9 +22,23 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from stages.common.config import BASELINES_FOR_TASK, CollectParams, read_params_file
+from stages.common.config import (
+    CollectParams,
+    EvaluateParams,
+    SplitParams,
+    TrainParams,
+    ValidateParams,
+    read_params_file,
+)
 from stages.common.errors import PipelineError
-from stages.common.io import atomic_path, say
+from stages.common.io import atomic_path, flow_style, read_round_trip, say, write_round_trip
+from stages.common.tasks import (
+    REMOVE,
+    default_evaluation,
+    evaluate_conflicts,
+    require_two_classes,
+    train_conflicts,
+)
 from stages.data.encoding import LEAK_REASON
 from stages.data.sniff import open_sample, sniff_text
 from stages.data.sources import collect_table, download, file_format, source_kind
@@ -227,11 +241,11 @@ def infer_schema(
             counts = present.astype(str).value_counts()
             rare = {str(label): int(count) for label, count in counts.items() if count < min_rows}
             classes = sorted(label for label in counts.index if label not in rare)
-            if len(classes) < 2:
-                raise PipelineError(
-                    f"target column '{target}' has {len(classes)} class(es) with at least "
-                    f"{min_rows} rows (as many as a class needs to appear in every split)"
-                )
+            require_two_classes(
+                len(classes),
+                where=f"target column '{target}', counting classes with at least {min_rows} "
+                "rows (as many as a class needs to appear in every split),",
+            )
             if rare:
                 rare_classes.update(sorted(rare.items()))
             unlabelled = len(series) - len(present)
@@ -521,18 +535,14 @@ def schema_yaml(schema: dict[str, Any], *, source: str, rows: int) -> str:
 # The gates --update-params writes, by task: relative to baselines fitted on the same
 # split, so they mean something on any table. The allowed shortfall against gradient
 # boosting comes from the corpus of real tables in benchmarks/corpus.py (see the README).
-GATES_FOR_TASK: dict[str, dict[str, Any]] = {
-    "classification": {
-        "baseline": "hist_gradient_boosting",
-        "max_shortfall": {"accuracy": 0.05, "roc_auc": 0.05},
-        "must_beat": {"majority": ["log_loss"]},
-    },
-    "regression": {
-        "baseline": "hist_gradient_boosting",
-        "max_shortfall": {"r2": 0.05},
-        "must_beat": {"mean": ["r2"]},
-    },
-}
+def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    *sections, last = key.split(".")
+    for section in sections:
+        raw = raw.setdefault(section, {})
+    if value is REMOVE:
+        raw.pop(last, None)
+    else:
+        raw[last] = value
 
 
 def fit_task(
@@ -542,45 +552,28 @@ def fit_task(
     classes: int | None = None,
     features: list[str] | None = None,
 ) -> list[str]:
-    """Make the params that depend on the task and the table suit them: the baselines, the
-    gates (relative to the baselines), the monitor, the decision threshold and calibration
-    (two classes only: `classes`), the slices (feature columns only); returns what
-    changed."""
+    """Make the params that depend on the task and the table suit them, by the rules train
+    and evaluate check (stages/common/tasks.py): the task's baselines and gates (relative
+    to the baselines), then whatever else conflicts (monitor, class weights, the decision
+    threshold and calibration for two classes only, slices of feature columns only);
+    returns what changed."""
     changes = []
     evaluate = raw.setdefault("evaluate", {})
-    allowed = list(BASELINES_FOR_TASK[task])
-    if evaluate.get("baselines") != allowed:
-        evaluate["baselines"] = allowed
-        changes.append(f"evaluate.baselines: {', '.join(allowed)}")
-    gates = {"minimum": {}, "maximum": {}, **GATES_FOR_TASK[task]}
-    if evaluate.get("gates") != gates:
-        evaluate["gates"] = gates
-        shortfall = ", ".join(f"{m} {v}" for m, v in gates["max_shortfall"].items())
-        beat = ", ".join(f"{m} of {b}" for b, ms in gates["must_beat"].items() for m in ms)
-        changes.append(
-            f"evaluate.gates: better {beat}; at most {shortfall} short of {gates['baseline']} "
-            "(no absolute thresholds)"
-        )
-    train = raw.setdefault("train", {})
-    wrong_monitor = "val_accuracy" if task == "regression" else "val_r2"
-    if train.get("monitor") == wrong_monitor:
-        train["monitor"] = "val_loss"
-        changes.append("train.monitor: val_loss")
-    if task == "regression" and train.get("class_weight", "none") != "none":
-        train["class_weight"] = "none"
-        changes.append("train.class_weight: none")
-    if task == "regression" or (classes is not None and classes != 2):
-        if "threshold" in train:
-            del train["threshold"]
-            changes.append("train.threshold: removed (a decision threshold is for two classes)")
-        if train.get("calibration") == "platt":
-            train["calibration"] = "temperature"
-            changes.append("train.calibration: temperature (platt is for two classes)")
-    if features is not None and evaluate.get("slices"):
-        kept = [name for name in evaluate["slices"] if name in features]
-        if kept != evaluate["slices"]:
-            evaluate["slices"] = kept
-            changes.append(f"evaluate.slices: {kept} (feature columns of this table only)")
+    for key, value in default_evaluation(task).items():
+        if evaluate.get(key) != value:
+            if isinstance(value, dict) and isinstance(evaluate.get(key), dict):
+                for inner, setting in value.items():  # in place: the keys' comments stay
+                    evaluate[key][inner] = flow_style(setting)
+            else:
+                evaluate[key] = flow_style(value)
+            changes.append(f"evaluate.{key}: the {task} defaults")
+    train = TrainParams.model_validate(raw.get("train", {}))
+    conflicts = train_conflicts(task, 2 if classes is None else classes, train)
+    conflicts += evaluate_conflicts(task, EvaluateParams.model_validate(evaluate), features)
+    for conflict in conflicts:
+        _set_key(raw, conflict.key, flow_style(conflict.fix))
+        fixed = "removed" if conflict.fix is REMOVE else conflict.fix
+        changes.append(f"{conflict.key}: {fixed} ({conflict.problem.split(';')[0]})")
     return changes
 
 
@@ -619,23 +612,15 @@ def update_params(
     schema, and fit the task's other params (and, given the table's `rows`, the batch
     size; its number of `classes` and its `features`, what depends on them) to it;
     returns the changes made to params other than the source's."""
-    raw = read_params_file(path)
-    collect = {**options, "max_rows": None}
-    defaults = CollectParams.model_fields
-    for key in (
-        "delimiter",
-        "header",
-        "names",
-        "na_values",
-        "skip_initial_space",
-        "encoding",
-        "decimal",
-        "thousands",
-    ):
-        if key not in collect:
-            field = defaults[key]
-            collect[key] = field.default_factory() if field.default_factory else field.default
-    raw["collect"] = collect
+    raw = read_round_trip(path)
+    collect = raw.setdefault("collect", {})
+    for key, field in CollectParams.model_fields.items():
+        if key in options:
+            collect[key] = flow_style(options[key])
+        elif key in collect or field.is_required() is False:
+            # A key the source does not set goes back to its default, comment kept.
+            default = field.get_default(call_default_factory=True)
+            collect[key] = flow_style(default)
     raw.setdefault("dataset", {}).update(target=target, schema=schema_path, task=task)
     changes = fit_task(raw, task, classes=classes, features=features)
     if rows and repeated_rows > REPEATED_SHARE * rows:
@@ -650,12 +635,12 @@ def update_params(
         share = rare_rows / max(rows or rare_rows, 1)
         validate["on_invalid"] = "quarantine"
         changes.append("validate.on_invalid: quarantine (the rows of the rare classes)")
-        if share > validate.get("max_invalid_fraction", 0.05):
+        if share > ValidateParams.model_validate(dict(validate)).max_invalid_fraction:
             validate["max_invalid_fraction"] = round(share + 0.01, 2)
             changes.append(f"validate.max_invalid_fraction: {validate['max_invalid_fraction']}")
     if rows is not None:
-        split = raw.get("split") or {}
-        share = 1 - split.get("validation", 0.1) - split.get("test", 0.2)
+        split = SplitParams.model_validate(dict(raw.get("split") or {}))
+        share = 1 - split.validation - split.test
         batch = fitted_batch_size(rows, train_share=share)
         train = raw.setdefault("train", {})
         if train.get("batch_size") != batch:
@@ -663,8 +648,7 @@ def update_params(
             changes.append(
                 f"train.batch_size: {batch} (about {rows * share / batch:.0f} steps an epoch)"
             )
-    with atomic_path(path, suffix=".yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(raw, sort_keys=False, width=100), encoding="utf-8")
+    write_round_trip(raw, path)
     return changes
 
 
@@ -701,10 +685,10 @@ def run(
             + (f" and {thousands!r} between thousands" if thousands else "")
             + " (collect.decimal, collect.thousands)",
         )
-    split = (read_params_file(Path(update)).get("split") or {}) if update else {}
-    split_rows = min_class_rows(
-        validation=split.get("validation", 0.1), test=split.get("test", 0.2)
+    split = SplitParams.model_validate(
+        (read_params_file(Path(update)).get("split") or {}) if update else {}
     )
+    split_rows = min_class_rows(validation=split.validation, test=split.test)
     schema = infer_schema(
         frame,
         target=target,

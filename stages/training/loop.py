@@ -16,9 +16,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.common.config import ThresholdParams, TrainParams
+from stages.common.config import TrainParams
 from stages.common.errors import PipelineError
 from stages.common.runtime import Cluster, configure_device, tensorflow_version
+from stages.common.tasks import check_train_params, headline_metric
 from stages.data.encoding import EncodingSpec, suspected_leaks, targets, to_inputs
 from stages.evaluation.metrics import classification_metrics
 from stages.model.build import make_model, model_vocabularies
@@ -49,34 +50,6 @@ def set_determinism(seed: int, deterministic: bool) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-def check_task_params(spec: EncodingSpec, params: TrainParams) -> None:
-    """Params that do not fit the task are a clear error, before any training."""
-    if spec.task == "regression":
-        if params.monitor == "val_accuracy":
-            raise PipelineError(
-                "train.monitor: val_accuracy is for classification; use "
-                "val_loss or val_r2 for regression"
-            )
-        if params.class_weight != "none":
-            raise PipelineError(
-                "train.class_weight: class weights are for classification; "
-                "set it to none for regression"
-            )
-    elif params.monitor == "val_r2":
-        raise PipelineError(
-            "train.monitor: val_r2 is for regression; use val_loss or "
-            "val_accuracy for classification"
-        )
-    two_classes = spec.task == "classification" and len(spec.classes) == 2
-    if params.calibration == "platt" and not two_classes:
-        raise PipelineError("train.calibration: platt is for two classes; use temperature or none")
-    if not two_classes and params.threshold != ThresholdParams():
-        raise PipelineError(
-            "train.threshold: a decision threshold is for two classes; remove the key or "
-            "keep rule fixed at 0.5"
-        )
 
 
 def fit(
@@ -157,7 +130,7 @@ def train_model(
     of a cluster (already joined). `extra_callbacks` run after the pipeline's own (the
     benchmarks time epochs with one).
     """
-    check_task_params(spec, params)
+    check_train_params(spec.task, len(spec.classes), params)
     processes, process = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
     if params.batch_size % processes:
         raise PipelineError(
@@ -175,7 +148,7 @@ def train_model(
     weights = None
     if spec.task == "classification":
         weights = class_weights(y_train, classes=spec.classes, mode=params.class_weight)
-    score = "r2" if spec.task == "regression" else "accuracy"
+    score = headline_metric(spec.task)
 
     steps = steps_per_epoch(len(y_train), params.batch_size, processes)
     per_execution = fitting_steps_per_execution(params.steps_per_execution, steps)

@@ -1,12 +1,13 @@
+import copy
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stages.common.config import load_params, parse_params
+from stages.common.config import SECTIONS, Section, load_params, parse_params
 from stages.common.errors import PipelineError
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 def shipped_params() -> dict:
@@ -42,11 +43,11 @@ def test_bad_params_name_the_key(section, key, value, expected):
 
 def test_missing_section_and_unknown_section():
     raw = shipped_params()
-    del raw["train"]
+    del raw["collect"]
     raw["trian"] = {}
     with pytest.raises(PipelineError) as caught:
         parse_params(raw)
-    assert "train: missing key" in caught.value.details
+    assert "collect: missing key" in caught.value.details
     assert "trian: unknown key" in caught.value.details
 
 
@@ -81,3 +82,56 @@ def test_missing_and_malformed_params_file(tmp_path: Path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(PipelineError, match="not valid YAML"):
         load_params(bad)
+
+
+def _fields(model, prefix=""):
+    """(params key, field) of every key of a section, nested sections flattened."""
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        inner = field.annotation
+        if isinstance(inner, type) and issubclass(inner, Section):
+            yield from _fields(inner, key + ".")
+        else:
+            yield key, field
+
+
+def _value(raw, key):
+    for part in key.split("."):
+        raw = raw[part]
+    return raw
+
+
+def test_params_yaml_holds_every_key_at_its_default_or_marked_per_table():
+    """One home per default: the params classes. params.yaml ships every key, at the
+    class's default unless the key is marked as set for its table (the Adult file's layout,
+    columns and gates)."""
+    raw = shipped_params()
+    per_table = []
+    for section, model in SECTIONS.items():
+        for key, field in _fields(model, section + "."):
+            value = _value(raw, key)  # KeyError: a key params.yaml lacks
+            if (field.json_schema_extra or {}).get("per_table"):
+                per_table.append(key)
+                continue
+            default = field.get_default(call_default_factory=True)
+            assert not field.is_required(), f"{key}: required but not marked per table"
+            if isinstance(default, Section):
+                default = default.model_dump(by_alias=True)
+            assert value == default, key
+    assert "train.model" not in per_table and "dataset.target" in per_table
+
+
+def test_a_key_removed_from_params_yaml_falls_back_to_the_value_it_ships():
+    raw = shipped_params()
+    shipped = parse_params(raw)
+    removed = 0
+    for section, model in SECTIONS.items():
+        for key, field in _fields(model, section + "."):
+            if (field.json_schema_extra or {}).get("per_table"):
+                continue
+            fewer = copy.deepcopy(raw)
+            *parents, last = key.split(".")
+            del _value(fewer, ".".join(parents))[last]
+            assert parse_params(fewer) == shipped, key
+            removed += 1
+    assert removed > 60

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
-from .helpers import run, shrunk_copy
+from ..conftest import REPO
+from ..helpers import run, shrunk_copy
 
 pytestmark = pytest.mark.slow
 

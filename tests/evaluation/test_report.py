@@ -3,7 +3,7 @@ import pandas as pd
 from stages.evaluation.report import Findings, conclusion, plot_curves, plot_history, render_report
 from stages.training.callbacks import best_epoch_marker
 
-from .test_train import DIVERGING
+from ..training.test_loop import DIVERGING
 
 TRAINING = {
     "epochs_run": 5,

@@ -132,19 +132,3 @@ def test_gates_on_the_interval_need_the_whole_interval_to_pass():
     assert on_intervals[0]["interval_end"] == 0.84  # the low end of accuracy's interval
     assert on_intervals[1]["interval_end"] == 0.32
     assert on_intervals[4]["shortfall"] == pytest.approx(0.004)
-
-
-def test_slices_must_name_feature_columns():
-    from stages.common.config import EvaluateParams
-    from stages.common.errors import PipelineError
-    from stages.data.encoding import EncodingSpec, FeatureSpec
-    from stages.evaluation.scoring import check_task_params
-
-    spec = EncodingSpec(
-        target="y",
-        classes=["a", "b"],
-        features=[FeatureSpec(name="age", kind="numeric", nullable=False)],
-    )
-    check_task_params(EvaluateParams(slices=["age"]), spec)
-    with pytest.raises(PipelineError, match=r"evaluate\.slices: 'sex' is not a feature column"):
-        check_task_params(EvaluateParams(slices=["sex"]), spec)

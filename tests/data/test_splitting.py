@@ -4,7 +4,7 @@ import pytest
 from stages.common.errors import PipelineError
 from stages.data.splitting import split_frame, split_report
 
-from .conftest import labelled_frame
+from ..conftest import labelled_frame
 
 
 def split(frame, **overrides):

@@ -10,7 +10,7 @@ from stages.common.errors import PipelineError
 from stages.data.sniff import sniff_text
 from stages.tools.infer_schema import infer_schema, read_options, update_params
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 def test_sniffs_adult_like_text():
@@ -111,6 +111,36 @@ def test_update_params_points_params_at_the_new_source(tmp_path: Path):
     assert (parsed.dataset.target, parsed.dataset.schema_path) == ("label", "schemas/new.yaml")
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     assert yaml.safe_load(params.read_text())["train"] == shipped["train"]
+
+
+def test_update_params_keeps_comments_and_key_order(tmp_path: Path):
+    params = tmp_path / "params.yaml"
+    shipped = (REPO / "params.yaml").read_text()
+    params.write_text(shipped)
+    options = {"source": "new.csv", "watch": "new.csv", "query": None, "names": ["a", "y"]}
+    update_params(
+        params, options=options, target="y", schema_path="s.yaml", task="regression", rows=900
+    )
+    text = params.read_text()
+    comments = [line.split("#", 1)[1] for line in shipped.splitlines() if "#" in line]
+    kept = [comment for comment in comments if comment in text]
+    # Only the comments of the two-class threshold (removed for regression) may go.
+    assert len(kept) >= len(comments) - 6, set(comments) - set(kept)
+    assert "# column to predict" in text and "# tabm: an ensemble of MLPs" in text
+    order = [line.split(":")[0] for line in text.splitlines() if line and line[0].isalpha()]
+    assert order == [
+        "dataset",
+        "collect",
+        "validate",
+        "prepare",
+        "split",
+        "train",
+        "evaluate",
+        "predict",
+    ]
+    assert "names: [a, y]" in text and "hidden_units: [128, 128]" in text  # lists on one line
+    parsed = load_params(params)
+    assert parsed.collect.names == ["a", "y"] and parsed.train.monitor == "val_loss"
 
 
 def test_every_column_kind_gets_a_decision_and_a_reason():

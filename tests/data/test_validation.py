@@ -73,7 +73,7 @@ def test_shipped_schema_accepts_the_shipped_data():
     from stages.common.config import load_params
     from stages.data.sources import read_source
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     params = load_params(REPO / "params.yaml")
     collect = params.collect.model_copy(update={"source": str(REPO / params.collect.source)})

@@ -7,7 +7,7 @@ import pytest
 from stages.common.errors import PipelineError
 from stages.tools.compare import compare_metrics
 
-from .helpers import run
+from ..helpers import run
 
 BASE = {"accuracy": 0.86, "log_loss": 0.30, "baseline": {"logistic": {"accuracy": 0.85}}}
 

@@ -161,7 +161,7 @@ def test_missing_source_names_the_key(tmp_path: Path):
         read_source(params=params(tmp_path / "absent.csv"))
 
 
-PENGUINS = Path(__file__).parent / "data/penguins.csv"
+PENGUINS = Path(__file__).parents[1] / "fixtures/tables/penguins.csv"
 
 
 def test_json_array_and_json_lines_are_told_apart_by_content(tmp_path: Path):

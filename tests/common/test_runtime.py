@@ -5,9 +5,7 @@ import pytest
 from stages.common.config import TrainParams
 from stages.common.errors import PipelineError
 from stages.common.runtime import Cluster, cluster_from_env
-from stages.data.encoding import EncodingSpec, FeatureSpec
 from stages.training.batches import fitting_steps_per_execution, steps_per_epoch
-from stages.training.loop import check_task_params
 
 CLUSTER = {"TRAIN_COORDINATOR": "10.0.0.1:1234", "TRAIN_NUM_PROCESSES": "4"}
 
@@ -42,20 +40,6 @@ def test_mixed_precision_on_the_cpu_is_refused_by_the_params():
             device="cpu",
             mixed_precision=True,
         )
-
-
-def test_params_that_do_not_fit_the_task_are_errors():
-    base = dict(hidden_units=[4], learning_rate=0.1, batch_size=8, epochs=1)
-    features = [FeatureSpec(name="x", kind="numeric", nullable=False)]
-    regression = EncodingSpec(target="y", task="regression", classes=[], features=features)
-    classes = EncodingSpec(target="y", classes=["a", "b"], features=features)
-    with pytest.raises(PipelineError, match=r"train\.monitor: val_accuracy is for classification"):
-        check_task_params(regression, TrainParams(**base, monitor="val_accuracy"))
-    with pytest.raises(PipelineError, match=r"train\.class_weight"):
-        check_task_params(regression, TrainParams(**base, class_weight="balanced"))
-    with pytest.raises(PipelineError, match=r"train\.monitor: val_r2 is for regression"):
-        check_task_params(classes, TrainParams(**base, monitor="val_r2"))
-    check_task_params(regression, TrainParams(**base, monitor="val_r2"))
 
 
 def test_several_processes_drop_the_last_partial_batch():

@@ -17,8 +17,8 @@ import yaml
 from stages.data.splitting import split_frame
 from stages.training.loop import train_model
 
-from .helpers import run, shrunk_copy
-from .test_train import SPEC, prepared, tiny_params
+from ..helpers import run, shrunk_copy
+from .test_loop import SPEC, prepared, tiny_params
 
 PARAMS = dict(epochs=6, patience=2, dropout=0.2, batch_size=16)
 
