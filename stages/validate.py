@@ -11,17 +11,19 @@ stage fails with a message naming each column, check and count.
 
 from __future__ import annotations
 
-import pandas as pd
-
 from stages.common import paths
 from stages.common.config import Params
-from stages.common.errors import PipelineError
 from stages.common.io import read_table, say, write_csv, write_json, write_table
-from stages.common.tasks import require_two_classes
 from stages.data.encoding import free_name, row_id_name
 from stages.data.schema import load_schema, require_target
 from stages.data.transform import clean_frame, unparsed_dates
-from stages.data.validation import failure_message, row_reasons, validate_frame, validation_report
+from stages.data.validation import (
+    apply_policy,
+    too_few_classes,
+    validate_frame,
+    validation_metrics,
+    validation_report,
+)
 
 
 def run(params: Params) -> None:
@@ -47,32 +49,17 @@ def run(params: Params) -> None:
     reason = free_name("reason", [*schema.columns, *frame.columns, row_id])
     validated, cases = validate_frame(frame, schema=schema, earlier=bad_dates)
     report = validation_report(frame, cases, schema_path=schema_path)
-    reasons = row_reasons(cases)
-    table_level = cases["index"].isna().any()
-    quarantine = pd.DataFrame(columns=[row_id, *frame.columns, reason])
-    error = None
-    if validated is None and (table_level or policy.on_invalid == "fail"):
-        error = failure_message(report, source=paths.RAW_TABLE)
-    elif validated is None and len(reasons) > policy.max_invalid_fraction * len(frame):
-        error = failure_message(report, source=paths.RAW_TABLE)
-        error.details.insert(
-            0,
-            f"{len(reasons) / len(frame):.2%} of rows are invalid, more than "
-            f"validate.max_invalid_fraction ({policy.max_invalid_fraction:.2%}) allows",
-        )
-    elif validated is None:
-        invalid = list(reasons)
-        quarantine = frame.loc[invalid].assign(**{reason: [reasons[row] for row in invalid]})
-        quarantine.insert(0, row_id, invalid)
-        validated, _ = validate_frame(frame.drop(index=invalid), schema=schema)
-    if error is None:
-        try:
-            require_two_classes(
-                validated[target].dropna().nunique(),
-                where=f"target column '{target}' in {len(validated):,} valid rows",
-            )
-        except PipelineError as exc:
-            error = exc
+    validated, quarantine, error = apply_policy(
+        frame,
+        validated=validated,
+        cases=cases,
+        report=report,
+        schema=schema,
+        policy=policy,
+        columns=(row_id, reason),
+        source=paths.RAW_TABLE,
+    )
+    error = error or too_few_classes(validated, target)
     report.update(
         unexpected_columns=unexpected,
         unexpected_columns_policy=policy.unexpected_columns,
@@ -80,15 +67,8 @@ def run(params: Params) -> None:
         quarantined_rows=len(quarantine),
         unlabelled_rows=int(frame[target].isna().sum()) if target in frame.columns else 0,
     )
-    metrics = {
-        "rows": len(frame),
-        "valid_rows": 0 if error else len(validated),
-        "invalid_rows": report["invalid_rows"],
-        "quarantined_rows": len(quarantine),
-        "unlabelled_rows": report["unlabelled_rows"],
-        # failure count per `column:check`, for `dvc metrics show`
-        "failures": {f"{i['column']}:{i['check']}": i["failures"] for i in report["failures"]},
-    }
+    valid = None if error else validated
+    metrics = validation_metrics(report, rows=len(frame), valid=valid, quarantine=quarantine)
     write_csv(cases, paths.VALIDATE_FAILURES)
     write_json(report, paths.VALIDATE_REPORT)
     write_json(metrics, paths.VALIDATE_METRICS)

@@ -11,7 +11,9 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
+from stages.common.config import ValidateParams
 from stages.common.errors import PipelineError
+from stages.common.tasks import require_two_classes
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "index"]
 
@@ -97,3 +99,67 @@ def row_reasons(cases: pd.DataFrame) -> dict[int, str]:
             f"{case.column}: {case.failure_case!r} fails {check}"
         )
     return {row: "; ".join(parts) for row, parts in reasons.items()}
+
+
+def apply_policy(
+    frame: pd.DataFrame,
+    *,
+    validated: pd.DataFrame | None,
+    cases: pd.DataFrame,
+    report: dict[str, Any],
+    schema,
+    policy: ValidateParams,
+    columns: tuple[str, str],
+    source: str,
+) -> tuple[pd.DataFrame | None, pd.DataFrame, PipelineError | None]:
+    """validate.on_invalid applied: (the valid rows, the quarantined rows with their reason,
+    the error that stops the stage). A table-level failure (a missing column, a wrong
+    dtype) always stops it; so do more invalid rows than validate.max_invalid_fraction.
+    `columns` names the row-number and reason columns of the quarantine."""
+    row_id, reason = columns
+    reasons = row_reasons(cases)
+    quarantine = pd.DataFrame(columns=[row_id, *frame.columns, reason])
+    if validated is not None:
+        return validated, quarantine, None
+    if cases["index"].isna().any() or policy.on_invalid == "fail":
+        return None, quarantine, failure_message(report, source=source)
+    if len(reasons) > policy.max_invalid_fraction * len(frame):
+        error = failure_message(report, source=source)
+        error.details.insert(
+            0,
+            f"{len(reasons) / len(frame):.2%} of rows are invalid, more than "
+            f"validate.max_invalid_fraction ({policy.max_invalid_fraction:.2%}) allows",
+        )
+        return None, quarantine, error
+    invalid = list(reasons)
+    quarantine = frame.loc[invalid].assign(**{reason: [reasons[row] for row in invalid]})
+    quarantine.insert(0, row_id, invalid)
+    validated, _ = validate_frame(frame.drop(index=invalid), schema=schema)
+    return validated, quarantine, None
+
+
+def too_few_classes(validated: pd.DataFrame, target: str) -> PipelineError | None:
+    """The two-classes error when the valid rows hold fewer than two classes, else None."""
+    try:
+        require_two_classes(
+            validated[target].dropna().nunique(),
+            where=f"target column '{target}' in {len(validated):,} valid rows",
+        )
+    except PipelineError as exc:
+        return exc
+    return None
+
+
+def validation_metrics(
+    report: dict[str, Any], *, rows: int, valid: pd.DataFrame | None, quarantine: pd.DataFrame
+) -> dict[str, Any]:
+    """reports/validate/metrics.json: counts, and failures per `column:check` for
+    `dvc metrics show`."""
+    return {
+        "rows": rows,
+        "valid_rows": 0 if valid is None else len(valid),
+        "invalid_rows": report["invalid_rows"],
+        "quarantined_rows": len(quarantine),
+        "unlabelled_rows": report["unlabelled_rows"],
+        "failures": {f"{i['column']}:{i['check']}": i["failures"] for i in report["failures"]},
+    }

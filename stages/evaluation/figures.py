@@ -4,6 +4,11 @@ figures of reports/report.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stages.evaluation.scoring import Outputs
+
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,6 @@ from stages.evaluation.report import (
     plot_reliability,
     plot_slices,
 )
-from stages.evaluation.scoring import Outputs
 
 
 def _scores_against_truth(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

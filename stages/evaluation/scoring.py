@@ -9,14 +9,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from stages.common import paths
 from stages.common.config import (
     EvaluateParams,
     GateParams,
 )
-from stages.common.tasks import LOWER_IS_BETTER
-from stages.data.encoding import EncodingSpec
-from stages.evaluation.importance import slice_labels, slice_metrics
-from stages.evaluation.metrics import classification_metrics, interval
+from stages.common.tasks import HEADLINE, LOWER_IS_BETTER, SECOND, metric_label
+from stages.data.encoding import ROW_ID, EncodingSpec
+from stages.evaluation.figures import plot_tables
+from stages.evaluation.importance import permutation_importance, slice_labels, slice_metrics
+from stages.evaluation.metrics import bootstrap, classification_metrics, interval
 from stages.model.calibration import decide
 from stages.model.head import decision_threshold
 from stages.model.inference import class_probabilities, predict_values
@@ -224,3 +226,92 @@ def slices_report(
         )
         for column in settings.slices
     }
+
+
+def bootstrap_intervals(
+    y_test, outputs: Outputs, metrics, predictions, baselines, *, task, settings, seed
+) -> dict[str, Any]:
+    """Bootstrap intervals of every metric of the model and the baselines, on the same
+    resamples of the test rows, and of the model's difference to each baseline."""
+    samples = bootstrap(
+        y_test,
+        {
+            "model": (outputs.predicted, outputs.labels),
+            **{name: (values, None) for name, values in predictions.items()},
+        },
+        task=task,
+        resamples=settings.resamples,
+        seed=seed,
+        max_rows=settings.interval_rows,
+    )
+    intervals = metric_intervals(
+        samples,
+        {"model": metrics, **baselines},
+        level=settings.interval,
+        resamples=settings.resamples,
+        seed=seed,
+    )
+    intervals["resampled_rows"] = min(len(y_test), settings.interval_rows)
+    return intervals
+
+
+def model_importance(model, x_test, y_test, *, spec, settings, seed) -> pd.DataFrame | None:
+    """Permutation importance per raw column (None when evaluate.importance_repeats is 0)."""
+    if not settings.importance_repeats:
+        return None
+    if spec.task == "regression":
+        predict = lambda inputs: predict_values(model, inputs)  # noqa: E731
+    else:
+        predict = lambda inputs: class_probabilities(model, inputs)[0]  # noqa: E731
+    return permutation_importance(
+        predict,
+        x_test,
+        y_test,
+        spec=spec,
+        repeats=settings.importance_repeats,
+        max_rows=settings.importance_rows,
+        seed=seed,
+    )
+
+
+def summary_metrics(found, outputs: Outputs) -> dict[str, Any]:
+    """metrics.json: the test metrics at the model's decisions, the rows, and for two
+    classes the threshold and the accuracy at 0.5 beside."""
+    summary = {**found.metrics, "test_rows": found.rows}
+    if outputs.threshold is not None:
+        summary["threshold"] = round(outputs.threshold, 6)
+        summary["accuracy_at_0.5"] = found.decision["threshold"]["test_at_0.5"]["accuracy"]
+    return summary
+
+
+def result_tables(test_rows, y_test, outputs: Outputs, *, spec) -> tuple[pd.DataFrame, dict]:
+    """The test predictions' table and the data of the plots."""
+    if spec.task == "regression":
+        table = regression_table(test_rows[ROW_ID], y_test, outputs.predicted)
+        return table, {"predicted_vs_actual": table[["actual", "predicted"]]}
+    table = prediction_table(
+        test_rows[ROW_ID], y_test, outputs.predicted, classes=spec.classes, labels=outputs.labels
+    )
+    tables = plot_tables(y_test, outputs.predicted, classes=spec.classes, labels=outputs.labels)
+    return table, tables
+
+
+def headline_line(found, outputs: Outputs, *, task: str, level: float) -> str:
+    """The line evaluate prints: the headline metric with its interval, the second, and
+    the baselines' headline."""
+    headline, second = HEADLINE[task], SECOND[task]
+    metrics = found.metrics
+    low, high = found.intervals["model"][headline]
+    against = ", ".join(f"{name} {s[headline]:.4f}" for name, s in found.baselines.items())
+    decided = ""
+    if outputs.threshold is not None:
+        decided = f" at the model's threshold {outputs.threshold:.3f}"
+        if outputs.threshold != 0.5:
+            at_half = found.decision["threshold"]["test_at_0.5"]["accuracy"]
+            decided += f" (at 0.5: {at_half:.4f})"
+    return (
+        f"{found.rows:,} test rows: {metric_label(headline)} {metrics[headline]:.4f}{decided} "
+        f"({level:.0%} interval {low:.4f} to {high:.4f}), {metric_label(second)} "
+        f"{metrics[second]:.4f} (baselines' {metric_label(headline)}: {against or 'none'}) -> "
+        f"{paths.EVALUATE_METRICS}"
+    )
