@@ -207,10 +207,10 @@ def test_load_model_the_saved_model_and_predict_agree_on_raw_rows(repo: Path, fi
     """models/model.keras takes raw columns: keras.models.load_model on it, the SavedModel
     `stages export` writes, and `stages predict` give the same probabilities."""
     import keras
-    import stages.serving
     import tensorflow as tf
 
     import stages.model
+    import stages.serving
     from stages.common.config import load_params
     from stages.data.encoding import EncodingSpec
     from stages.data.sources import read_source
@@ -316,3 +316,25 @@ def test_predict_reads_new_rows_on_their_own_terms(repo: Path, first_repro):
     assert forced.returncode != 0 and "headed.csv" in forced.stderr + forced.stdout
     assert "the first line was read as data: --header" in forced.stderr + forced.stdout
     assert not (repo / "f.csv").exists()
+
+
+def test_the_documented_python_snippets_run(repo: Path, first_repro):
+    """Every ```python block of the README and the docs runs in the trained project (with
+    `new_rows.csv`: raw rows with a header, as the snippets read them)."""
+    from stages.common.config import load_params
+    from stages.data.sources import read_source
+
+    from .test_docs import python_snippets
+
+    params = load_params(repo / "params.yaml")
+    raw = read_source(
+        params=params.collect.model_copy(update={"source": str(repo / "data/adult.data")})
+    )
+    raw.drop(columns=["income"]).head(50).to_csv(repo / "new_rows.csv", index=False)
+    snippets = python_snippets()
+    assert snippets
+    for path, code in snippets:
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (path.name, done.stderr[-2000:])

@@ -1,0 +1,171 @@
+"""MkDocs hooks: the reference pages and benchmark tables are written from the code and
+the result files at build time, so they cannot disagree with them.
+
+A page holds a marker such as `<!-- generated: params -->`; the hook replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import typing
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _type_name(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{value}`" for value in typing.get_args(annotation))
+    text = getattr(annotation, "__name__", None) if origin is None else None
+    return text or str(annotation).replace("typing.", "").replace("|", "\\|")
+
+
+def _constraints(field) -> str:
+    marks = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "length >="}
+    found = []
+    for item in field.metadata:
+        for name, sign in marks.items():
+            value = getattr(item, name, None)
+            if value is not None:
+                found.append(f"{sign} {value}")
+    return ", ".join(found)
+
+
+def _readers(section: str, key: str) -> str:
+    from stages.cli import COMMAND_PARAMS, TOOL_PARAMS
+
+    top = key.split(".")[0]
+    names = [
+        command
+        for command, sections in {**COMMAND_PARAMS, **TOOL_PARAMS}.items()
+        if section in sections and (sections[section] is None or top in sections[section])
+    ]
+    return ", ".join(names) or "infer-schema"
+
+
+def _shipped(raw: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return None
+        raw = raw[part]
+    return raw
+
+
+def _fields(model, prefix: str = ""):
+    from stages.common.config import Section
+
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        inner = field.annotation
+        if isinstance(inner, type) and issubclass(inner, Section):
+            yield from _fields(inner, key + ".")
+        else:
+            yield key, field
+
+
+def params_reference() -> str:
+    """Every params key: type, constraint, default, the value params.yaml ships, the
+    commands that read it, and its meaning, from the params classes."""
+    from stages.common.config import SECTIONS
+
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    out = []
+    for section, model in SECTIONS.items():
+        out += [f"## `{section}`", "", (model.__doc__ or "").strip(), ""]
+        out += ["| key | type | constraint | default | shipped | read by | meaning |"]
+        out += ["|---|---|---|---|---|---|---|"]
+        for key, field in _fields(model):
+            full = f"{section}.{key}"
+            if field.is_required():
+                default = "required"
+            else:
+                default = f"`{json.dumps(field.get_default(call_default_factory=True))}`"
+            per_table = (field.json_schema_extra or {}).get("per_table")
+            value = f"`{json.dumps(_shipped(shipped, full))}`"
+            value += " (this table)" if per_table else ""
+            cells = [
+                f"`{full}`",
+                _type_name(field.annotation),
+                _constraints(field),
+                default,
+                value,
+                _readers(section, key),
+                (field.description or "").replace("|", "\\|").replace("\n", " "),
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def outputs_reference() -> str:
+    """Every stage's inputs and outputs, from dvc.yaml."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    out = ["| stage | reads | writes | kept in git |", "|---|---|---|---|"]
+    for name, stage in stages.items():
+        reads = [d for d in stage["deps"] if not d.startswith("stages/")]
+        writes, in_git = [], []
+        for kind in ("outs", "metrics"):
+            for item in stage.get(kind, []):
+                path = next(iter(item)) if isinstance(item, dict) else item
+                writes.append(path)
+                if isinstance(item, dict) and item[path].get("cache") is False:
+                    in_git.append(path)
+        cell = lambda paths: "<br>".join(f"`{p}`" for p in paths)  # noqa: E731
+        out.append(f"| {name} | {cell(reads)} | {cell(writes)} | {cell(in_git)} |")
+    return "\n".join(out)
+
+
+def corpus_table() -> str:
+    rows = json.loads((ROOT / "benchmarks/corpus.json").read_text())
+    out = [
+        "| table | its mess | rows | score | network | gradient boosting | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        network = row.get("network")
+        gbm = row.get("gbm")
+        out.append(
+            f"| {row['table']} | {row['mess']} | {row['rows']:,} | {row['score']} | "
+            f"{network if network is None else f'{network:.4f}'} | "
+            f"{gbm if gbm is None else f'{gbm:.4f}'} | {row['seconds']} |"
+        )
+    return "\n".join(out)
+
+
+def quality_table() -> str:
+    quality = json.loads((ROOT / "benchmarks/quality.json").read_text())
+    overall = quality["overall"]
+    out = [
+        f"Seeds {', '.join(map(str, overall['seeds']))}; mean gap {overall['mean_gap']:+.4f}, "
+        f"worst {overall['worst_gap']:+.4f} ({overall['worst_table']}).",
+        "",
+        "| table | score | network (mean ± sd) | gradient boosting | gap |",
+        "|---|---|---|---|---|",
+    ]
+    for row in quality["tables"]:
+        out.append(
+            f"| {row['table']} | {row['score']} | {row['network']:.4f} ± {row['network_std']:.4f} "
+            f"| {row['gbm']:.4f} ± {row['gbm_std']:.4f} | {row['gap']:+.4f} |"
+        )
+    return "\n".join(out)
+
+
+GENERATORS = {
+    "params": params_reference,
+    "outputs": outputs_reference,
+    "corpus": corpus_table,
+    "quality": quality_table,
+}
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    for name, render in GENERATORS.items():
+        marker = f"<!-- generated: {name} -->"
+        if marker in markdown:
+            markdown = markdown.replace(marker, render())
+    return markdown
