@@ -58,6 +58,8 @@ def metrics_at_revision(target: str, rev: str) -> dict[str, Any]:
 
     try:
         found = dvc.api.metrics_show(target, rev=rev)
+    except FileNotFoundError:
+        raise PipelineError(f"{target}: no such metrics file at revision '{rev}'") from None
     except DvcException as exc:
         raise PipelineError(
             f"cannot read {target} at revision '{rev}': {exc}",

@@ -82,3 +82,51 @@ def test_shipped_schema_accepts_the_shipped_data():
     assert cases.empty, cases.head()
     assert len(validated) == 32561
     assert pd.api.types.is_integer_dtype(validated["age"])
+
+
+def test_a_row_failing_several_checks_is_quarantined_once_with_every_reason(schema, raw_frame):
+    from stages.common.config import ValidateParams
+    from stages.data.validation import apply_policy, validate_frame, validation_report
+
+    frame = raw_frame.copy()
+    frame.loc[2, "age"] = -5
+    frame.loc[2, "color"] = "purple"
+    validated, cases = validate_frame(frame, schema=schema)
+    report = validation_report(frame, cases, schema_path="schema.yaml")
+    policy = ValidateParams(on_invalid="quarantine", max_invalid_fraction=0.5)
+    valid, quarantine, error = apply_policy(
+        frame,
+        validated=validated,
+        cases=cases,
+        report=report,
+        schema=schema,
+        policy=policy,
+        columns=("row_id", "reason"),
+        source="raw.parquet",
+    )
+    assert error is None and list(quarantine["row_id"]) == [2]
+    reason = quarantine["reason"].iloc[0]
+    assert "age: '-5' fails in_range" in reason and "color: 'purple' fails" in reason
+    assert 2 not in valid.index and len(valid) == len(frame) - 1
+
+
+def test_a_table_level_failure_is_never_quarantined(schema, raw_frame):
+    from stages.common.config import ValidateParams
+    from stages.data.validation import apply_policy, validate_frame, validation_report
+
+    frame = raw_frame.drop(columns=["age"])
+    validated, cases = validate_frame(frame, schema=schema)
+    report = validation_report(frame, cases, schema_path="schema.yaml")
+    policy = ValidateParams(on_invalid="quarantine", max_invalid_fraction=1.0)
+    valid, quarantine, error = apply_policy(
+        frame,
+        validated=validated,
+        cases=cases,
+        report=report,
+        schema=schema,
+        policy=policy,
+        columns=("row_id", "reason"),
+        source="raw.parquet",
+    )
+    assert valid is None and quarantine.empty
+    assert error is not None and "age" in str(error) + " ".join(error.details)

@@ -73,3 +73,29 @@ def test_compare_command_fails_on_a_made_up_regression(tmp_path: Path):
     within = compare(0.855)
     assert within.returncode == 0, within.stderr
     assert "accuracy: 0.86 at HEAD -> 0.855 now (-0.005) ok" in within.stdout
+
+
+@pytest.mark.slow
+def test_compare_names_a_revision_or_a_file_it_cannot_read(tmp_path: Path):
+    (tmp_path / "metrics.json").write_text('{"accuracy": 0.9}')
+    run(["git", "init", "-q"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "commit", "-qm", "base"], tmp_path)
+    base = [sys.executable, "-m", "stages", "compare", "--metric", "accuracy"]
+    no_rev = subprocess.run(
+        [*base, "--rev", "no-such-branch", "--target", "metrics.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert no_rev.returncode == 1 and "no-such-branch" in no_rev.stderr
+    assert "Traceback" not in no_rev.stderr
+    no_file = subprocess.run(
+        [*base, "--rev", "HEAD", "--target", "missing.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert no_file.returncode == 1 and "missing.json" in no_file.stderr
+    assert "Traceback" not in no_file.stderr
