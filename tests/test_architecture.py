@@ -112,8 +112,6 @@ STILL_LONG = {
     "stages.evaluation.report.conclusion": 87,
     "stages.model.build.make_model": 72,
     "stages.data.preparation.spec_from_schema": 70,
-    "stages.evaluation.figures.write_figures": 67,
-    "stages.data.splitting.split_assignment": 65,
     "stages.tools.infer_schema._leaks": 65,
 }
 

@@ -338,3 +338,44 @@ def test_the_documented_python_snippets_run(repo: Path, first_repro):
             [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True
         )
         assert done.returncode == 0, (path.name, done.stderr[-2000:])
+
+
+def test_predict_skips_or_refuses_invalid_rows_and_warns_of_drift(repo: Path, first_repro):
+    """Over several batches: `skip` writes an invalid row's reason in its place, `fail`
+    stops naming it and writes nothing; shifted ages are named as drift; export writes
+    over an existing folder."""
+    lines = [
+        line.rsplit(",", 1)[0] for line in (repo / "data/adult.data").read_text().split("\n")[:300]
+    ]
+    bad = list(lines)
+    fields = bad[150].split(",")
+    fields[0] = "abc"
+    bad[150] = ",".join(fields)
+    (repo / "bad.data").write_text("\n".join(bad) + "\n")
+    predict = [sys.executable, "-m", "stages", "predict", "bad.data", "--batch-rows", "120"]
+    out = run([*predict, "--output", "skip.csv"], repo)
+    skipped = pd.read_csv(repo / "skip.csv")
+    assert len(skipped) == 300 and "age" in skipped.loc[150, "error"]
+    assert pd.isna(skipped.loc[150, "predicted"]) and skipped["error"].notna().sum() == 1
+    refused = subprocess.run(
+        [*predict, "--output", "fail.csv", "--on-invalid", "fail"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1 and "age" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (repo / "fail.csv").exists()
+
+    older = []
+    for line in lines:
+        fields = line.split(",")
+        fields[0] = str(int(fields[0]) + 40)
+        older.append(",".join(fields))
+    (repo / "older.data").write_text("\n".join(older) + "\n")
+    out = run([sys.executable, "-m", "stages", "predict", "older.data", "--output", "o.csv"], repo)
+    assert "warning: column 'age' drifted from the train split" in out.stdout
+    assert json.loads((repo / "o.drift.json").read_text())["drifted"] == ["age"]
+
+    for _ in range(2):  # the second export replaces the first
+        run([sys.executable, "-m", "stages", "export", "--output", "exported"], repo)
+    assert (repo / "exported/saved_model.pb").exists()

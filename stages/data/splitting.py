@@ -39,6 +39,29 @@ def _too_small_fixes(too_small: pd.Series, counts: pd.Series, share: float) -> l
     return fixes
 
 
+def _seeded_split(
+    values: np.ndarray, *, validation: float, test: float, seed: int, stratify: bool
+) -> np.ndarray:
+    """0 train, 1 validation, 2 test per row: test first, then validation from the rest."""
+    positions = np.arange(len(values))
+    try:
+        rest, test_rows = train_test_split(
+            positions, test_size=test, random_state=seed, stratify=values if stratify else None
+        )
+        _, validation_rows = train_test_split(
+            rest,
+            test_size=validation / (1 - test),
+            random_state=seed,
+            stratify=values[rest] if stratify else None,
+        )
+    except ValueError as exc:
+        raise PipelineError(f"cannot split {len(values)} rows: {exc}") from None
+    assignment = np.zeros(len(values), dtype="int8")
+    assignment[validation_rows] = 1
+    assignment[test_rows] = 2
+    return assignment
+
+
 def split_assignment(
     labels: pd.Series,
     *,
@@ -79,23 +102,10 @@ def split_assignment(
             + ", ".join(f"{label} ({count} rows)" for label, count in small.items()),
             _too_small_fixes(small, named, smallest_share),
         )
-    positions = np.arange(len(labels))
     values = labels.to_numpy()
-    try:
-        rest, test_rows = train_test_split(
-            positions, test_size=test, random_state=seed, stratify=values if stratify else None
-        )
-        _, validation_rows = train_test_split(
-            rest,
-            test_size=validation / (1 - test),
-            random_state=seed,
-            stratify=values[rest] if stratify else None,
-        )
-    except ValueError as exc:
-        raise PipelineError(f"cannot split {len(labels)} rows: {exc}") from None
-    assignment = np.zeros(len(labels), dtype="int8")
-    assignment[validation_rows] = 1
-    assignment[test_rows] = 2
+    assignment = _seeded_split(
+        values, validation=validation, test=test, seed=seed, stratify=stratify
+    )
     for code, name in enumerate(paths.SPLIT_NAMES):
         absent = sorted(set(counts.index) - set(values[assignment == code]))
         if absent:

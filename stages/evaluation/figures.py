@@ -91,60 +91,55 @@ def write_figures(
     spec: EncodingSpec,
 ) -> dict[str, str]:
     """Every figure of the report as a PNG; returns their paths relative to the report."""
-    metrics, decision, importance, slices = (
-        found.metrics,
-        found.decision,
-        found.importance,
-        found.slices,
-    )
     folder = Path(paths.FIGURES)
-    written = {}
+    written = {"curves": folder / "training_curves.png"}
     plot_history(
         training["history"],
         best_epoch=training["best_epoch"],
         score=training.get("overfit_score", "accuracy"),
-        target=folder / "training_curves.png",
+        target=written["curves"],
     )
-    written["curves"] = folder / "training_curves.png"
     if spec.task == "regression":
-        plot_predicted_vs_actual(
-            tables["predicted_vs_actual"], target=folder / "predicted_vs_actual.png"
-        )
         written["scatter"] = folder / "predicted_vs_actual.png"
+        plot_predicted_vs_actual(tables["predicted_vs_actual"], target=written["scatter"])
     else:
-        plot_confusion(
-            tables["confusion"],
-            classes=spec.classes,
-            target=folder / "confusion.png",
-            threshold=outputs.threshold,
-        )
-        plot_curves(
-            tables["roc"],
-            tables["precision_recall"],
-            auc=metrics["roc_auc"],
-            target=folder / "roc_pr.png",
-            threshold=outputs.threshold,
-        )
-        plot_reliability(
-            reliability(y_true, outputs.uncalibrated),
-            tables["calibration"],
-            errors=(
-                decision["test"]["calibration_error_before"],
-                decision["test"]["calibration_error_after"],
-            ),
-            target=folder / "calibration.png",
-        )
-        written |= {
-            "confusion": folder / "confusion.png",
-            "roc_pr": folder / "roc_pr.png",
-            "calibration": folder / "calibration.png",
-        }
-    if importance is not None and len(importance):
-        score = "R2" if spec.task == "regression" else "ROC AUC"
-        plot_importance(importance, score=score, target=folder / "importance.png")
+        written |= _classifier_figures(tables, outputs, y_true, found, spec=spec, folder=folder)
+    if found.importance is not None and len(found.importance):
         written["importance"] = folder / "importance.png"
-    if slices:
-        plot_slices(slices, target=folder / "slices.png")
+        score = "R2" if spec.task == "regression" else "ROC AUC"
+        plot_importance(found.importance, score=score, target=written["importance"])
+    if found.slices:
         written["slices"] = folder / "slices.png"
+        plot_slices(found.slices, target=written["slices"])
     base = Path(paths.REPORT).parent
     return {name: str(path.relative_to(base)) for name, path in written.items()}
+
+
+def _classifier_figures(tables, outputs, y_true, found, *, spec, folder: Path) -> dict:
+    """The confusion matrix, ROC and precision-recall curves, and the reliability diagram."""
+    written = {
+        "confusion": folder / "confusion.png",
+        "roc_pr": folder / "roc_pr.png",
+        "calibration": folder / "calibration.png",
+    }
+    plot_confusion(
+        tables["confusion"],
+        classes=spec.classes,
+        target=written["confusion"],
+        threshold=outputs.threshold,
+    )
+    plot_curves(
+        tables["roc"],
+        tables["precision_recall"],
+        auc=found.metrics["roc_auc"],
+        target=written["roc_pr"],
+        threshold=outputs.threshold,
+    )
+    test = found.decision["test"]
+    plot_reliability(
+        reliability(y_true, outputs.uncalibrated),
+        tables["calibration"],
+        errors=(test["calibration_error_before"], test["calibration_error_after"]),
+        target=written["calibration"],
+    )
+    return written
