@@ -111,7 +111,6 @@ STILL_LONG = {
     "stages.tools.infer_schema.run": 91,
     "stages.evaluation.report.conclusion": 87,
     "stages.model.build.make_model": 72,
-    "stages.data.preparation.spec_from_schema": 70,
     "stages.tools.infer_schema._leaks": 65,
 }
 

@@ -35,6 +35,36 @@ def target_task(column: pa.Column, *, task: str) -> str:
     return "regression" if numeric and _vocabulary(column) is None else "classification"
 
 
+def feature_spec(name: str, column, *, embedded: bool, date_format: str | None) -> FeatureSpec:
+    """How one schema column is encoded, from its dtype, vocabulary and metadata."""
+    dtype = column.dtype.type if column.dtype is not None else None
+    if dtype is None:
+        raise PipelineError(
+            f"schema column '{name}' has no dtype, so it cannot be encoded: give it one, "
+            "or list it under metadata.non_features with a reason"
+        )
+    nullable = column.nullable
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return FeatureSpec(name=name, kind="numeric", nullable=nullable)
+    if is_datetime_dtype(dtype):
+        return FeatureSpec(name=name, kind="datetime", nullable=nullable, date_format=date_format)
+    if embedded:
+        return FeatureSpec(name=name, kind="embedded", nullable=nullable)
+    if pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        vocabulary = _vocabulary(column)
+        if not vocabulary:
+            raise PipelineError(
+                f"schema column '{name}' is text without an isin vocabulary: declare its "
+                "categories, list it under metadata.embedded_categories (a vocabulary "
+                "learned from train rows), or under metadata.non_features with a reason"
+            )
+        return FeatureSpec(name=name, kind="categorical", nullable=nullable, vocabulary=vocabulary)
+    raise PipelineError(
+        f"schema column '{name}' has dtype {column.dtype}, which cannot be encoded: "
+        "list it under metadata.non_features with a reason"
+    )
+
+
 def spec_from_schema(
     schema: pa.DataFrameSchema, *, target: str, task: str = "auto"
 ) -> EncodingSpec:
@@ -59,47 +89,11 @@ def spec_from_schema(
     excluded = non_features(schema)
     embedded = embedded_categories(schema)
     formats = date_formats(schema)
-    features = []
-    for name, column in schema.columns.items():
-        if name == target or name in excluded:
-            continue
-        dtype = column.dtype.type if column.dtype is not None else None
-        if dtype is None:
-            raise PipelineError(
-                f"schema column '{name}' has no dtype, so it cannot be encoded: give it one, "
-                "or list it under metadata.non_features with a reason"
-            )
-        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
-            features.append(FeatureSpec(name=name, kind="numeric", nullable=column.nullable))
-        elif is_datetime_dtype(dtype):
-            features.append(
-                FeatureSpec(
-                    name=name,
-                    kind="datetime",
-                    nullable=column.nullable,
-                    date_format=formats.get(name),
-                )
-            )
-        elif name in embedded:
-            features.append(FeatureSpec(name=name, kind="embedded", nullable=column.nullable))
-        elif pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
-            vocabulary = _vocabulary(column)
-            if not vocabulary:
-                raise PipelineError(
-                    f"schema column '{name}' is text without an isin vocabulary: declare its "
-                    "categories, list it under metadata.embedded_categories (a vocabulary "
-                    "learned from train rows), or under metadata.non_features with a reason"
-                )
-            features.append(
-                FeatureSpec(
-                    name=name, kind="categorical", nullable=column.nullable, vocabulary=vocabulary
-                )
-            )
-        else:
-            raise PipelineError(
-                f"schema column '{name}' has dtype {column.dtype}, which cannot be encoded: "
-                "list it under metadata.non_features with a reason"
-            )
+    features = [
+        feature_spec(name, column, embedded=name in embedded, date_format=formats.get(name))
+        for name, column in schema.columns.items()
+        if name != target and name not in excluded
+    ]
     if not features:
         raise PipelineError("the schema declares no feature columns besides the target")
     return EncodingSpec(
