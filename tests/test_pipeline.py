@@ -209,11 +209,11 @@ def test_load_model_the_saved_model_and_predict_agree_on_raw_rows(repo: Path, fi
     import keras
     import tensorflow as tf
 
-    import stages.model
     import stages.serving
     from stages.common.config import load_params
     from stages.data.encoding import EncodingSpec
     from stages.data.sources import read_source
+    from stages.model.head import decision_threshold
 
     lines = (repo / "data/adult.data").read_text().splitlines()[:300]
     lines = [line.rsplit(",", 1)[0].replace(" Private,", " Privateer,") for line in lines]
@@ -237,7 +237,7 @@ def test_load_model_the_saved_model_and_predict_agree_on_raw_rows(repo: Path, fi
     np.testing.assert_allclose(by_keras, by_predict, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(by_saved_model, by_predict, rtol=1e-5, atol=1e-6)
     # The raw-column model carries the decision threshold predict applies.
-    threshold = stages.model.decision_threshold(loaded)
+    threshold = decision_threshold(loaded)
     reported = json.loads((repo / "reports/evaluate/metrics.json").read_text())["threshold"]
     assert round(threshold, 6) == reported
     predicted = pd.read_csv(repo / "raw.csv")["predicted"]
@@ -349,7 +349,7 @@ def test_predict_skips_or_refuses_invalid_rows_and_warns_of_drift(repo: Path, fi
     ]
     bad = list(lines)
     fields = bad[150].split(",")
-    fields[0] = "abc"
+    fields[0] = "150"  # outside the schema's range
     bad[150] = ",".join(fields)
     (repo / "bad.data").write_text("\n".join(bad) + "\n")
     predict = [sys.executable, "-m", "stages", "predict", "bad.data", "--batch-rows", "120"]
