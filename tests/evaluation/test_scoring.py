@@ -99,7 +99,7 @@ def test_gate_params_are_checked():
         GateParams(max_shortfall={"accuracy": 0.01})
     with pytest.raises(ValueError, match=r"not listed in evaluate\.baselines"):
         EvaluateParams(baselines=["majority"], gates={"baseline": "logistic"})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"minimum\.acuracy\.\[key\]\s+Input should be 'accuracy'"):
         GateParams(minimum={"acuracy": 0.9})
 
 
