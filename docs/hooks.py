@@ -56,22 +56,10 @@ def _shipped(raw: dict, key: str):
     return raw
 
 
-def _fields(model, prefix: str = ""):
-    from stages.common.config import Section
-
-    for name, field in model.model_fields.items():
-        key = prefix + (field.alias or name)
-        inner = field.annotation
-        if isinstance(inner, type) and issubclass(inner, Section):
-            yield from _fields(inner, key + ".")
-        else:
-            yield key, field
-
-
 def params_reference() -> str:
     """Every params key: type, constraint, default, the value params.yaml ships, the
     commands that read it, and its meaning, from the params classes."""
-    from stages.common.config import SECTIONS
+    from stages.common.config import SECTIONS, leaf_fields
 
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     out = []
@@ -79,8 +67,8 @@ def params_reference() -> str:
         out += [f"## `{section}`", "", (model.__doc__ or "").strip(), ""]
         out += ["| key | type | constraint | default | shipped | read by | meaning |"]
         out += ["|---|---|---|---|---|---|---|"]
-        for key, field in _fields(model):
-            full = f"{section}.{key}"
+        for full, field in leaf_fields(model, section + "."):
+            key = full.split(".", 1)[1]
             if field.is_required():
                 default = "required"
             else:

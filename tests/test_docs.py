@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from stages.cli import cli
-from stages.common.config import SECTIONS, Section
+from stages.common.config import SECTIONS, leaf_fields
 
 from .conftest import REPO
 
@@ -21,20 +21,14 @@ OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)")
 
 
 def key_exists(key: str) -> bool:
-    """Whether `section.key[.inner...]` names a params key (a mapping's own keys, such as
-    a gate's metric, are free)."""
-    section, *parts = key.split(".")
-    model: type[Section] = SECTIONS[section]
-    for index, part in enumerate(parts):
-        fields = {field.alias or name: field for name, field in model.model_fields.items()}
-        if part not in fields:
-            return False
-        annotation = fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, Section)):
-            # A leaf: the last part, or a mapping whose own keys follow.
-            return typing.get_origin(annotation) is dict or index == len(parts) - 1
-        model = annotation
-    return True
+    """Whether `section.key[.inner...]` names a params key or section (a mapping's own
+    keys, such as a gate's metric, are free)."""
+    for leaf, field in leaf_fields():
+        if key == leaf or leaf.startswith(key + "."):
+            return True
+        if key.startswith(leaf + ".") and typing.get_origin(field.annotation) is dict:
+            return True
+    return False
 
 
 def option_exists(command: str, option: str) -> bool:

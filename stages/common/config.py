@@ -7,6 +7,7 @@ An unknown key, a wrong type or an out-of-range value is a PipelineError naming 
 from __future__ import annotations
 
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -475,6 +476,22 @@ SECTIONS: dict[str, type[Section]] = {
     field.alias or name: field.annotation  # type: ignore[misc]
     for name, field in Params.model_fields.items()
 }
+
+
+def leaf_fields(model: type[Section] | None = None, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted params key, pydantic field) of every key that holds a value, nested sections
+    flattened: `train.threshold.rule`, not `train.threshold`. Every section without `model`."""
+    if model is None:
+        for section, inner in SECTIONS.items():
+            yield from leaf_fields(inner, section + ".")
+        return
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        inner = field.annotation
+        if isinstance(inner, type) and issubclass(inner, Section):
+            yield from leaf_fields(inner, key + ".")
+        else:
+            yield key, field
 
 
 def _describe(error: dict[str, Any]) -> str:

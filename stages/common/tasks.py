@@ -164,7 +164,7 @@ def evaluate_conflicts(
                     Conflict(
                         f"evaluate.gates.{key}.{metric}",
                         f"not a {task} metric; use {', '.join(metrics)}",
-                        GATES_FOR_TASK[task],
+                        REMOVE,  # the bound on a metric the task does not have
                     )
                 )
     return found

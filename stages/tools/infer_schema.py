@@ -535,14 +535,18 @@ def schema_yaml(schema: dict[str, Any], *, source: str, rows: int) -> str:
 # The gates --update-params writes, by task: relative to baselines fitted on the same
 # split, so they mean something on any table. The allowed shortfall against gradient
 # boosting comes from the corpus of real tables in benchmarks/corpus.py (see the README).
-def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key; REMOVE deletes it (from a list, such as a gate's must_beat
+    metrics, the item itself)."""
     *sections, last = key.split(".")
     for section in sections:
         raw = raw.setdefault(section, {})
-    if value is REMOVE:
-        raw.pop(last, None)
-    else:
+    if value is not REMOVE:
         raw[last] = value
+    elif isinstance(raw, list):
+        raw[:] = [item for item in raw if item != last]
+    else:
+        raw.pop(last, None)
 
 
 def fit_task(
@@ -571,7 +575,7 @@ def fit_task(
     conflicts = train_conflicts(task, 2 if classes is None else classes, train)
     conflicts += evaluate_conflicts(task, EvaluateParams.model_validate(evaluate), features)
     for conflict in conflicts:
-        _set_key(raw, conflict.key, flow_style(conflict.fix))
+        set_key(raw, conflict.key, flow_style(conflict.fix))
         fixed = "removed" if conflict.fix is REMOVE else conflict.fix
         changes.append(f"{conflict.key}: {fixed} ({conflict.problem.split(';')[0]})")
     return changes
@@ -617,10 +621,9 @@ def update_params(
     for key, field in CollectParams.model_fields.items():
         if key in options:
             collect[key] = flow_style(options[key])
-        elif key in collect or field.is_required() is False:
+        elif not field.is_required():
             # A key the source does not set goes back to its default, comment kept.
-            default = field.get_default(call_default_factory=True)
-            collect[key] = flow_style(default)
+            collect[key] = flow_style(field.get_default(call_default_factory=True))
     raw.setdefault("dataset", {}).update(target=target, schema=schema_path, task=task)
     changes = fit_task(raw, task, classes=classes, features=features)
     if rows and repeated_rows > REPEATED_SHARE * rows:

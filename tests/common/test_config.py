@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.common.config import SECTIONS, Section, load_params, parse_params
+from stages.common.config import Section, leaf_fields, load_params, parse_params
 from stages.common.errors import PipelineError
 
 from ..conftest import REPO
@@ -84,17 +84,6 @@ def test_missing_and_malformed_params_file(tmp_path: Path):
         load_params(bad)
 
 
-def _fields(model, prefix=""):
-    """(params key, field) of every key of a section, nested sections flattened."""
-    for name, field in model.model_fields.items():
-        key = prefix + (field.alias or name)
-        inner = field.annotation
-        if isinstance(inner, type) and issubclass(inner, Section):
-            yield from _fields(inner, key + ".")
-        else:
-            yield key, field
-
-
 def _value(raw, key):
     for part in key.split("."):
         raw = raw[part]
@@ -107,17 +96,16 @@ def test_params_yaml_holds_every_key_at_its_default_or_marked_per_table():
     columns and gates)."""
     raw = shipped_params()
     per_table = []
-    for section, model in SECTIONS.items():
-        for key, field in _fields(model, section + "."):
-            value = _value(raw, key)  # KeyError: a key params.yaml lacks
-            if (field.json_schema_extra or {}).get("per_table"):
-                per_table.append(key)
-                continue
-            default = field.get_default(call_default_factory=True)
-            assert not field.is_required(), f"{key}: required but not marked per table"
-            if isinstance(default, Section):
-                default = default.model_dump(by_alias=True)
-            assert value == default, key
+    for key, field in leaf_fields():
+        value = _value(raw, key)  # KeyError: a key params.yaml lacks
+        if (field.json_schema_extra or {}).get("per_table"):
+            per_table.append(key)
+            continue
+        default = field.get_default(call_default_factory=True)
+        assert not field.is_required(), f"{key}: required but not marked per table"
+        if isinstance(default, Section):
+            default = default.model_dump(by_alias=True)
+        assert value == default, key
     assert "train.model" not in per_table and "dataset.target" in per_table
 
 
@@ -125,13 +113,12 @@ def test_a_key_removed_from_params_yaml_falls_back_to_the_value_it_ships():
     raw = shipped_params()
     shipped = parse_params(raw)
     removed = 0
-    for section, model in SECTIONS.items():
-        for key, field in _fields(model, section + "."):
-            if (field.json_schema_extra or {}).get("per_table"):
-                continue
-            fewer = copy.deepcopy(raw)
-            *parents, last = key.split(".")
-            del _value(fewer, ".".join(parents))[last]
-            assert parse_params(fewer) == shipped, key
-            removed += 1
+    for key, field in leaf_fields():
+        if (field.json_schema_extra or {}).get("per_table"):
+            continue
+        fewer = copy.deepcopy(raw)
+        *parents, last = key.split(".")
+        del _value(fewer, ".".join(parents))[last]
+        assert parse_params(fewer) == shipped, key
+        removed += 1
     assert removed > 60

@@ -81,3 +81,25 @@ def test_the_headline_metric_and_the_two_classes_rule():
     require_two_classes(2, where="target column 'y'")
     with pytest.raises(PipelineError, match=r"target column 'y' has 1 class\(es\); at least two"):
         require_two_classes(1, where="target column 'y'")
+
+
+def test_a_gate_on_a_metric_the_task_lacks_is_removed_by_its_fix():
+    raw = {
+        "evaluate": {
+            "baselines": ["mean", "linear", "hist_gradient_boosting"],
+            "gates": {"minimum": {"accuracy": 0.8, "r2": 0.1}, "must_beat": {"mean": ["r2"]}},
+        }
+    }
+    evaluate = EvaluateParams.model_validate(raw["evaluate"])
+    conflicts = evaluate_conflicts("regression", evaluate)
+    assert [(c.key, c.fix) for c in conflicts] == [("evaluate.gates.minimum.accuracy", REMOVE)]
+    from stages.tools.infer_schema import set_key
+
+    set_key(raw, conflicts[0].key, conflicts[0].fix)
+    assert raw["evaluate"]["gates"]["minimum"] == {"r2": 0.1}
+    must_beat = {"gates": {"must_beat": {"mean": ["r2", "accuracy"]}}, "baselines": ["mean"]}
+    beat = evaluate_conflicts("regression", EvaluateParams.model_validate(must_beat))
+    assert [c.key for c in beat] == ["evaluate.gates.must_beat.mean.accuracy"]
+    holder = {"evaluate": must_beat}
+    set_key(holder, beat[0].key, beat[0].fix)
+    assert must_beat["gates"]["must_beat"]["mean"] == ["r2"]
