@@ -12,9 +12,11 @@ the read options found, the target and the schema.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,42 @@ def day_first_format(values: pd.Series) -> str | None:
     return None
 
 
+@dataclass
+class _Notes:
+    """What the column drafts found besides each column's entry: metadata's sections."""
+
+    non_features: dict[str, str] = dataclasses.field(default_factory=dict)
+    embedded_categories: dict[str, str] = dataclasses.field(default_factory=dict)
+    date_formats: dict[str, str] = dataclasses.field(default_factory=dict)
+    rare_classes: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """non_features always; the other sections when they hold something."""
+        sections = {
+            "non_features": self.non_features,
+            "embedded_categories": self.embedded_categories,
+            "date_formats": self.date_formats,
+            "rare_classes": self.rare_classes,
+        }
+        return {key: value for key, value in sections.items() if value or key == "non_features"}
+
+
+def _checked_task(frame: pd.DataFrame, *, target: str, task: str) -> str:
+    """The task for `target`, after checking the column can be a target at all."""
+    if target not in frame.columns:
+        names = ", ".join(map(str, frame.columns))
+        raise PipelineError(f"target column '{target}' is not among the columns: {names}")
+    if holds_nested(frame[target]):
+        raise PipelineError(f"target column '{target}' holds nested values (lists or maps)")
+    task = infer_task(frame[target], task=task)
+    if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
+        raise PipelineError(
+            f"target column '{target}' is {frame[target].dtype}, not numbers: it cannot be "
+            "a regression target"
+        )
+    return task
+
+
 def infer_schema(
     frame: pd.DataFrame,
     *,
@@ -203,143 +241,28 @@ def infer_schema(
     of the target's classes and listed under metadata.rare_classes: validate quarantines
     its rows.
     """
-    if target not in frame.columns:
-        names = ", ".join(map(str, frame.columns))
-        raise PipelineError(f"target column '{target}' is not among the columns: {names}")
-    if holds_nested(frame[target]):
-        raise PipelineError(f"target column '{target}' holds nested values (lists or maps)")
-    task = infer_task(frame[target], task=task)
-    if task == "regression" and not pd.api.types.is_numeric_dtype(frame[target]):
-        raise PipelineError(
-            f"target column '{target}' is {frame[target].dtype}, not numbers: it cannot be "
-            "a regression target"
-        )
+    task = _checked_task(frame, target=target, task=task)
+    notes = _Notes()
     columns: dict[str, Any] = {}
-    non_features: dict[str, str] = {}
-    embedded: dict[str, str] = {}
-    date_formats: dict[str, str] = {}
-    rare_classes: dict[str, int] = {}
     for name in frame.columns:
         series = frame[name]
-        entry: dict[str, Any] = {"nullable": bool(series.isna().any())}
-        if holds_nested(series):
-            entry.update(description="Nested values (lists or maps).", nullable=True)
-            non_features[name] = "nested values (lists or maps): not a model input"
-            columns[str(name)] = entry
-            continue
-        present = series.dropna()
-        distinct = present.nunique()
         if name == target and task == "regression":
-            entry.update(
-                description="The target: a number to predict (rows without it are dropped).",
-                dtype="float64",
-                nullable=True,
-            )
-            if len(present) and present.min() >= 0:
-                entry["checks"] = {"greater_than_or_equal_to": 0}
+            entry = _regression_target(series)
         elif name == target:
-            counts = present.astype(str).value_counts()
-            rare = {str(label): int(count) for label, count in counts.items() if count < min_rows}
-            classes = sorted(label for label in counts.index if label not in rare)
-            require_two_classes(
-                len(classes),
-                where=f"target column '{target}', counting classes with at least {min_rows} "
-                "rows (as many as a class needs to appear in every split),",
-            )
-            if rare:
-                rare_classes.update(sorted(rare.items()))
-            unlabelled = len(series) - len(present)
-            left_out = (
-                f"; {len(rare)} class(es) with fewer than {min_rows} rows left out (their "
-                f"{sum(rare.values()):,} rows are quarantined by validate)"
-                if rare
-                else ""
-            )
-            entry.update(
-                description=f"The target: {len(classes)} classes{left_out}"
-                + (f" ({unlabelled:,} rows without one are dropped)." if unlabelled else "."),
-                dtype="str",
-                nullable=True,
-                checks={"isin": classes},
-            )
-        elif distinct == 0 or (distinct == 1 and len(present) == len(series)):
-            entry.update(
-                description="A single value.",
-                dtype=_plain_dtype(series),
-            )
-            non_features[name] = "a single value in every row: carries no information"
-        elif pd.api.types.is_bool_dtype(series):
-            entry.update(dtype="bool", description="Yes/no.")
-        elif pd.api.types.is_numeric_dtype(series):
-            entry["dtype"] = "int64" if pd.api.types.is_integer_dtype(series) else "float64"
-            checks: dict[str, Any] = {}
-            if strict_ranges and len(present):
-                checks["in_range"] = {
-                    "min_value": present.min().item(),
-                    "max_value": present.max().item(),
-                }
-            elif len(present) and present.min() >= 0:
-                checks["greater_than_or_equal_to"] = 0
-            if checks:
-                entry["checks"] = checks
-            entry["description"] = f"A number ({distinct:,} distinct values)."
-            if (
-                pd.api.types.is_integer_dtype(series)
-                and len(present) >= 20
-                and distinct == len(present)
-                and present.max() - present.min() + 1 == len(present)
-            ):
-                non_features[name] = "consecutive distinct integers: looks like a row number"
-        elif pd.api.types.is_datetime64_any_dtype(series) or _looks_like_dates(present):
-            written = None if is_datetime_dtype(series.dtype) else day_first_format(present)
-            if written:
-                date_formats[str(name)] = written
-            entry.update(
-                dtype="datetime64[ns]",
-                description="A date or timestamp: its year, month, day, weekday and hour "
-                "are features.",
-            )
+            entry = _class_target(series, target=target, min_rows=min_rows, notes=notes)
         else:
-            values = present.astype(str)
-            entry["dtype"] = "str"
-            share = distinct / max(len(present), 1)
-            if distinct <= max_categories and distinct <= max(2, len(present) // 2):
-                entry["checks"] = {"isin": sorted(values.unique())}
-                kind = (
-                    "Yes/no" if set(values.str.lower().unique()) <= BOOLEAN_WORDS else "A category"
-                )
-                entry["description"] = f"{kind} ({distinct} values)."
-            elif share <= MAX_DISTINCT_SHARE:
-                entry["description"] = f"A category with many values ({distinct:,})."
-                embedded[name] = (
-                    f"{distinct:,} distinct values, more than {max_categories}: a vocabulary "
-                    "learned from train rows (train.max_vocabulary, train.min_category_rows; "
-                    "other values share one code) and an embedding"
-                )
-            else:
-                entry["description"] = f"Text ({distinct:,} distinct values)."
-                non_features[name] = (
-                    "every value is distinct: looks like an identifier"
-                    if distinct == len(present)
-                    else f"{distinct:,} distinct values in {len(present):,} rows: free text "
-                    "or an identifier"
-                )
+            entry = _feature_entry(
+                series, max_categories=max_categories, strict_ranges=strict_ranges, notes=notes
+            )
         order = ("description", "dtype", "nullable", "checks")
         columns[str(name)] = {key: entry[key] for key in order if key in entry}
     candidates = [
-        str(name) for name in frame.columns if name != target and name not in non_features
+        str(name) for name in frame.columns if name != target and name not in notes.non_features
     ]
     leaks = suspected_leaks(frame, target=target, task=task, columns=candidates, seed=seed)
     for name, reason in leaks.items():
-        non_features[name] = reason
-        embedded.pop(name, None)
-    metadata: dict[str, Any] = {"non_features": non_features}
-    if embedded:
-        metadata["embedded_categories"] = embedded
-    if date_formats:
-        metadata["date_formats"] = date_formats
-    if rare_classes:
-        metadata["rare_classes"] = rare_classes
+        notes.non_features[name] = reason
+        notes.embedded_categories.pop(name, None)
     return {
         "schema_type": "dataframe",
         "version": "0.35.0",
@@ -347,8 +270,134 @@ def infer_schema(
         "coerce": True,
         "strict": True,
         "unique_column_names": True,
-        "metadata": metadata,
+        "metadata": notes.metadata(),
     }
+
+
+def _regression_target(series: pd.Series) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "description": "The target: a number to predict (rows without it are dropped).",
+        "dtype": "float64",
+        "nullable": True,
+    }
+    present = series.dropna()
+    if len(present) and present.min() >= 0:
+        entry["checks"] = {"greater_than_or_equal_to": 0}
+    return entry
+
+
+def _class_target(series: pd.Series, *, target: str, min_rows: int, notes: _Notes) -> dict:
+    """The target's classes; a class with fewer than `min_rows` rows goes to rare_classes."""
+    present = series.dropna()
+    counts = present.astype(str).value_counts()
+    rare = {str(label): int(count) for label, count in counts.items() if count < min_rows}
+    classes = sorted(label for label in counts.index if label not in rare)
+    require_two_classes(
+        len(classes),
+        where=f"target column '{target}', counting classes with at least {min_rows} "
+        "rows (as many as a class needs to appear in every split),",
+    )
+    notes.rare_classes.update(sorted(rare.items()))
+    unlabelled = len(series) - len(present)
+    left_out = (
+        f"; {len(rare)} class(es) with fewer than {min_rows} rows left out (their "
+        f"{sum(rare.values()):,} rows are quarantined by validate)"
+        if rare
+        else ""
+    )
+    return {
+        "description": f"The target: {len(classes)} classes{left_out}"
+        + (f" ({unlabelled:,} rows without one are dropped)." if unlabelled else "."),
+        "dtype": "str",
+        "nullable": True,
+        "checks": {"isin": classes},
+    }
+
+
+def _feature_entry(
+    series: pd.Series, *, max_categories: int, strict_ranges: bool, notes: _Notes
+) -> dict[str, Any]:
+    """One input column's entry, by kind; a column that is no model input goes to
+    notes.non_features with the reason."""
+    name = series.name
+    nullable = bool(series.isna().any())
+    if holds_nested(series):
+        notes.non_features[name] = "nested values (lists or maps): not a model input"
+        return {"description": "Nested values (lists or maps).", "nullable": True}
+    present = series.dropna()
+    distinct = present.nunique()
+    entry: dict[str, Any] = {"nullable": nullable}
+    if distinct == 0 or (distinct == 1 and len(present) == len(series)):
+        notes.non_features[name] = "a single value in every row: carries no information"
+        entry.update(description="A single value.", dtype=_plain_dtype(series))
+    elif pd.api.types.is_bool_dtype(series):
+        entry.update(dtype="bool", description="Yes/no.")
+    elif pd.api.types.is_numeric_dtype(series):
+        entry.update(_number_entry(series, strict_ranges=strict_ranges, notes=notes))
+    elif pd.api.types.is_datetime64_any_dtype(series) or _looks_like_dates(present):
+        written = None if is_datetime_dtype(series.dtype) else day_first_format(present)
+        if written:
+            notes.date_formats[str(name)] = written
+        entry.update(
+            dtype="datetime64[ns]",
+            description="A date or timestamp: its year, month, day, weekday and hour are features.",
+        )
+    else:
+        entry.update(_text_entry(series, max_categories=max_categories, notes=notes))
+    return entry
+
+
+def _number_entry(series: pd.Series, *, strict_ranges: bool, notes: _Notes) -> dict[str, Any]:
+    """A number's dtype and checks; consecutive distinct integers are a row number."""
+    present = series.dropna()
+    distinct = present.nunique()
+    entry: dict[str, Any] = {
+        "dtype": "int64" if pd.api.types.is_integer_dtype(series) else "float64"
+    }
+    if strict_ranges and len(present):
+        entry["checks"] = {
+            "in_range": {"min_value": present.min().item(), "max_value": present.max().item()}
+        }
+    elif len(present) and present.min() >= 0:
+        entry["checks"] = {"greater_than_or_equal_to": 0}
+    entry["description"] = f"A number ({distinct:,} distinct values)."
+    if (
+        pd.api.types.is_integer_dtype(series)
+        and len(present) >= 20
+        and distinct == len(present)
+        and present.max() - present.min() + 1 == len(present)
+    ):
+        notes.non_features[series.name] = "consecutive distinct integers: looks like a row number"
+    return entry
+
+
+def _text_entry(series: pd.Series, *, max_categories: int, notes: _Notes) -> dict[str, Any]:
+    """Text: a category with its vocabulary, an embedded category, or free text."""
+    name = series.name
+    present = series.dropna()
+    distinct = present.nunique()
+    values = present.astype(str)
+    share = distinct / max(len(present), 1)
+    if distinct <= max_categories and distinct <= max(2, len(present) // 2):
+        kind = "Yes/no" if set(values.str.lower().unique()) <= BOOLEAN_WORDS else "A category"
+        return {
+            "dtype": "str",
+            "checks": {"isin": sorted(values.unique())},
+            "description": f"{kind} ({distinct} values).",
+        }
+    if share <= MAX_DISTINCT_SHARE:
+        notes.embedded_categories[name] = (
+            f"{distinct:,} distinct values, more than {max_categories}: a vocabulary "
+            "learned from train rows (train.max_vocabulary, train.min_category_rows; "
+            "other values share one code) and an embedding"
+        )
+        return {"dtype": "str", "description": f"A category with many values ({distinct:,})."}
+    notes.non_features[name] = (
+        "every value is distinct: looks like an identifier"
+        if distinct == len(present)
+        else f"{distinct:,} distinct values in {len(present):,} rows: free text or an identifier"
+    )
+    return {"dtype": "str", "description": f"Text ({distinct:,} distinct values)."}
 
 
 def _plain_dtype(series: pd.Series) -> str:
@@ -463,23 +512,18 @@ def _leaks(
     columns: list[str],
     seed: int,
 ) -> dict[str, str]:
-    classes = labels.nunique() if task == "classification" else 0
+    """Exact leaks first; then, among the other columns, near-exact ones."""
     metric = "R2" if task == "regression" else "balanced accuracy"
+    groups = {
+        name: _groups(labelled[name], train) for name in columns if not holds_nested(labelled[name])
+    }
+    scores = {
+        name: _column_score(labelled[name], codes, labels, train, task)
+        for name, codes in groups.items()
+    }
     leaks: dict[str, str] = {}
-    scores: dict[str, tuple[float, str]] = {}  # a column's best score and how it got it
-    groups: dict[str, np.ndarray] = {}
-    for name in columns:
+    for name, (score, how) in scores.items():
         values = labelled[name]
-        if holds_nested(values):
-            continue
-        groups[name] = _groups(values, train)
-        scores[name] = (_held_out_score(groups[name], labels, train, task), "on its own it")
-        missing = values.isna().to_numpy()
-        if missing.any() and not missing.all():
-            score = _held_out_score(missing.astype(int), labels, train, task)
-            if score >= LEAK_SCORE or score > scores[name][0]:
-                scores[name] = (score, "whether it is missing")
-        score, how = scores[name]
         if score >= LEAK_SCORE:
             leaks[name] = (
                 f"{LEAK_REASON}: {how} predicts '{target}' with {metric} {score:.3f} on held-out "
@@ -493,31 +537,60 @@ def _leaks(
                     f"{LEAK_REASON}: it ranks the rows as '{target}' does (Spearman "
                     f"correlation {rho:.3f}); keep it only if it is known before the outcome"
                 )
-    skills = {
-        name: _skill(score, task, classes)
-        for name, (score, _) in scores.items()
-        if name not in leaks
-    }
+    kept = {name: codes for name, codes in groups.items() if name not in leaks}
+    near = _near_leaks(
+        {name: scores[name] for name in kept}, kept, labels, train, task=task, seed=seed
+    )
+    for name, (skill, together, runner_up) in near.items():
+        score, how = scores[name]
+        leaks[name] = (
+            f"{LEAK_REASON}: {how} predicts '{target}' with {metric} {score:.3f} on held-out "
+            f"rows, near-exactly (skill {skill:.2f} against {together:.2f} for all "
+            f"columns together and at most {runner_up:.2f} for any other column); keep it "
+            "only if it is known before the outcome"
+        )
+    return leaks
+
+
+def _column_score(
+    values: pd.Series, codes: np.ndarray, labels: pd.Series, train: np.ndarray, task: str
+) -> tuple[float, str]:
+    """A column's best held-out score, by its values or by whether it is missing, and how."""
+    best = (_held_out_score(codes, labels, train, task), "on its own it")
+    missing = values.isna().to_numpy()
+    if missing.any() and not missing.all():
+        score = _held_out_score(missing.astype(int), labels, train, task)
+        if score >= LEAK_SCORE or score > best[0]:
+            best = (score, "whether it is missing")
+    return best
+
+
+def _near_leaks(
+    scores: dict[str, tuple[float, str]],
+    groups: dict[str, np.ndarray],
+    labels: pd.Series,
+    train: np.ndarray,
+    *,
+    task: str,
+    seed: int,
+) -> dict[str, tuple[float, float, float]]:
+    """Near-exact leaks among the columns scored: each with its skill, the skill of all
+    the columns together and the best other column's."""
+    classes = labels.nunique() if task == "classification" else 0
+    skills = {name: _skill(score, task, classes) for name, (score, _) in scores.items()}
     strong = [name for name, skill in skills.items() if skill >= NEAR_LEAK_SKILL[task]]
     if not strong:
-        return leaks
-    kept = {name: codes for name, codes in groups.items() if name not in leaks}
-    together = _skill(_all_columns_score(kept, labels, train, task, seed), task, classes)
+        return {}
+    together = _skill(_all_columns_score(groups, labels, train, task, seed), task, classes)
+    near: dict[str, tuple[float, float, float]] = {}
     for name in strong:
-        others = [skill for other, skill in skills.items() if other != name]
-        runner_up = max(others, default=0.0)
+        runner_up = max((skill for other, skill in skills.items() if other != name), default=0.0)
         alone = skills[name] >= NEAR_LEAK_OVER_NEXT * max(runner_up, 0.0)
         if alone or (
             skills[name] >= NEAR_EXACT_SKILL and skills[name] >= NEAR_LEAK_OF_ALL * together
         ):
-            score, how = scores[name]
-            leaks[name] = (
-                f"{LEAK_REASON}: {how} predicts '{target}' with {metric} {score:.3f} on held-out "
-                f"rows, near-exactly (skill {skills[name]:.2f} against {together:.2f} for all "
-                f"columns together and at most {runner_up:.2f} for any other column); keep it "
-                "only if it is known before the outcome"
-            )
-    return leaks
+            near[name] = (skills[name], together, runner_up)
+    return near
 
 
 def schema_yaml(schema: dict[str, Any], *, source: str, rows: int) -> str:
@@ -668,26 +741,9 @@ def run(
     strict_ranges: bool,
 ) -> None:
     options = read_options(source, names=names, query=query)
-    params = CollectParams(**{"watch": source, **options})
-    frame, _ = collect_table(params)
-    if target not in frame.columns:
-        raise PipelineError(
-            f"{source}: target column '{target}' (--target) is not among the columns: "
-            + ", ".join(map(str, frame.columns))
-        )
-    if task == "auto":
-        task, why = task_choice(frame[target])
-        other = "classification" if task == "regression" else "regression"
-        hint = f" (--task {other} to override)" if _is_numeric_column(frame[target]) else ""
-        say("infer-schema", f"target '{target}': {why}, so {task}{hint}")
-    if options.get("decimal", ".") != "." or options.get("thousands"):
-        thousands = options.get("thousands")
-        say(
-            "infer-schema",
-            f"numbers are written with {options.get('decimal', '.')!r} as the decimal mark"
-            + (f" and {thousands!r} between thousands" if thousands else "")
-            + " (collect.decimal, collect.thousands)",
-        )
+    frame, _ = collect_table(CollectParams(**{"watch": source, **options}))
+    task = _announced_task(frame, source=source, target=target, task=task)
+    _announce_number_format(options)
     split = SplitParams.model_validate(
         (read_params_file(Path(update)).get("split") or {}) if update else {}
     )
@@ -702,8 +758,78 @@ def run(
     )
     with atomic_path(out, suffix=".yaml") as tmp:
         tmp.write_text(schema_yaml(schema, source=source, rows=len(frame)), encoding="utf-8")
-    excluded = schema["metadata"]["non_features"]
-    embedded = schema["metadata"].get("embedded_categories", {})
+    _announce_schema(schema, frame=frame, target=target, task=task, out=out, split_rows=split_rows)
+    if not update:
+        return
+    metadata = schema["metadata"]
+    changes = update_params(
+        Path(update),
+        options=options,
+        target=target,
+        schema_path=out,
+        task=task,
+        rows=len(frame),
+        classes=len(schema["columns"][target]["checks"]["isin"])
+        if task == "classification"
+        else None,
+        rare_rows=sum(metadata.get("rare_classes", {}).values()),
+        repeated_rows=repeated_observations(frame, max_values=max_categories),
+        features=[
+            str(name)
+            for name in frame.columns
+            if name != target and name not in metadata["non_features"]
+        ],
+    )
+    say("infer-schema", f"{update} now reads {source} with target '{target}' ({task})")
+    if changes:
+        say("infer-schema", f"params fitted to the table ({task}):")
+        for change in changes:
+            say("infer-schema", f"  {change}")
+
+
+def _announced_task(frame: pd.DataFrame, *, source: str, target: str, task: str) -> str:
+    """The task for `target`; with `auto`, the one found, said with the reason."""
+    if target not in frame.columns:
+        raise PipelineError(
+            f"{source}: target column '{target}' (--target) is not among the columns: "
+            + ", ".join(map(str, frame.columns))
+        )
+    if task != "auto":
+        return task
+    task, why = task_choice(frame[target])
+    other = "classification" if task == "regression" else "regression"
+    hint = f" (--task {other} to override)" if _is_numeric_column(frame[target]) else ""
+    say("infer-schema", f"target '{target}': {why}, so {task}{hint}")
+    return task
+
+
+def _announce_number_format(options: dict[str, Any]) -> None:
+    """Say so when numbers are written with a decimal comma or thousands separators."""
+    decimal, thousands = options.get("decimal", "."), options.get("thousands")
+    if decimal == "." and not thousands:
+        return
+    say(
+        "infer-schema",
+        f"numbers are written with {decimal!r} as the decimal mark"
+        + (f" and {thousands!r} between thousands" if thousands else "")
+        + " (collect.decimal, collect.thousands)",
+    )
+
+
+def _announce_schema(
+    schema: dict[str, Any],
+    *,
+    frame: pd.DataFrame,
+    target: str,
+    task: str,
+    out: str,
+    split_rows: int,
+) -> None:
+    """One line for the schema written, then one per column set aside, embedded category,
+    rare class group and day-first date."""
+    metadata = schema["metadata"]
+    excluded = metadata["non_features"]
+    embedded = metadata.get("embedded_categories", {})
     say(
         "infer-schema",
         f"{len(frame):,} rows x {frame.shape[1]} columns ({task}); {len(excluded)} not "
@@ -714,7 +840,7 @@ def run(
         say("infer-schema", f"{loud}not a feature: '{name}': {reason}")
     for name, reason in embedded.items():
         say("infer-schema", f"embedded category: '{name}': {reason}")
-    rare = schema["metadata"].get("rare_classes", {})
+    rare = metadata.get("rare_classes", {})
     if rare:
         say(
             "infer-schema",
@@ -722,27 +848,5 @@ def run(
             f"{split_rows} rows) left out, their {sum(rare.values()):,} rows quarantined: "
             + ", ".join(f"{label} ({count})" for label, count in rare.items()),
         )
-    for name, written in schema["metadata"].get("date_formats", {}).items():
+    for name, written in metadata.get("date_formats", {}).items():
         say("infer-schema", f"date: '{name}' is written day first ({written})")
-    if update:
-        changes = update_params(
-            Path(update),
-            options=options,
-            target=target,
-            schema_path=out,
-            task=task,
-            rows=len(frame),
-            classes=len(schema["columns"][target]["checks"]["isin"])
-            if task == "classification"
-            else None,
-            rare_rows=sum(schema["metadata"].get("rare_classes", {}).values()),
-            repeated_rows=repeated_observations(frame, max_values=max_categories),
-            features=[
-                str(name) for name in frame.columns if name != target and name not in excluded
-            ],
-        )
-        say("infer-schema", f"{update} now reads {source} with target '{target}' ({task})")
-        if changes:
-            say("infer-schema", f"params fitted to the table ({task}):")
-            for change in changes:
-                say("infer-schema", f"  {change}")
