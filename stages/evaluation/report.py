@@ -339,20 +339,7 @@ def conclusion(training: dict[str, Any], found: Findings) -> str:
         f"On {rows:,} unseen test rows the network's {name} is {metrics[metric]:.4f} "
         f"({level} bootstrap interval {low:.4f} to {high:.4f})."
     ]
-    rival = _strongest(baselines, metric)
-    if rival is not None:
-        difference = intervals["difference"][rival][metric]
-        d_low, d_high = difference["interval"]
-        if d_low > 0:
-            verdict = "ahead of it beyond the noise of the test set"
-        elif d_high < 0:
-            verdict = "behind it beyond the noise of the test set"
-        else:
-            verdict = "the interval spans 0, so the test set cannot tell them apart"
-        said.append(
-            f"Against the strongest baseline, {rival} ({baselines[rival][metric]:.4f}), the "
-            f"difference is {difference['value']:+.4f} ({d_low:+.4f} to {d_high:+.4f}): {verdict}."
-        )
+    said += _against_rival(baselines, intervals, metric)
     flagged = training["overfit_epochs"]
     if flagged:
         worst = max(flagged, key=lambda item: item["gap"])
@@ -363,47 +350,14 @@ def conclusion(training: dict[str, Any], found: Findings) -> str:
         )
     else:
         said.append("No epoch was flagged for overfitting.")
-    if decision is not None:
-        test = decision["test"]
-        said.append(
-            f"Calibration ({decision['method']}) moved the test calibration error from "
-            f"{test['calibration_error_before']:.4f} to {test['calibration_error_after']:.4f} "
-            f"and the log loss from {test['log_loss_before']:.4f} to "
-            f"{test['log_loss_after']:.4f}."
-        )
-        threshold = decision.get("threshold")
-        if threshold is not None:
-            how = (
-                "fixed"
-                if threshold["rule"] == "fixed"
-                else f"chosen for {threshold['rule'].replace('_', ' ')} on the validation split"
-            )
-            said.append(
-                f"It predicts the positive class from probability {threshold['value']:.4f} "
-                f"({how}), and the metrics above are those of these decisions (accuracy at "
-                f"0.5: {threshold['test_at_0.5']['accuracy']:.4f})."
-            )
+    said += _on_decision(decision)
     if importance is not None and len(importance):
         top = ", ".join(f"`{column}`" for column in importance["column"].head(3))
         said.append(f"The columns it leans on most: {top}.")
         dominant = dominant_column(importance)
         if dominant is not None:
             said.append(f"**Warning:** {dominant}.")
-    weakest = _weakest_slice(slices)
-    if weakest is not None and weakest[1]["largest_gap"]["gap"] == 0:
-        said.append("Every slice scores the same.")
-    elif weakest is not None:
-        column, part = weakest
-        gap = part["largest_gap"]
-        groups = {group["value"]: group for group in part["groups"]}
-        worst, best = groups[gap["worst"]], groups[gap["best"]]
-        metric_name = part["metric"].replace("_", " ")
-        said.append(
-            f"Its weakest slice is `{column}` = {gap['worst']} ({worst['rows']:,} rows, "
-            f"{metric_name} {worst[part['metric']]:.4f}, interval {worst['interval'][0]:.4f} to "
-            f"{worst['interval'][1]:.4f}), {gap['gap']:.4f} from {gap['best']} "
-            f"({best[part['metric']]:.4f})."
-        )
+    said += _on_weakest_slice(slices)
     missed = [gate for gate in gates if not gate["passed"]]
     if not gates:
         said.append("No gates are set.")
@@ -416,6 +370,70 @@ def conclusion(training: dict[str, Any], found: Findings) -> str:
     else:
         said.append(f"All {len(gates)} gates passed.")
     return " ".join(said)
+
+
+def _against_rival(baselines: dict[str, Any], intervals: dict[str, Any], metric: str) -> list[str]:
+    """The difference to the strongest baseline and whether the test set can tell."""
+    rival = _strongest(baselines, metric)
+    if rival is None:
+        return []
+    difference = intervals["difference"][rival][metric]
+    d_low, d_high = difference["interval"]
+    if d_low > 0:
+        verdict = "ahead of it beyond the noise of the test set"
+    elif d_high < 0:
+        verdict = "behind it beyond the noise of the test set"
+    else:
+        verdict = "the interval spans 0, so the test set cannot tell them apart"
+    return [
+        f"Against the strongest baseline, {rival} ({baselines[rival][metric]:.4f}), the "
+        f"difference is {difference['value']:+.4f} ({d_low:+.4f} to {d_high:+.4f}): {verdict}."
+    ]
+
+
+def _on_decision(decision: dict[str, Any] | None) -> list[str]:
+    """What calibration changed and the threshold the model decides with."""
+    if decision is None:
+        return []
+    test = decision["test"]
+    said = [
+        f"Calibration ({decision['method']}) moved the test calibration error from "
+        f"{test['calibration_error_before']:.4f} to {test['calibration_error_after']:.4f} "
+        f"and the log loss from {test['log_loss_before']:.4f} to "
+        f"{test['log_loss_after']:.4f}."
+    ]
+    threshold = decision.get("threshold")
+    if threshold is not None:
+        how = (
+            "fixed"
+            if threshold["rule"] == "fixed"
+            else f"chosen for {threshold['rule'].replace('_', ' ')} on the validation split"
+        )
+        said.append(
+            f"It predicts the positive class from probability {threshold['value']:.4f} "
+            f"({how}), and the metrics above are those of these decisions (accuracy at "
+            f"0.5: {threshold['test_at_0.5']['accuracy']:.4f})."
+        )
+    return said
+
+
+def _on_weakest_slice(slices: dict[str, Any]) -> list[str]:
+    weakest = _weakest_slice(slices)
+    if weakest is None:
+        return []
+    column, part = weakest
+    gap = part["largest_gap"]
+    if gap["gap"] == 0:
+        return ["Every slice scores the same."]
+    groups = {group["value"]: group for group in part["groups"]}
+    worst, best = groups[gap["worst"]], groups[gap["best"]]
+    metric_name = part["metric"].replace("_", " ")
+    return [
+        f"Its weakest slice is `{column}` = {gap['worst']} ({worst['rows']:,} rows, "
+        f"{metric_name} {worst[part['metric']]:.4f}, interval {worst['interval'][0]:.4f} to "
+        f"{worst['interval'][1]:.4f}), {gap['gap']:.4f} from {gap['best']} "
+        f"({best[part['metric']]:.4f})."
+    ]
 
 
 def _decision_section(decision: dict[str, Any] | None, figures: dict[str, str]) -> str:
@@ -519,41 +537,6 @@ def render_report(
         f"| {name} | {part['rows']:,} | {part['fraction']:.0%} | {_split_contents(part)} |"
         for name, part in splits.items()
     )
-    score = training.get("overfit_score", "accuracy")
-    score_name = "R2" if score == "r2" else score
-    flagged = training["overfit_epochs"]
-    if flagged:
-        worst = max(flagged, key=lambda item: item["gap"])
-        overfitting = (
-            f"**Overfitting flagged** in {len(flagged)} epoch(s) "
-            f"({', '.join(str(item['epoch']) for item in flagged)}): validation {score_name} "
-            f"trailed training {score_name} by up to {worst['gap']:.4f} (epoch "
-            f"{worst['epoch']}), more than the allowed gap of {training['overfit_gap']}."
-        )
-    else:
-        overfitting = (
-            f"No overfitting flagged: validation {score_name} never trailed training "
-            f"{score_name} by more than {training['overfit_gap']}."
-        )
-    if gates:
-        gates_section = "| metric | value | gate | result |\n|---|---|---|---|\n" + "\n".join(
-            f"| {gate['metric']} | {gate['value']:.4f} | {gate['gate']}{_interval_end(gate)} | "
-            f"{'passed' if gate['passed'] else '**missed**'} |"
-            for gate in gates
-        )
-    else:
-        gates_section = "No gates set (params: evaluate.gates)."
-    validity = (
-        "all valid"
-        if validation["valid"]
-        else f"{validation['invalid_rows']:,} invalid rows:\n\n"
-        + "\n".join(
-            f"- `{item['column']}`, {item['check']}: {item['failures']} failure(s)"
-            for item in validation["failures"]
-        )
-    )
-    best = training["best"]
-    opening = conclusion(training, found)
     if regression:
         figures_of_test = f"![Predicted against actual, test set]({figures['scatter']})\n"
     else:
@@ -563,12 +546,12 @@ def render_report(
         )
     return f"""# Pipeline report
 
-{opening}
+{conclusion(training, found)}
 
 ## Data validation
 
 {validation["rows"]:,} rows x {validation["columns"]} columns checked against
-`{validation["schema"]}`: {validity}
+`{validation["schema"]}`: {_validity(validation)}
 
 ## Splits
 
@@ -578,15 +561,7 @@ def render_report(
 
 ## Training
 
-{training["epochs_run"]} epochs on {training["train_rows"]:,} rows; the best epoch is
-{training["best_epoch"]} by `{training["monitor"]}` (validation loss {best["val_loss"]:.4f},
-validation {score_name} {best["val_" + score]:.4f}), and its weights are the model's.
-Seed {training["seed"]}, {training["device"]}, Keras {training["keras_version"]}, deterministic
-ops {"on" if training["deterministic"] else "off"}.
-
-![Training and validation curves]({figures["curves"]})
-
-{overfitting}
+{_training_section(training, figures["curves"])}
 
 ## Test metrics against baselines
 
@@ -603,5 +578,55 @@ rows (seed {intervals["seed"]}).
 {_slices_section(slices, figures)}
 ## Gates
 
-{gates_section}
+{_gates_section(gates)}
 """
+
+
+def _validity(validation: dict[str, Any]) -> str:
+    if validation["valid"]:
+        return "all valid"
+    return f"{validation['invalid_rows']:,} invalid rows:\n\n" + "\n".join(
+        f"- `{item['column']}`, {item['check']}: {item['failures']} failure(s)"
+        for item in validation["failures"]
+    )
+
+
+def _training_section(training: dict[str, Any], curves: str) -> str:
+    """The epochs run, the best epoch and how it was chosen, the set-up, the curves and
+    whether overfitting was flagged."""
+    score = training.get("overfit_score", "accuracy")
+    score_name = "R2" if score == "r2" else score
+    best = training["best"]
+    flagged = training["overfit_epochs"]
+    if flagged:
+        worst = max(flagged, key=lambda item: item["gap"])
+        overfitting = (
+            f"**Overfitting flagged** in {len(flagged)} epoch(s) "
+            f"({', '.join(str(item['epoch']) for item in flagged)}): validation {score_name} "
+            f"trailed training {score_name} by up to {worst['gap']:.4f} (epoch "
+            f"{worst['epoch']}), more than the allowed gap of {training['overfit_gap']}."
+        )
+    else:
+        overfitting = (
+            f"No overfitting flagged: validation {score_name} never trailed training "
+            f"{score_name} by more than {training['overfit_gap']}."
+        )
+    return f"""{training["epochs_run"]} epochs on {training["train_rows"]:,} rows; the best epoch is
+{training["best_epoch"]} by `{training["monitor"]}` (validation loss {best["val_loss"]:.4f},
+validation {score_name} {best["val_" + score]:.4f}), and its weights are the model's.
+Seed {training["seed"]}, {training["device"]}, Keras {training["keras_version"]}, deterministic
+ops {"on" if training["deterministic"] else "off"}.
+
+![Training and validation curves]({curves})
+
+{overfitting}"""
+
+
+def _gates_section(gates: list[dict[str, Any]]) -> str:
+    if not gates:
+        return "No gates set (params: evaluate.gates)."
+    return "| metric | value | gate | result |\n|---|---|---|---|\n" + "\n".join(
+        f"| {gate['metric']} | {gate['value']:.4f} | {gate['gate']}{_interval_end(gate)} | "
+        f"{'passed' if gate['passed'] else '**missed**'} |"
+        for gate in gates
+    )

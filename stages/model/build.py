@@ -95,6 +95,59 @@ def build_model(
     (raw values such as 1e6 overflow float16).
     """
     inputs = keras.Input(shape=(n_features,), name="features")
+    x = _numeric_inputs(
+        inputs,
+        mean=mean,
+        variance=variance,
+        bins=bins,
+        bin_dim=bin_dim,
+        periodic=periodic,
+        smooth_clip=smooth_clip,
+    )
+    model_inputs = [inputs]
+    if vocabularies:
+        codes = keras.Input(shape=(len(vocabularies),), dtype="int32", name="categories")
+        embedded = CategoryEmbedding(
+            list(vocabularies),
+            list(vocabularies.values()),
+            [embedding_width(len(v), max_dim=max_embedding_dim) for v in vocabularies.values()],
+            name="category_embeddings",
+        )(codes)
+        x = keras.layers.Concatenate(name="numbers_and_embeddings")([x, embedded])
+        model_inputs.append(codes)
+    tabm = architecture == "tabm"
+    if tabm:
+        x = EnsembleView(members, seed=seed, flat=True, name="ensemble_view")(x)
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    for index, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Dense(
+            units,
+            activation=activation,
+            kernel_initializer=initializer,
+            kernel_regularizer=regularizer,
+            name=f"hidden_{index}",
+        )(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{index}")(x)
+    outputs = _head(
+        x, n_classes=n_classes, members=members if tabm else 0, target_scale=target_scale
+    )
+    return keras.Model(
+        model_inputs if len(model_inputs) > 1 else inputs, outputs, name=architecture
+    )
+
+
+def _numeric_inputs(
+    inputs,
+    *,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    bins: tuple[list[int], list[list[float]]] | None,
+    bin_dim: int,
+    periodic: tuple[list[int], int, int, float] | None,
+    smooth_clip: list[int] | None,
+):
+    """The scaled columns, smoothly clipped, with their bins and PLR embeddings joined."""
     x = keras.layers.Normalization(mean=mean, variance=variance, name="scaling", dtype="float32")(
         inputs
     )
@@ -108,33 +161,14 @@ def build_model(
     if periodic is not None and periodic[0]:
         embedded = PeriodicEmbedding(*periodic, name="numeric_periodic", dtype="float32")(x)
         x = keras.layers.Concatenate(name="inputs_and_periodic", dtype="float32")([x, embedded])
-    model_inputs = [inputs]
-    if vocabularies:
-        codes = keras.Input(shape=(len(vocabularies),), dtype="int32", name="categories")
-        embedded = CategoryEmbedding(
-            list(vocabularies),
-            list(vocabularies.values()),
-            [embedding_width(len(v), max_dim=max_embedding_dim) for v in vocabularies.values()],
-            name="category_embeddings",
-        )(codes)
-        x = keras.layers.Concatenate(name="numbers_and_embeddings")([x, embedded])
-        model_inputs.append(codes)
-    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-    tabm = architecture == "tabm"
-    if tabm:
-        x = EnsembleView(members, seed=seed, flat=True, name="ensemble_view")(x)
-    for index, units in enumerate(hidden_units, start=1):
-        x = keras.layers.Dense(
-            units,
-            activation=activation,
-            kernel_initializer=initializer,
-            kernel_regularizer=regularizer,
-            name=f"hidden_{index}",
-        )(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{index}")(x)
+    return x
+
+
+def _head(x, *, n_classes: int, members: int, target_scale: tuple[float, float] | None):
+    """Each member's output layer (one per TabM member, `members` > 0; else one Dense),
+    the MEMBERS layer, and their mean: rescaled values, or logits through CalibratedHead."""
     units = 1 if n_classes in (0, 2) else n_classes
-    if tabm:
+    if members:
         x = MemberDense(units, members=members, name="member_outputs", dtype="float32")(x)
     else:
         x = keras.layers.Dense(units, name="member_outputs", dtype="float32")(x)
@@ -144,14 +178,10 @@ def build_model(
         x = keras.layers.Rescaling(
             scale=std_target, offset=mean_target, name=MEMBERS, dtype="float32"
         )(x)
-        outputs = EnsembleMean("regression", name="prediction", dtype="float32")(x)
-    else:
-        x = keras.layers.Identity(name=MEMBERS, dtype="float32")(x)
-        logits = EnsembleMean("classification", name=LOGITS, dtype="float32")(x)
-        outputs = CalibratedHead(name=HEAD, dtype="float32")(logits)
-    return keras.Model(
-        model_inputs if len(model_inputs) > 1 else inputs, outputs, name=architecture
-    )
+        return EnsembleMean("regression", name="prediction", dtype="float32")(x)
+    x = keras.layers.Identity(name=MEMBERS, dtype="float32")(x)
+    logits = EnsembleMean("classification", name=LOGITS, dtype="float32")(x)
+    return CalibratedHead(name=HEAD, dtype="float32")(logits)
 
 
 def compile_model(
@@ -231,9 +261,6 @@ def make_model(
     if params.numeric_bins > 0 and periodic is None:
         bins = bin_edges(features, labels, spec=spec, max_bins=params.numeric_bins, seed=seed)
     n_classes = len(spec.classes)  # 0 for regression
-    vocabularies = embedded_vocabularies(
-        train, spec, max_size=params.max_vocabulary, min_count=params.min_category_rows
-    )
     target_scale = None
     if n_classes == 0:
         spread = float(np.std(labels))
@@ -250,7 +277,9 @@ def make_model(
         initializer=params.initializer,
         bins=bins,
         target_scale=target_scale,
-        vocabularies=vocabularies,
+        vocabularies=embedded_vocabularies(
+            train, spec, max_size=params.max_vocabulary, min_count=params.min_category_rows
+        ),
         max_embedding_dim=params.embedding_dim,
         architecture=params.model,
         members=params.members,
@@ -260,16 +289,33 @@ def make_model(
         smooth_clip=numeric if robust else None,
     )
     trainer = training_model(model)
+    _compile_from_params(
+        trainer,
+        params,
+        n_classes=n_classes,
+        target_std=target_scale[1] if target_scale else 1.0,
+        steps_per_epoch=steps_per_epoch,
+    )
+    return model, trainer
+
+
+def _compile_from_params(
+    trainer: keras.Model,
+    params: TrainParams,
+    *,
+    n_classes: int,
+    target_std: float,
+    steps_per_epoch: int,
+) -> None:
     compile_model(
         trainer,
         n_classes=n_classes,
         optimizer=params.optimizer,
         learning_rate=params.learning_rate,
         regression_loss=params.regression_loss,
-        target_std=target_scale[1] if target_scale else 1.0,
+        target_std=target_std,
         steps_per_execution=params.steps_per_execution,
         weight_decay=params.weight_decay,
         clip_norm=params.clip_norm,
         decay_steps=params.epochs * steps_per_epoch if params.schedule == "cosine" else 0,
     )
-    return model, trainer

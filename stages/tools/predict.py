@@ -17,8 +17,10 @@ in input order; beside it, `<stem>.drift.json` compares the batch with the train
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -233,6 +235,24 @@ def new_rows_params(
     )
 
 
+@dataclass
+class _Tally:
+    """What the batches predicted so far add up to; drift is None without a train profile."""
+
+    drift: DriftCounter | None
+    rows: int = 0
+    invalid: int = 0
+    unseen: Counter[str] = dataclasses.field(default_factory=Counter)
+    extra: list[str] | None = None  # the columns the model does not use, from the first batch
+
+    def add(self, predictions: Predictions, invalid: int) -> None:
+        self.rows += len(predictions.table)
+        self.invalid += invalid
+        self.unseen.update(predictions.unseen)
+        if self.drift is not None:
+            self.drift.add(predictions.encoded)
+
+
 def run(params: Params, *, input_path: str, output_path: str, header: bool | None = None) -> None:
     """The predict command."""
     start = time.perf_counter()
@@ -243,10 +263,8 @@ def run(params: Params, *, input_path: str, output_path: str, header: bool | Non
         input_path, params.collect, columns=list(declared.columns), header=header
     )
     model = load_model(paths.NETWORK)  # the rows are cleaned and encoded here
-    rows = invalid = 0
-    drift = DriftCounter(read_json(paths.PROFILE)) if Path(paths.PROFILE).is_file() else None
-    unseen: Counter[str] = Counter()
-    extra: list[str] | None = None
+    profile = Path(paths.PROFILE)
+    tally = _Tally(DriftCounter(read_json(profile)) if profile.is_file() else None)
     output = Path(output_path)
     suffix = ".csv" if output.suffix.lower() == ".csv" else ".parquet"
     with atomic_path(output, suffix=suffix) as tmp:
@@ -258,17 +276,17 @@ def run(params: Params, *, input_path: str, output_path: str, header: bool | Non
                 chunk_rows=params.predict.batch_rows,
                 optional_column=spec.target,
             ):
-                if extra is None:
-                    extra = [
+                if tally.extra is None:
+                    tally.extra = [
                         str(name)
                         for name in chunk.columns
                         if name not in schema.columns and name != spec.target
                     ]
-                    if extra:
-                        names = ", ".join(extra)
+                    if tally.extra:
+                        names = ", ".join(tally.extra)
                         say("predict", f"ignoring column(s) the model does not use: {names}")
                 try:
-                    batch, batch_unseen, encoded = predict_frame(
+                    predictions = predict_frame(
                         chunk,
                         schema=schema,
                         spec=spec,
@@ -276,58 +294,72 @@ def run(params: Params, *, input_path: str, output_path: str, header: bool | Non
                         missing_tokens=params.prepare.missing_tokens,
                     )
                 except PipelineError as exc:
-                    hint = []
-                    if read_params.format == "csv" and rows == 0:
-                        hint = [
-                            "the first line was read as a header: --no-header if it holds data"
-                            if read_params.header
-                            else "the first line was read as data: --header if it names the columns"
-                        ]
+                    hint = _header_hint(read_params) if tally.rows == 0 else []
                     raise PipelineError(
                         f"{input_path}: {exc.message}", [*exc.details, *hint]
                     ) from None
-                bad = batch["error"].notna().to_numpy()
-                if bad.any() and params.predict.on_invalid == "fail":
-                    reasons = [
-                        f"row {rows + i}: {reason}"
-                        for i, reason in zip(np.flatnonzero(bad), batch["error"][bad], strict=True)
-                    ]
-                    shown = reasons[:MAX_REASONS_SHOWN]
-                    if len(reasons) > len(shown):
-                        shown.append(f"... and {len(reasons) - len(shown)} more")
-                    raise PipelineError(
-                        f"{input_path}: {len(reasons)} invalid row(s) and predict.on_invalid "
-                        "is fail; nothing written",
-                        shown,
-                    )
-                batch.insert(0, "row", np.arange(rows, rows + len(batch), dtype="int64"))
+                bad = _checked_errors(predictions.table, params, input_path, first=tally.rows)
+                batch = predictions.table
+                batch.insert(
+                    0, "row", np.arange(tally.rows, tally.rows + len(batch), dtype="int64")
+                )
                 writer.write(batch)
-                rows += len(batch)
-                invalid += int(bad.sum())
-                unseen.update(batch_unseen)
-                if drift is not None:
-                    drift.add(encoded)
+                tally.add(predictions, invalid=bad)
         finally:
             writer.close()
-    seconds = time.perf_counter() - start
-    if drift is not None:
-        report = drift.summary(threshold=params.predict.drift_threshold, unseen=dict(unseen))
+    _report(tally, params, output=output, seconds=time.perf_counter() - start)
+
+
+def _header_hint(read_params: CollectParams) -> list[str]:
+    """What to try when a CSV's first batch fails: the other reading of its first line."""
+    if read_params.format != "csv":
+        return []
+    if read_params.header:
+        return ["the first line was read as a header: --no-header if it holds data"]
+    return ["the first line was read as data: --header if it names the columns"]
+
+
+def _checked_errors(table: pd.DataFrame, params: Params, input_path: str, *, first: int) -> int:
+    """The batch's invalid rows; with predict.on_invalid fail, a PipelineError that gives
+    each one's reason (rows numbered from `first`)."""
+    bad = table["error"].notna().to_numpy()
+    if bad.any() and params.predict.on_invalid == "fail":
+        reasons = [
+            f"row {first + i}: {reason}"
+            for i, reason in zip(np.flatnonzero(bad), table["error"][bad], strict=True)
+        ]
+        shown = reasons[:MAX_REASONS_SHOWN]
+        if len(reasons) > len(shown):
+            shown.append(f"... and {len(reasons) - len(shown)} more")
+        raise PipelineError(
+            f"{input_path}: {len(reasons)} invalid row(s) and predict.on_invalid "
+            "is fail; nothing written",
+            shown,
+        )
+    return int(bad.sum())
+
+
+def _report(tally: _Tally, params: Params, *, output: Path, seconds: float) -> None:
+    """The drift report beside the output, the warnings, and the closing line."""
+    if tally.drift is not None:
+        threshold = params.predict.drift_threshold
+        report = tally.drift.summary(threshold=threshold, unseen=dict(tally.unseen))
         report_path = output.with_name(f"{output.stem}.drift.json")
         write_json(report, report_path)
         for name in report["drifted"]:
             say(
                 "predict",
                 f"warning: column '{name}' drifted from the train split (PSI "
-                f"{report['columns'][name]['psi']:.3f} > predict.drift_threshold "
-                f"{params.predict.drift_threshold})",
+                f"{report['columns'][name]['psi']:.3f} > predict.drift_threshold {threshold})",
             )
         say("predict", f"drift against the train split -> {report_path}")
-    if unseen:
-        counts = ", ".join(f"{name} {count:,}" for name, count in sorted(unseen.items()))
+    if tally.unseen:
+        counts = ", ".join(f"{name} {count:,}" for name, count in sorted(tally.unseen.items()))
         say(
             "predict",
             f"warning: unseen categories, predicted as unknown (see the warning column): {counts}",
         )
+    rows, invalid = tally.rows, tally.invalid
     say(
         "predict",
         f"{rows:,} rows ({rows - invalid:,} predicted, {invalid:,} invalid) in {seconds:.1f} s, "
