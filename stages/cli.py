@@ -50,6 +50,7 @@ COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
 # Commands that are not DVC stages: they read params but are run by hand.
 TOOL_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "predict": {"predict": None},
+    "serve": {"serve": None, "predict": ["on_invalid", "drift_threshold"]},
     "export": {"prepare": ["missing_tokens"]},
 }
 
@@ -274,6 +275,21 @@ def predict(params: Params, input_path: str, output_path: str, header: bool | No
     stage_module("tools.predict").run(
         params, input_path=input_path, output_path=output_path, header=header
     )
+
+
+@stage_command(cli)
+def serve(params: Params) -> None:
+    """Serve models/network.keras over HTTP until SIGTERM or Ctrl-C, scoring rows as
+    predict does (the same validation, cleaning, encoding, warnings and threshold).
+
+    MLflow's scoring protocol: POST /invocations (JSON dataframe_split, dataframe_records,
+    instances or inputs; or text/csv), GET /ping, /health, /version. The Open Inference
+    Protocol v2: POST /v2/models/<serve.model_name>/infer, GET /v2/health/live,
+    /v2/health/ready, /v2/models/<name> and /v2/models/<name>/ready. Also GET /metrics
+    (Prometheus) and /drift (the served rows against the train split). With SERVE_TOKEN
+    set, every route but liveness needs `Authorization: Bearer <token>`.
+    """
+    stage_module("tools.serve").run(params)
 
 
 @stage_command(

@@ -16,7 +16,7 @@ from stages.common.config import Params
 from stages.common.io import read_table, say, write_csv, write_json, write_table
 from stages.data.encoding import free_name, row_id_name
 from stages.data.schema import load_schema, require_target
-from stages.data.transform import clean_frame, unparsed_dates
+from stages.data.transform import clean_frame, unparsed_values
 from stages.data.validation import (
     apply_policy,
     too_few_classes,
@@ -39,7 +39,7 @@ def run(params: Params) -> None:
     raw = read_table(paths.RAW_TABLE)
     tokens = params.prepare.missing_tokens
     frame = clean_frame(raw, missing_tokens=tokens, schema=schema)
-    bad_dates = unparsed_dates(raw, frame, missing_tokens=tokens, schema=schema)
+    unreadable = unparsed_values(raw, frame, missing_tokens=tokens, schema=schema)
     unexpected = [name for name in frame.columns if name not in schema.columns]
     if unexpected and policy.unexpected_columns == "drop":
         frame = frame.drop(columns=unexpected)
@@ -47,7 +47,7 @@ def run(params: Params) -> None:
     # the row numbers by the same rule).
     row_id = row_id_name(schema.columns)
     reason = free_name("reason", [*schema.columns, *frame.columns, row_id])
-    validated, cases = validate_frame(frame, schema=schema, earlier=bad_dates)
+    validated, cases = validate_frame(frame, schema=schema, earlier=unreadable)
     report = validation_report(frame, cases, schema_path=schema_path)
     validated, quarantine, error = apply_policy(
         frame,

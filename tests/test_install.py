@@ -23,7 +23,7 @@ def test_every_dependency_is_pinned_exactly():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     runtime, dev = pins("requirements.lock"), pins("requirements-dev.lock")
     for lock, names in (
-        (runtime, project["dependencies"]),
+        (runtime, project["dependencies"] + project["optional-dependencies"]["serve"]),
         (dev, project["dependencies"] + project["optional-dependencies"]["dev"]),
     ):
         for name in names:

@@ -153,7 +153,7 @@ def test_predict_on_the_raw_test_rows_equals_evaluate(repo: Path, first_repro):
     from stages.data.sources import read_source
     from stages.data.transform import clean_frame, encode_features
     from stages.data.validation import validate_frame
-    from stages.tools.predict import feature_schema
+    from stages.model.predictor import feature_schema
 
     evaluated = pd.read_parquet(repo / "reports/evaluate/predictions.parquet")
     raw_lines = (repo / "data/adult.data").read_text().splitlines()

@@ -460,6 +460,34 @@ class PredictParams(Section):
     )
 
 
+class ServeParams(Section):
+    """How `stages serve` answers over HTTP (it scores rows as `stages predict` does)."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on: localhost by default; 0.0.0.0 to accept other "
+        "machines (set SERVE_TOKEN then).",
+    )
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: a free one).")
+    workers: int = Field(
+        1, ge=1, description="Server processes, each with its own copy of the model."
+    )
+    max_body_mb: float = Field(
+        16.0, gt=0, description="The largest request body accepted, in MB (413 above it)."
+    )
+    model_name: str = Field(
+        "model",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The model's name in Open Inference Protocol paths (/v2/models/<name>).",
+    )
+    drift_window: int = Field(
+        10_000,
+        gt=0,
+        description="Served rows the rolling drift summary (/drift) covers: the latest this many.",
+    )
+
+
 class Params(Section):
     dataset: DatasetParams
     collect: CollectParams
@@ -469,6 +497,7 @@ class Params(Section):
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     predict: PredictParams = Field(default_factory=PredictParams)
+    serve: ServeParams = Field(default_factory=ServeParams)
 
 
 # Sections by their name in params.yaml (`validate` is `validate_` in Python).

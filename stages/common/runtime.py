@@ -117,7 +117,7 @@ def unused_modules_kept_out() -> Iterator[None]:
 
 
 # The commands that only run a trained network.
-INFERENCE_COMMANDS = frozenset({"evaluate", "predict"})
+INFERENCE_COMMANDS = frozenset({"evaluate", "predict", "serve"})
 
 
 def use_inference_backend(argv: list[str]) -> None:

@@ -173,3 +173,42 @@ class DriftCounter:
             "drifted": drifted,
             "columns": per_column,
         }
+
+
+class RollingDrift:
+    """The drift of the latest rows, about `window` of them: rows are counted into
+    `buckets` blocks of window / buckets rows; a full block joins the window and the
+    oldest leaves it, so memory stays the same however many rows pass."""
+
+    def __init__(self, profile: dict[str, Any], *, window: int, buckets: int = 10) -> None:
+        self.profile = profile
+        self.block_rows = max(1, window // buckets)
+        self.buckets = buckets
+        self.full: list[tuple[DriftCounter, dict[str, int]]] = []
+        self.current = DriftCounter(profile)
+        self.unseen: dict[str, int] = {}
+
+    def add(self, encoded: pd.DataFrame, unseen: dict[str, int]) -> bool:
+        """Count a batch's valid encoded rows and its unseen values per column. True when
+        this closed a block (the moment to look at the summary again)."""
+        self.current.add(encoded)
+        for name, count in unseen.items():
+            self.unseen[name] = self.unseen.get(name, 0) + count
+        if self.current.rows < self.block_rows:
+            return False
+        self.full = [*self.full[-(self.buckets - 1) :], (self.current, self.unseen)]
+        self.current, self.unseen = DriftCounter(self.profile), {}
+        return True
+
+    def summary(self, *, threshold: float) -> dict[str, Any]:
+        """`DriftCounter.summary` over the rows in the window and the open block."""
+        total = DriftCounter(self.profile)
+        unseen: dict[str, int] = {}
+        for counter, seen in [*self.full, (self.current, self.unseen)]:
+            total.rows += counter.rows
+            for name, counts in counter.counts.items():
+                total.counts[name] = total.counts.get(name, 0) + counts
+                total.missing[name] = total.missing.get(name, 0) + counter.missing[name]
+            for name, count in seen.items():
+                unseen[name] = unseen.get(name, 0) + count
+        return total.summary(threshold=threshold, unseen=unseen)

@@ -1,7 +1,8 @@
 """The row transform, in one place: validate, prepare and predict all call it.
 
 - `clean_frame` runs before the schema judges any value: it trims text, turns missing-value
-  tokens into missing values, and parses the columns the schema declares as dates.
+  tokens into missing values, and parses the columns the schema declares as dates or
+  numbers; `unparsed_values` names each value it could not read.
 - `encode_features` turns clean, validated rows into the on-disk encoding of the spec.
 
 Both are pure functions of (row, schema or spec): a row gives the same result alone or in
@@ -41,7 +42,8 @@ def clean_frame(
     frame: pd.DataFrame, *, missing_tokens: list[str], schema: pa.DataFrameSchema | None = None
 ) -> pd.DataFrame:
     """Trim every text value, turn missing-value tokens into NA, and parse the columns
-    `schema` declares as dates. Returns a new frame."""
+    `schema` declares as dates or numbers (a value that is not one becomes missing, as
+    does a fraction in a whole-number column). Returns a new frame."""
     out = frame.copy()
     tokens = set(missing_tokens)
     for name in out.columns:
@@ -51,10 +53,21 @@ def clean_frame(
     formats = date_formats(schema) if schema is not None else {}
     for name in _date_columns(out, schema):
         out[name] = parse_dates(out[name], date_format=formats.get(name))
+    for name, whole in _number_columns(out, schema).items():
+        out[name] = _parse_numbers(out[name], whole=whole)
     return out
 
 
-def unparsed_dates(
+def _parse_numbers(values: pd.Series, *, whole: bool) -> pd.Series:
+    """Numbers from text (or a mix of numbers and text, as JSON may bring); with `whole`, a
+    fraction becomes missing too, instead of being cut to its whole part."""
+    numbers = values if _is_number_dtype(values.dtype) else pd.to_numeric(values, errors="coerce")
+    if whole and pd.api.types.is_float_dtype(numbers):
+        numbers = numbers.where(numbers.isna() | (numbers % 1 == 0))
+    return numbers
+
+
+def unparsed_values(
     raw: pd.DataFrame,
     clean: pd.DataFrame,
     *,
@@ -62,17 +75,26 @@ def unparsed_dates(
     schema: pa.DataFrameSchema,
 ) -> pd.DataFrame:
     """Failure cases (column, check, failure_case, index) of the values of the schema's
-    date columns that are present in `raw` but that `clean_frame` could not read as a date
-    (it made them missing, in `clean`): validation reports them with these."""
+    date and number columns that are present in `raw` but that `clean_frame` could not read
+    (it made them missing, in `clean`): validation reports them with these. The checks:
+    `parses as a date`, `parses as a number`, `is a whole number`."""
     tokens = set(missing_tokens)
     cases = []
-    for name in _date_columns(raw, schema):
+    numbers = _number_columns(raw, schema)
+    for name in [*_date_columns(raw, schema), *numbers]:
         if is_datetime_dtype(raw[name].dtype):
             continue
         text = _trimmed(raw[name], tokens)
         bad = (text.notna() & clean[name].isna()).to_numpy()
-        for index in np.flatnonzero(bad):
-            cases.append((name, "parses as a date", str(text.iloc[index]), raw.index[index]))
+        if not bad.any():
+            continue
+        if name in numbers:
+            parsed = pd.to_numeric(text[bad], errors="coerce").notna().to_numpy()
+            checks = np.where(parsed, "is a whole number", "parses as a number")
+        else:
+            checks = np.full(int(bad.sum()), "parses as a date")
+        for index, check in zip(np.flatnonzero(bad), checks, strict=True):
+            cases.append((name, str(check), str(text.iloc[index]), raw.index[index]))
     return pd.DataFrame(cases, columns=["column", "check", "failure_case", "index"])
 
 
@@ -93,6 +115,29 @@ def _date_columns(frame: pd.DataFrame, schema: pa.DataFrameSchema | None) -> lis
         and declared.dtype is not None
         and is_datetime_dtype(declared.dtype.type)
     ]
+
+
+def _is_number_dtype(dtype) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def _number_columns(frame: pd.DataFrame, schema: pa.DataFrameSchema | None) -> dict[str, bool]:
+    """The columns of `frame` that `schema` declares as numbers and that need parsing (they
+    hold text, or fractions where the schema wants whole numbers): name -> whole."""
+    if schema is None:
+        return {}
+    found = {}
+    for name, declared in schema.columns.items():
+        if name not in frame.columns or declared.dtype is None:
+            continue
+        wanted = declared.dtype.type
+        if not _is_number_dtype(wanted) or holds_nested(frame[name]):
+            continue
+        whole = pd.api.types.is_integer_dtype(wanted)
+        given = frame[name].dtype
+        if not _is_number_dtype(given) or (whole and pd.api.types.is_float_dtype(given)):
+            found[name] = whole
+    return found
 
 
 def holds_nested(column: pd.Series) -> bool:

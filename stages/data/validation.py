@@ -90,15 +90,41 @@ def failure_message(report: dict[str, Any], *, source: str) -> PipelineError:
     )
 
 
+# Checks found while cleaning (stages.data.transform.unparsed_values), as a row's reason
+# reads them.
+UNREADABLE = {
+    "parses as a date": "is not a date",
+    "parses as a number": "is not a number",
+    "is a whole number": "is not a whole number",
+}
+
+
 def row_reasons(cases: pd.DataFrame) -> dict[int, str]:
     """One readable reason per invalid row, from the failure cases."""
-    reasons: dict[int, list[str]] = {}
+    by_row: dict[int, dict[str, list[tuple[str, str]]]] = {}
     for case in cases.dropna(subset=["index"]).itertuples():
-        check = "not in the schema's vocabulary" if case.check.startswith("isin(") else case.check
-        reasons.setdefault(int(case.index), []).append(
-            f"{case.column}: {case.failure_case!r} fails {check}"
-        )
-    return {row: "; ".join(parts) for row, parts in reasons.items()}
+        column = by_row.setdefault(int(case.index), {}).setdefault(str(case.column), [])
+        column.append((str(case.check), str(case.failure_case)))
+    return {
+        row: "; ".join(_column_reason(name, found) for name, found in columns.items())
+        for row, columns in by_row.items()
+    }
+
+
+def _column_reason(column: str, found: list[tuple[str, str]]) -> str:
+    """Why a row's value in `column` is invalid. A value that could not be read, or that is
+    missing where the schema wants one, is said once: not again as the dtype and checks it
+    then fails."""
+    for check, value in found:
+        if check in UNREADABLE:
+            return f"{column}: {value!r} {UNREADABLE[check]}"
+    if any(check == "not_nullable" for check, _ in found):
+        return f"{column}: missing, and the schema requires a value"
+    return "; ".join(
+        f"{column}: {value!r} fails "
+        + ("not in the schema's vocabulary" if check.startswith("isin(") else check)
+        for check, value in found
+    )
 
 
 def apply_policy(

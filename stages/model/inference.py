@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 
 import keras
 import numpy as np
@@ -77,9 +78,17 @@ def predict_values(model: keras.Model, features) -> np.ndarray:
     return _outputs(model, features).reshape(-1)
 
 
+# Each classifier's model cut before its head, built once: building it costs more than
+# scoring a few rows (a server answers one row at a time).
+_LOGITS_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def predict_logits(model: keras.Model, features) -> np.ndarray:
     """A classifier's logits, before its calibrated head."""
-    return _outputs(logits_model(model), features)
+    cut = _LOGITS_MODELS.get(model)
+    if cut is None:
+        cut = _LOGITS_MODELS[model] = logits_model(model)
+    return _outputs(cut, features)
 
 
 def class_probabilities(model: keras.Model, features) -> tuple[np.ndarray, np.ndarray]:

@@ -4,11 +4,12 @@ predict reads raw rows in any format collect reads, on their own terms (`new_row
 format, encoding, delimiter, header and number marks from the file itself), with or
 without the target column, in any column order, `predict.batch_rows` rows at a time so
 memory stays bounded (CSV, Parquet and JSON alike).
-Each batch goes through the training path (stages/data/transform.py): clean, validate against
-the schema without the target and without its vocabularies, encode, then the network in
-models/network.keras, on Keras's numpy backend (no TensorFlow start). Columns the model
-does not use are ignored; a category outside a vocabulary is predicted as unknown with a
-warning on its row; invalid rows get their reason instead of a prediction
+Each batch is scored by stages/model/predictor.py, the path `stages serve` takes too:
+clean, validate against the schema without the target and without its vocabularies,
+encode as prepare does, then the network in models/network.keras, on Keras's numpy
+backend (no TensorFlow start). Columns the model does not use are ignored; a category
+outside a vocabulary is predicted as unknown with a warning on its row; invalid rows get
+their reason instead of a prediction
 (`predict.on_invalid: skip`) or stop the command with every reason and no output (`fail`).
 The output is written to a temporary file and renamed into place: one row per input row,
 in input order; beside it, `<stem>.drift.json` compares the batch with the train split
@@ -22,11 +23,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 
@@ -35,133 +34,11 @@ from stages.common.config import CollectParams, Params
 from stages.common.errors import PipelineError
 from stages.common.io import atomic_path, read_json, say, write_json
 from stages.data.drift import DriftCounter
-from stages.data.encoding import EncodingSpec, to_inputs, value_column
-from stages.data.schema import load_schema
 from stages.data.sniff import open_sample, sniff_text
 from stages.data.sources import file_format, read_batches
-from stages.data.transform import clean_frame, encode_features, unparsed_dates
-from stages.data.validation import row_reasons, validate_frame
-from stages.model.build import model_vocabularies
-from stages.model.calibration import decide
-from stages.model.files import load_model
-from stages.model.head import decision_threshold
-from stages.model.inference import class_probabilities, predict_values
+from stages.model.predictor import Predictions, Predictor
 
 MAX_REASONS_SHOWN = 10
-
-
-def feature_schema(schema: pa.DataFrameSchema, *, target: str) -> pa.DataFrameSchema:
-    """The schema of rows to predict: the training schema without its target column, and
-    without the vocabularies (`isin`) of the categories: an unseen category is not an
-    invalid row but takes the out-of-vocabulary path, with a warning."""
-    schema = schema.remove_columns([target]) if target in schema.columns else schema
-    updates = {
-        name: {"checks": [check for check in column.checks if check.name != "isin"]}
-        for name, column in schema.columns.items()
-        if any(check.name == "isin" for check in column.checks)
-    }
-    return schema.update_columns(updates) if updates else schema
-
-
-def unseen_warnings(
-    clean: pd.DataFrame,
-    encoded: pd.DataFrame,
-    *,
-    spec: EncodingSpec,
-    vocabularies: dict[str, list[str]],
-) -> tuple[dict, dict[str, int]]:
-    """For each row (by index label) with a category outside the model's vocabulary (the
-    schema's for a listed category, the one learned from train rows for an embedded one),
-    a warning naming each; and the count of such values per column."""
-    masks = {  # a listed category outside the schema's vocabulary encodes to -1
-        feature.name: clean[feature.name].notna() & (encoded[value_column(feature.name)] < 0)
-        for feature in spec.features
-        if feature.kind == "categorical"
-    }
-    for name, values in vocabularies.items():
-        column = clean[name]
-        masks[name] = column.notna() & ~column.astype("string").isin(values)
-    counts = {name: int(mask.sum()) for name, mask in masks.items() if mask.any()}
-    notes: dict = {}
-    for name in counts:
-        unseen = clean.loc[masks[name].to_numpy(), name]
-        for row, value in unseen.items():
-            note = f"{name}: unseen category {str(value)!r}, treated as unknown"
-            notes[row] = f"{notes[row]}; {note}" if row in notes else note
-    return notes, counts
-
-
-def _sparse_text(texts: dict, rows: int) -> pd.arrays.StringArray:
-    """A text column of `rows` rows, missing except at the positions `texts` gives."""
-    column = np.full(rows, None, dtype=object)
-    if texts:
-        column[np.fromiter(texts.keys(), dtype="int64")] = list(texts.values())
-    return pd.array(column, dtype="string")
-
-
-class Predictions(NamedTuple):
-    table: pd.DataFrame  # one row per input row: predicted, probabilities, error, warning
-    unseen: dict[str, int]  # values outside the model's vocabulary, per column
-    encoded: pd.DataFrame  # the valid rows, encoded as prepare does (for drift)
-
-
-def predict_frame(
-    raw: pd.DataFrame,
-    *,
-    schema: pa.DataFrameSchema,
-    spec: EncodingSpec,
-    model,
-    missing_tokens: list[str],
-) -> Predictions:
-    """Predictions for raw rows, one output row per input row in the same order, the
-    count of unseen category values per column, and the valid rows encoded.
-
-    `schema` is the feature schema (`feature_schema`); a target column in `raw` and any
-    column the schema lacks are ignored; the columns may come in any order.
-    """
-    raw = raw.drop(columns=[spec.target], errors="ignore").reset_index(drop=True)
-    raw = raw.drop(columns=[name for name in raw.columns if name not in schema.columns])
-    clean = clean_frame(raw, missing_tokens=missing_tokens, schema=schema)
-    bad_dates = unparsed_dates(raw, clean, missing_tokens=missing_tokens, schema=schema)
-    validated, cases = validate_frame(clean, schema=schema, earlier=bad_dates)
-    table_cases = cases[cases["index"].isna()]
-    if not table_cases.empty:
-        details = [
-            f"{row.column}: {row.check} ({row.failure_case})" for row in table_cases.itertuples()
-        ]
-        raise PipelineError("the rows do not have the schema's columns", details)
-    reasons = row_reasons(cases)
-    if reasons:
-        validated, _ = validate_frame(clean.drop(index=list(reasons)), schema=schema)
-    vocabularies = model_vocabularies(model)
-    features = encode_features(validated, spec=spec)
-    warnings, unseen = unseen_warnings(validated, features, spec=spec, vocabularies=vocabularies)
-    inputs = to_inputs(features, spec, vocabularies) if len(features) else None
-    if spec.task == "regression":  # one predicted number per row
-        values = np.full(len(raw), np.nan)
-        if inputs is not None:
-            values[features.index.to_numpy()] = predict_values(model, inputs)
-        out = pd.DataFrame({"predicted": values})
-    else:
-        out = _class_predictions(model, features, inputs, spec=spec, rows=len(raw))
-    out["error"] = _sparse_text(reasons, len(raw))
-    out["warning"] = _sparse_text(warnings, len(raw))
-    return Predictions(out, unseen, features)
-
-
-def _class_predictions(model, features: pd.DataFrame, inputs, *, spec: EncodingSpec, rows: int):
-    """Predicted class (at the model's decision threshold, for two classes) and class
-    probabilities; NaN and no class for a row not in `features` (an invalid row)."""
-    proba = np.full((rows, len(spec.classes)), np.nan)
-    if inputs is not None:
-        proba[features.index.to_numpy()] = class_probabilities(model, inputs)[0]
-    names = np.asarray(spec.classes, dtype=object)
-    labels = decide(np.nan_to_num(proba), decision_threshold(model))
-    predicted = np.where(np.isnan(proba[:, 0]), None, names[labels])
-    out = pd.DataFrame({"predicted": pd.array(predicted, dtype="string")})
-    for index, label in enumerate(spec.classes):
-        out[f"probability_{label}"] = proba[:, index]
-    return out
 
 
 class _PredictionWriter:
@@ -256,43 +133,34 @@ class _Tally:
 def run(params: Params, *, input_path: str, output_path: str, header: bool | None = None) -> None:
     """The predict command."""
     start = time.perf_counter()
-    spec = EncodingSpec.load(paths.ENCODING_SPEC)
-    declared = load_schema(params.dataset.schema_path)
-    schema = feature_schema(declared, target=spec.target)
+    predictor = Predictor.load(params)  # the rows are cleaned and encoded by it
     read_params = new_rows_params(
-        input_path, params.collect, columns=list(declared.columns), header=header
+        input_path, params.collect, columns=predictor.columns, header=header
     )
-    model = load_model(paths.NETWORK)  # the rows are cleaned and encoded here
     profile = Path(paths.PROFILE)
     tally = _Tally(DriftCounter(read_json(profile)) if profile.is_file() else None)
     output = Path(output_path)
     suffix = ".csv" if output.suffix.lower() == ".csv" else ".parquet"
     with atomic_path(output, suffix=suffix) as tmp:
-        writer = _PredictionWriter(tmp, classes=spec.classes)
+        writer = _PredictionWriter(tmp, classes=predictor.spec.classes)
         try:
             for chunk in read_batches(
                 input_path,
                 params=read_params,
                 chunk_rows=params.predict.batch_rows,
-                optional_column=spec.target,
+                optional_column=predictor.spec.target,
             ):
                 if tally.extra is None:
                     tally.extra = [
                         str(name)
                         for name in chunk.columns
-                        if name not in schema.columns and name != spec.target
+                        if name not in predictor.schema.columns and name != predictor.spec.target
                     ]
                     if tally.extra:
                         names = ", ".join(tally.extra)
                         say("predict", f"ignoring column(s) the model does not use: {names}")
                 try:
-                    predictions = predict_frame(
-                        chunk,
-                        schema=schema,
-                        spec=spec,
-                        model=model,
-                        missing_tokens=params.prepare.missing_tokens,
-                    )
+                    predictions = predictor.predict(chunk)
                 except PipelineError as exc:
                     hint = _header_hint(read_params) if tally.rows == 0 else []
                     raise PipelineError(

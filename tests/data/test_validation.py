@@ -110,6 +110,40 @@ def test_a_row_failing_several_checks_is_quarantined_once_with_every_reason(sche
     assert 2 not in valid.index and len(valid) == len(frame) - 1
 
 
+def test_a_value_that_is_not_a_number_is_quarantined_with_its_row(schema, raw_frame):
+    from stages.common.config import ValidateParams
+    from stages.data.transform import clean_frame, unparsed_values
+    from stages.data.validation import apply_policy, validate_frame, validation_report
+
+    raw = raw_frame.astype({"age": object})
+    raw.loc[1, "age"] = "unknown"
+    raw.loc[2, "age"] = 33.5
+    frame = clean_frame(raw, missing_tokens=["NA"], schema=schema)
+    unreadable = unparsed_values(raw, frame, missing_tokens=["NA"], schema=schema)
+    assert unreadable[["check", "failure_case", "index"]].values.tolist() == [
+        ["parses as a number", "unknown", 1],
+        ["is a whole number", "33.5", 2],
+    ]
+    validated, cases = validate_frame(frame, schema=schema, earlier=unreadable)
+    report = validation_report(frame, cases, schema_path="schema.yaml")
+    valid, quarantine, error = apply_policy(
+        frame,
+        validated=validated,
+        cases=cases,
+        report=report,
+        schema=schema,
+        policy=ValidateParams(on_invalid="quarantine", max_invalid_fraction=0.5),
+        columns=("row_id", "reason"),
+        source="raw.parquet",
+    )
+    assert error is None
+    assert quarantine["reason"].tolist() == [
+        "age: 'unknown' is not a number",
+        "age: '33.5' is not a whole number",
+    ]
+    assert list(valid.index) == [0, 3, 4] and valid["age"].dtype == "int64"
+
+
 def test_a_table_level_failure_is_never_quarantined(schema, raw_frame):
     from stages.common.config import ValidateParams
     from stages.data.validation import apply_policy, validate_frame, validation_report

@@ -137,6 +137,7 @@ def test_update_params_keeps_comments_and_key_order(tmp_path: Path):
         "train",
         "evaluate",
         "predict",
+        "serve",
     ]
     assert "names: [a, y]" in text and "hidden_units: [128, 128]" in text  # lists on one line
     parsed = load_params(params)

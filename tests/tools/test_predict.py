@@ -7,7 +7,7 @@ from stages.data.encoding import model_inputs
 from stages.data.transform import clean_frame, encode_features
 from stages.model.build import build_model
 from stages.model.inference import predict_proba
-from stages.tools.predict import feature_schema, predict_frame
+from stages.model.predictor import feature_schema, predict_frame
 
 TOKENS = ["", "?", "NA"]
 
@@ -57,6 +57,24 @@ def test_predictions_equal_the_model_on_the_prepare_encoding(schema, spec, model
     assert out["predicted"].tolist() == np.array(["no", "yes"])[decided].tolist()
 
 
+def test_a_value_that_is_not_a_number_invalidates_its_row_only(schema, spec, model, raw_frame):
+    raw = raw_frame.drop(columns=["label"]).astype({"age": object, "hours": object})
+    raw.loc[1, "age"] = "abc"  # text in a number column (JSON or a mixed CSV column)
+    raw.loc[2, "age"] = "41.5"  # a fraction where the schema wants whole numbers
+    raw.loc[3, "age"] = " 38 "  # a number written as text: read as the number
+    raw.loc[4, "hours"] = "NA"  # a missing-value token where the schema allows one
+    out = predict(raw, schema, spec, model)
+    assert out["error"][1] == "age: 'abc' is not a number"
+    assert out["error"][2] == "age: '41.5' is not a whole number"
+    assert out["error"][[0, 3, 4]].isna().all()
+    clean = raw_frame.drop(columns=["label"]).astype({"age": "int64"})
+    clean.loc[3, "age"], clean.loc[4, "hours"] = 38, None
+    expected = predict(clean, schema, spec, model)
+    assert out["probability_yes"][[0, 3, 4]].tolist() == pytest.approx(
+        expected["probability_yes"][[0, 3, 4]].tolist(), rel=1e-6
+    )
+
+
 def test_the_label_column_may_be_present_and_is_ignored(schema, spec, model, raw_frame):
     with_label = predict(raw_frame, schema, spec, model)
     without = predict(raw_frame.drop(columns=["label"]), schema, spec, model)
@@ -71,7 +89,7 @@ def test_invalid_rows_get_a_reason_and_keep_their_place(schema, spec, model, raw
     out = predict(raw, schema, spec, model)
     assert len(out) == 5
     assert out["error"][1] == "age: '-4.0' fails in_range(0, 120)"
-    assert "age: '<missing>' fails not_nullable" in out["error"][3]
+    assert out["error"][3] == "age: missing, and the schema requires a value"
     assert pd.isna(out["predicted"][1]) and pd.isna(out["predicted"][3])
     assert np.isnan(out["probability_yes"][[1, 3]]).all()
     valid = [0, 2, 4]
@@ -81,7 +99,7 @@ def test_invalid_rows_get_a_reason_and_keep_their_place(schema, spec, model, raw
 
 
 def test_a_missing_column_fails_the_whole_input(schema, spec, model, raw_frame):
-    with pytest.raises(PipelineError, match="do not have the schema's columns"):
+    with pytest.raises(PipelineError, match="the rows lack 1 column.s. the model needs: color$"):
         predict(raw_frame.drop(columns=["color", "label"]), schema, spec, model)
 
 
@@ -145,3 +163,35 @@ def test_listed_categories_are_counted_into_the_profiles_bins_by_code():
         shares = {**{str(code): 0.1 for code in listed}, OTHER: 0.1}
         by_text = _category_bins(_present_labels(pd.Series(codes), "categorical"), shares)
         np.testing.assert_array_equal(_code_bins(codes, shares), by_text)
+
+
+def test_rolling_drift_covers_the_latest_rows_in_constant_memory(spec):
+    """What `stages serve` reports at /drift: the latest window of rows, by whole blocks."""
+    from stages.data.drift import DriftCounter, RollingDrift, train_profile
+    from stages.data.transform import encode_features
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame(
+        {
+            "age": rng.integers(20, 60, 2000),
+            "hours": rng.normal(40, 5, 2000),
+            "color": rng.choice(["red", "green", "blue"], 2000),
+        }
+    )
+    profile = train_profile(encode_features(train, spec=spec), spec)
+    rolling = RollingDrift(profile, window=1000, buckets=10)
+    older = train.assign(age=train["age"] + 25)
+    closed = [
+        rolling.add(encode_features(older.iloc[i : i + 50], spec=spec), {"color": 1})
+        for i in range(0, 1000, 50)
+    ]
+    assert sum(closed) == 10 and len(rolling.full) == 10
+    assert rolling.summary(threshold=0.2)["drifted"] == ["age"]
+    for i in range(0, 2000, 50):  # the shift has left the window: calm again
+        rolling.add(encode_features(train.iloc[i : i + 50], spec=spec), {})
+    assert len(rolling.full) == 10  # the oldest block leaves as a new one joins
+    calm = rolling.summary(threshold=0.2)
+    assert calm["rows"] == 1000 and calm["drifted"] == []
+    whole = DriftCounter(profile)
+    whole.add(encode_features(train.iloc[1000:], spec=spec))
+    assert calm["columns"] == whole.summary(threshold=0.2)["columns"]
