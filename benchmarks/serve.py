@@ -6,7 +6,7 @@
 Measures, on Adult rows of the shipped table:
 1. single-row latency (MLflow `/invocations`, one record per request), p50 and p99, with
    1 and with 16 concurrent clients (each its own keep-alive connection);
-2. rows per second on 1,000-row requests (2 concurrent clients: one per core);
+2. rows per second on 1,000-row requests, with 1 and with 8 concurrent clients;
 3. the server's resident memory after 100 and after 10,000 single-row requests.
 
 Results print as a table and are written as JSON (--out, benchmarks/serve.json).
@@ -216,8 +216,10 @@ def latencies(server: Server, rows: list[dict], *, clients: int, requests: int) 
         return list(pool.map(one, range(requests)))
 
 
-def throughput(server: Server, rows: list[dict], *, batch: int, requests: int) -> float:
-    """Rows per second on `batch`-row requests, two clients at a time."""
+def throughput(
+    server: Server, rows: list[dict], *, batch: int, requests: int, clients: int
+) -> float:
+    """Rows per second on `batch`-row requests, `clients` at a time."""
     bodies = [
         json.dumps({"dataframe_records": rows[start : start + batch]}).encode()
         for start in range(0, len(rows) - batch + 1, batch)
@@ -231,7 +233,7 @@ def throughput(server: Server, rows: list[dict], *, batch: int, requests: int) -
     for index in range(4):
         one(index)
     start = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, range(requests)))
     return requests * batch / (time.perf_counter() - start)
 
@@ -245,14 +247,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--out", default=str(REPO / "benchmarks/serve.json"))
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     args = parser.parse_args()
     single = 300 if args.quick else 3000
     rows = _records(10_000)
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",
+        "workers": args.workers,
     }
-    with Server(REPO) as server:
+    with Server(REPO, args=["--workers", str(args.workers)]) as server:
         for clients in (1, 16):
             seconds = latencies(server, rows, clients=clients, requests=single)
             results[f"single_row_{clients}_clients"] = {
@@ -260,9 +264,12 @@ def main() -> None:
                 "p50_ms": round(1000 * statistics.median(seconds), 2),
                 "p99_ms": round(1000 * percentile(seconds, 0.99), 2),
             }
-        results["rows_per_second_1000_row_requests"] = round(
-            throughput(server, rows, batch=1000, requests=20 if args.quick else 100)
-        )
+        for clients in (1, 8):
+            results[f"rows_per_second_1000_row_requests_{clients}_clients"] = round(
+                throughput(
+                    server, rows, batch=1000, requests=24 if args.quick else 160, clients=clients
+                )
+            )
     with Server(REPO) as server:  # a fresh process, for its memory alone
         latencies(server, rows, clients=1, requests=50)  # 100 requests with the warm-up
         after_100 = server.resident_mb()

@@ -18,8 +18,10 @@ the train split; SIGTERM lets the requests in flight finish.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -31,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
+import pandas as pd
 import prometheus_client as prom
 import uvicorn
 from starlette.applications import Starlette
@@ -62,6 +66,9 @@ prom.disable_created_metrics()  # the *_created series say nothing a scrape need
 TOKEN_VARIABLE = "SERVE_TOKEN"
 PARAMS_VARIABLE = "STAGES_SERVE_PARAMS"  # the params, as JSON, for each worker process
 OPEN_PATHS = frozenset({"/v2/health/live"})  # liveness answers without the token
+# Rows of waiting requests scored in one call at most: past this, a larger call gains
+# little (Adult: 27,000 rows/s in calls of 1,000 rows, 62,000 of 4,000, 74,000 of 8,000).
+BATCH_ROWS = 8_192
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -115,7 +122,7 @@ class Service:
         self.drift: RollingDrift | None = None
         self.drift_lock = threading.Lock()
         self.metrics = Metrics()
-        self.limiter: anyio.CapacityLimiter | None = None
+        self.batcher: Batcher | None = None
         self.model_sha256 = ""
 
     def load(self) -> None:
@@ -142,21 +149,64 @@ class Service:
             raise RequestError(503, f"not ready: {reason}")
         return self.predictor
 
-    def score(self, rows) -> Any:
-        """Score raw rows (in a worker thread): the predictions table, counted."""
+    def score(self, requests: list[pd.DataFrame]) -> list[pd.DataFrame | RequestError]:
+        """Score the rows of several requests (in a worker thread), together where their
+        columns are the same: one pass of the predictor for all of them, its fixed costs
+        shared. Each request gets its own table, or the error it alone would get."""
         predictor = self.ready()
+        answers: list[pd.DataFrame | RequestError] = [RequestError(500, "not scored")] * len(
+            requests
+        )
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, rows in enumerate(requests):
+            groups.setdefault(tuple(sorted(map(str, rows.columns))), []).append(index)
+        for members in groups.values():
+            frames = [requests[index] for index in members]
+            try:
+                tables = self._predict_together(predictor, frames)
+            except PipelineError:  # one request's fault: each alone, so only it fails
+                tables = [self._predict_alone(predictor, frame) for frame in frames]
+            for index, table in zip(members, tables, strict=True):
+                answers[index] = self._checked(table)
+        return answers
+
+    def _predict_together(self, predictor: Predictor, frames: list[pd.DataFrame]) -> list:
+        if len(frames) == 1:
+            predictions = predictor.predict(frames[0])
+        else:
+            predictions = predictor.predict(pd.concat(frames, ignore_index=True))
+        self._count(predictions)
+        bounds = np.cumsum([0, *map(len, frames)])
+        return [
+            predictions.table.iloc[start:end].reset_index(drop=True)
+            for start, end in itertools.pairwise(bounds)
+        ]
+
+    def _predict_alone(self, predictor: Predictor, frame: pd.DataFrame):
         try:
-            predictions = predictor.predict(rows)
+            predictions = predictor.predict(frame)
         except PipelineError as exc:
-            raise RequestError(400, "; ".join([exc.message, *exc.details])) from None
-        table = predictions.table
+            return RequestError(400, "; ".join([exc.message, *exc.details]))
+        self._count(predictions)
+        return predictions.table
+
+    def _checked(self, table):
+        """A request's table, or its error under predict.on_invalid fail."""
+        if isinstance(table, RequestError):
+            return table
         invalid = int(table["error"].notna().sum())
         if invalid and self.params.predict.on_invalid == "fail":
             reasons = [f"row {row}: {reason}" for row, reason in table["error"].dropna().items()]
-            raise RequestError(
+            return RequestError(
                 400,
                 f"{invalid} invalid row(s) and predict.on_invalid is fail: " + "; ".join(reasons),
             )
+        return table
+
+    def _count(self, predictions) -> None:
+        """The rows scored, in the metrics and the drift window."""
+        table = predictions.table
+        invalid = int(table["error"].notna().sum())
         self.metrics.rows.labels("predicted").inc(len(table) - invalid)
         self.metrics.rows.labels("invalid").inc(invalid)
         if self.drift is not None:
@@ -165,7 +215,6 @@ class Service:
                 summary = self.drift_summary() if closed else None
             if summary is not None:
                 self._log_drift(summary)
-        return table
 
     def drift_summary(self) -> dict[str, Any]:
         assert self.drift is not None
@@ -182,10 +231,48 @@ class Service:
                 f"predict.drift_threshold {threshold})",
             )
 
-    async def scored(self, rows) -> Any:
-        """`score` in a worker thread, at most one per core at a time."""
+    async def scored(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """A request's predictions, scored with those of the requests waiting beside it."""
         self.ready()
-        return await anyio.to_thread.run_sync(self.score, rows, limiter=self.limiter)
+        assert self.batcher is not None
+        answer = await self.batcher.submit(rows)
+        if isinstance(answer, RequestError):
+            raise answer
+        return answer
+
+
+class Batcher:
+    """Requests wait in one queue; each of `lanes` loops (one per core) takes the first
+    waiting request and every other one waiting then, up to `max_rows` rows, and scores
+    them in one call in a worker thread. A lone request is scored at once; under load the
+    predictor's fixed costs (validation above all) are shared by several requests."""
+
+    def __init__(self, score, *, lanes: int, max_rows: int) -> None:
+        self.score = score
+        self.lanes = lanes
+        self.max_rows = max_rows
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    async def submit(self, rows: pd.DataFrame):
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((rows, future))
+        return await future
+
+    async def lane(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            taken = len(batch[0][0])
+            while taken < self.max_rows and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                taken += len(batch[-1][0])
+            try:
+                answers = await anyio.to_thread.run_sync(self.score, [rows for rows, _ in batch])
+            except Exception as exc:  # a bug: every request of the batch answers 500
+                LOG.exception("error scoring a batch")
+                answers = [RequestError(500, f"internal error: {type(exc).__name__}")] * len(batch)
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
 
 
 def _error_body(path: str, status: int, message: str) -> dict[str, Any]:
@@ -333,9 +420,13 @@ def create_app(params: Params, *, token: str | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        service.limiter = anyio.CapacityLimiter(usable_cpus())
         threading.Thread(target=service.load, name="load-model", daemon=True).start()
+        batcher = Batcher(service.score, lanes=usable_cpus(), max_rows=BATCH_ROWS)
+        lanes = [asyncio.create_task(batcher.lane()) for _ in range(batcher.lanes)]
+        service.batcher = batcher
         yield
+        for lane in lanes:
+            lane.cancel()
 
     app = Starlette(
         routes=_Routes(service).routes(),
