@@ -75,7 +75,11 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         if self.wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.__exit__(None, None, None)  # no server left behind
+                raise
         return self
 
     def __exit__(self, *exc) -> None:

@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 import yaml
+from pydantic_core import to_jsonable_python
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,7 +73,8 @@ def params_reference() -> str:
             if field.is_required():
                 default = "required"
             else:
-                default = f"`{json.dumps(field.get_default(call_default_factory=True))}`"
+                default = field.get_default(call_default_factory=True)
+                default = f"`{json.dumps(to_jsonable_python(default, exclude_none=True))}`"
             per_table = (field.json_schema_extra or {}).get("per_table")
             value = f"`{json.dumps(_shipped(shipped, full))}`"
             value += " (this table)" if per_table else ""

@@ -51,6 +51,7 @@ COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
 TOOL_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "predict": {"predict": None},
     "serve": {"serve": None, "predict": ["on_invalid", "drift_threshold"]},
+    "tune": {"tune": None},
     "export": {"prepare": ["missing_tokens"]},
 }
 
@@ -275,6 +276,26 @@ def predict(params: Params, input_path: str, output_path: str, header: bool | No
     stage_module("tools.predict").run(
         params, input_path=input_path, output_path=output_path, header=header
     )
+
+
+@stage_command(
+    cli,
+    extra=[
+        click.Option(
+            ["--apply"],
+            is_flag=True,
+            help="Write the best trial's params into params.yaml (comments kept).",
+        )
+    ],
+)
+def tune(params: Params, apply: bool) -> None:
+    """Search train's params with a seeded Optuna study (tune.space, TPE), each trial
+    trained on the train split and scored on the validation split (never the test split),
+    unpromising ones pruned per epoch. The study lives in .tune/journal.log: a killed run
+    continues where it stopped. Writes reports/tune/trials.csv, best.yaml and report.md;
+    --apply writes the best params into params.yaml, so `dvc repro` trains the tuned model.
+    """
+    stage_module("tools.tune").run(params, apply=apply)
 
 
 @stage_command(cli)

@@ -46,7 +46,9 @@ def test_the_image_holds_every_file_the_server_loads():
     needed = [paths.NETWORK, paths.PROFILE, paths.ENCODING_SPEC, paths.PARAMS, schema, "stages"]
     sources = copied()
     for path in needed:
-        assert any(path == source.rstrip("/") or path.startswith(source) for source in sources), path
+        assert any(path == source.rstrip("/") or path.startswith(source) for source in sources), (
+            path
+        )
 
 
 def test_dockerignore_lets_every_copied_path_through():

@@ -92,6 +92,11 @@ def test_the_docs_site_lists_every_page_and_the_readme_stays_short():
         assert (REPO / link).exists(), link
 
 
+# The address the serving guide's snippets call: tests/tools/test_serve.py runs them
+# against a server of its own, tests/test_pipeline.py the others.
+SERVER_URL = "http://127.0.0.1:8080"
+
+
 def python_snippets() -> list[tuple[Path, str]]:
     """The ```python blocks of the README and the docs, with the file each is in."""
     return [

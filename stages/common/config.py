@@ -488,6 +488,81 @@ class ServeParams(Section):
     )
 
 
+class SearchDimension(Section):
+    """One key of the search space: a float or int range (log-scaled, or in steps), or a
+    choice; `or_zero` first draws whether the key is 0 at all (TabM's `?` dimensions)."""
+
+    kind: Literal["float", "int", "choice"] = Field("float", description="The kind of values.")
+    low: float | None = Field(None, description="The range's lowest value (float, int).")
+    high: float | None = Field(None, description="The range's highest value (float, int).")
+    log: bool = Field(False, description="Draw on a log scale.")
+    step: float | None = Field(None, gt=0, description="Draw multiples of this from low.")
+    or_zero: bool = Field(False, description="First draw whether the value is 0.")
+    choices: list[Any] | None = Field(None, description="The values of a choice.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchDimension:
+        if self.kind == "choice":
+            if not self.choices:
+                raise ValueError("a choice needs a non-empty `choices` list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.kind} range needs `low` and `high`")
+        if self.low >= self.high:
+            raise ValueError(f"empty range: low {self.low:g} is not below high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scaled range needs low > 0")
+        if self.kind == "int" and not (
+            float(self.low).is_integer() and float(self.high).is_integer()
+        ):
+            raise ValueError("an int range needs whole `low` and `high`")
+        return self
+
+
+def _dimension(kind: str, low: float, high: float, **options: Any) -> SearchDimension:
+    return SearchDimension(kind=kind, low=low, high=high, **options)
+
+
+def default_space() -> dict[str, SearchDimension]:
+    """TabM's published space (yandex-research/tabm, paper/exp/*/tuning.toml) on this
+    project's train keys: AdamW's learning rate and weight decay, dropout, depth and width,
+    piecewise-linear bins and their embedding, PLR frequencies, width and scale; and the
+    ensemble's size, which the paper fixes at 32."""
+    return {
+        "learning_rate": _dimension("float", 1e-4, 3e-3, log=True),
+        "weight_decay": _dimension("float", 1e-4, 0.1, log=True, or_zero=True),
+        "dropout": _dimension("float", 0.0, 0.5, or_zero=True),
+        "hidden_layers": _dimension("int", 1, 4),
+        "hidden_width": _dimension("int", 64, 1024, step=16),
+        "members": SearchDimension(kind="choice", choices=[4, 8, 16, 32]),
+        "numeric_bins": _dimension("int", 2, 128),
+        "bin_embedding_dim": _dimension("int", 8, 32, step=4),
+        "periodic_frequencies": _dimension("int", 16, 96, step=4),
+        "periodic_dim": _dimension("int", 16, 32, step=4),
+        "periodic_scale": _dimension("float", 0.01, 10.0, log=True),
+    }
+
+
+class TuneParams(Section):
+    """How `stages tune` searches the network's params (on the validation split)."""
+
+    trials: int = Field(30, gt=0, description="Finished trials (complete or pruned) to reach.")
+    timeout: float | None = Field(
+        None, gt=0, description="Stop starting trials after this many seconds (null: none)."
+    )
+    prune: bool = Field(
+        True, description="Stop an unpromising trial early (median pruner, every epoch)."
+    )
+    startup_trials: int = Field(
+        10, ge=1, description="Trials drawn at random before TPE models the results."
+    )
+    space: dict[str, SearchDimension] = Field(
+        default_factory=default_space,
+        description="train keys (and hidden_layers, hidden_width: train.hidden_units) to "
+        "search, each a range or a choice.",
+    )
+
+
 class Params(Section):
     dataset: DatasetParams
     collect: CollectParams
@@ -498,6 +573,7 @@ class Params(Section):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     predict: PredictParams = Field(default_factory=PredictParams)
     serve: ServeParams = Field(default_factory=ServeParams)
+    tune: TuneParams = Field(default_factory=TuneParams)
 
 
 # Sections by their name in params.yaml (`validate` is `validate_` in Python).

@@ -166,6 +166,8 @@ def run(params: Params, *, input_path: str, output_path: str, header: bool | Non
                     raise PipelineError(
                         f"{input_path}: {exc.message}", [*exc.details, *hint]
                     ) from None
+                if tally.rows == 0:
+                    _check_first_batch(predictions.table, read_params, input_path)
                 bad = _checked_errors(predictions.table, params, input_path, first=tally.rows)
                 batch = predictions.table
                 batch.insert(
@@ -185,6 +187,18 @@ def _header_hint(read_params: CollectParams) -> list[str]:
     if read_params.header:
         return ["the first line was read as a header: --no-header if it holds data"]
     return ["the first line was read as data: --header if it names the columns"]
+
+
+def _check_first_batch(table: pd.DataFrame, read_params: CollectParams, input_path: str) -> None:
+    """A text file whose first batch is invalid in every row was read wrongly (its first line
+    taken as data, or as a header, when it is not): stop with the other reading's hint."""
+    errors = table["error"]
+    if read_params.format != "csv" or not len(table) or errors.isna().any():
+        return
+    raise PipelineError(
+        f"{input_path}: every row of the first batch is invalid; nothing written",
+        [f"row 0: {errors.iloc[0]}", *_header_hint(read_params)],
+    )
 
 
 def _checked_errors(table: pd.DataFrame, params: Params, input_path: str, *, first: int) -> int:

@@ -63,10 +63,12 @@ def fit(
     first_epoch: int,
     steps: int,
     callbacks: list[keras.callbacks.Callback],
+    verbose: int | None = None,
 ) -> None:
     """Fit the training model from `first_epoch` to `params.epochs` on the train batches
     (epoch_batches), the validation batches (evaluation_batches) checked after every
-    epoch."""
+    epoch. Keras's progress: a bar on a terminal, a line per epoch otherwise (`verbose`
+    overrides)."""
     trainer.fit(
         train_batches,
         steps_per_epoch=steps,
@@ -75,7 +77,7 @@ def fit(
         epochs=params.epochs,
         shuffle=False,  # epoch_batches shuffles, reproducibly
         callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
     )
 
 
@@ -124,12 +126,14 @@ def train_model(
     backup_key: str = "",
     cluster: Cluster | None = None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    verbose: int | None = None,
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Set up, build, callbacks, fit, calibrate, report: returns (model, report).
 
     Per-epoch metrics go to DVCLive in `live_dir`; with `backup_path`, the state after
     every epoch is saved there and a backup with the same `backup_key` resumed from.
-    `cluster`: train with its other processes. `extra_callbacks` run after the pipeline's.
+    `cluster`: train with its other processes. `extra_callbacks` run after the pipeline's;
+    `verbose` sets Keras's progress output (0: none, as each trial of `stages tune`).
     """
     check_train_params(spec.task, len(spec.classes), params)
     processes, process = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
@@ -158,7 +162,7 @@ def train_model(
     live = open_live(live_dir, resume=done > 0)
     live.step = done
     if done < params.epochs and not callbacks.backup.stopped:
-        plan = Plan(seed=seed, first_epoch=done, steps=steps, process=process, processes=processes)
+        plan = Plan(seed, done, steps, process, processes, verbose)
         in_order = callbacks.in_order(live, extra_callbacks)
         _fit_epochs(trainer, inputs, y_train, weights, plan, params=params, callbacks=in_order)
     else:
@@ -219,6 +223,7 @@ class Plan(NamedTuple):
     steps: int  # per epoch
     process: int
     processes: int
+    verbose: int | None = None
 
 
 def _fit_epochs(
@@ -252,6 +257,7 @@ def _fit_epochs(
         first_epoch=plan.first_epoch,
         steps=plan.steps,
         callbacks=callbacks,
+        verbose=plan.verbose,
     )
 
 

@@ -138,6 +138,7 @@ def test_update_params_keeps_comments_and_key_order(tmp_path: Path):
         "evaluate",
         "predict",
         "serve",
+        "tune",
     ]
     assert "names: [a, y]" in text and "hidden_units: [128, 128]" in text  # lists on one line
     parsed = load_params(params)

@@ -99,7 +99,7 @@ def test_invalid_rows_get_a_reason_and_keep_their_place(schema, spec, model, raw
 
 
 def test_a_missing_column_fails_the_whole_input(schema, spec, model, raw_frame):
-    with pytest.raises(PipelineError, match="the rows lack 1 column.s. the model needs: color$"):
+    with pytest.raises(PipelineError, match=r"the rows lack 1 column\(s\) the model needs: color$"):
         predict(raw_frame.drop(columns=["color", "label"]), schema, spec, model)
 
 

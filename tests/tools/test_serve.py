@@ -7,6 +7,8 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -216,6 +218,21 @@ def test_drift_summarises_the_served_rows(server):
     assert status == 200
     assert drift["rows"] > 0 and "age" in drift["columns"]
     assert drift["threshold"] == 0.2
+
+
+def test_the_documented_python_snippets_that_call_a_server_run(server, repo, rows):
+    from ..test_docs import SERVER_URL, python_snippets
+
+    rows.to_csv(repo / "new_rows.csv", index=False)
+    snippets = [code for _, code in python_snippets() if SERVER_URL in code]
+    assert snippets
+    for code in snippets:
+        code = code.replace(SERVER_URL, f"http://127.0.0.1:{server.port}")
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split()[0] in ("<=50K", ">50K")
 
 
 def test_the_server_runs_without_tensorflow(server):
