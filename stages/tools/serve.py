@@ -112,7 +112,7 @@ class Metrics:
 
 class Service:
     """The loaded model and what the routes share: the predictor (None until loaded), the
-    drift window, the metrics and the limit on concurrent scoring."""
+    drift window, the metrics and the batcher that scores requests one lane per core."""
 
     def __init__(self, params: Params, *, token: str | None) -> None:
         self.params = params

@@ -1,0 +1,227 @@
+"""Benchmark of `stages tune`: the tuned network against the default one, and against
+gradient boosting tuned with the same budget on the same validation split.
+
+    python benchmarks/tune.py        # churn, diamonds, credit; 3 seeds; 30 trials
+    python benchmarks/tune.py --tables churn --seeds 0 --trials 10 --max-rows 3000
+
+For each table (benchmarks/corpus.py) and seed, in a fresh copy of the project:
+1. `infer-schema --update-params`, dataset.seed set, `dvc repro`: the default network's and
+   default boosting's test scores (accuracy, or R2 for regression);
+2. `stages tune --trials N --apply`, timed, then `dvc repro`: the tuned network's test score;
+3. boosting (scikit-learn's HistGradientBoosting) tuned by a seeded Optuna TPE study of N
+   trials over learning rate, leaf nodes, minimum leaf size, L2 and feature fraction, fitted
+   on the same train split and scored on the same validation split, its best refitted and
+   scored on the test split;
+and, on the first table and seed, the same network study without pruning: its time and
+best validation score against the pruned study's.
+
+Results print as a table and are written as JSON (--out, benchmarks/tune.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.corpus import BY_NAME, ENV, project_copy, run_table  # noqa: E402
+
+DEFAULT_TABLES = ["churn", "diamonds", "credit"]
+
+
+def _run(command: list[str], repo: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, cwd=repo, env=ENV, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    return done
+
+
+def _set_params(repo: Path, updates: dict[str, dict]) -> None:
+    path = repo / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for section, values in updates.items():
+        raw.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def tuned_boosting(repo: Path, *, trials: int, seed: int) -> dict:
+    """Boosting tuned on the validation split, refitted on train, scored on test."""
+    import numpy as np
+    import optuna
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    cwd = Path.cwd()
+    os.chdir(repo)
+    try:
+        from stages.common import paths
+        from stages.common.config import load_params
+        from stages.common.io import read_table
+        from stages.common.tasks import headline_metric
+        from stages.data.encoding import EncodingSpec, embedded_vocabularies, to_arrays
+        from stages.evaluation.baselines import flat_inputs, scores_of
+
+        params = load_params(paths.PARAMS)
+        spec = EncodingSpec.load(paths.ENCODING_SPEC)
+        tables = {name: read_table(paths.split_table(name)) for name in paths.SPLIT_NAMES}
+    finally:
+        os.chdir(cwd)
+    vocabularies = embedded_vocabularies(
+        tables["train"],
+        spec,
+        max_size=params.train.max_vocabulary,
+        min_count=params.train.min_category_rows,
+    )
+    arrays = {}
+    for name, table in tables.items():
+        x, y = to_arrays(table, spec, vocabularies)
+        arrays[name] = (flat_inputs(x), np.ravel(y))
+    regression = spec.task == "regression"
+    metric = headline_metric(spec.task)
+    n_classes = len(spec.classes)
+
+    def model(trial_params: dict):
+        kind = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+        return kind(random_state=seed, **trial_params)
+
+    def score(estimator, split: str) -> float:
+        x, y = arrays[split]
+        if regression:
+            predicted = estimator.predict(x)
+        else:
+            predicted = np.zeros((len(x), n_classes))
+            predicted[:, np.asarray(estimator.classes_, dtype=int)] = estimator.predict_proba(x)
+        return scores_of(y, predicted, task=spec.task)[metric]
+
+    def objective(trial) -> float:
+        chosen = {
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 128, log=True),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
+            "l2_regularization": trial.suggest_float("l2_regularization", 1e-6, 10.0, log=True),
+            "max_features": trial.suggest_float("max_features", 0.3, 1.0),
+        }
+        return score(model(chosen).fit(*arrays["train"]), "validation")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=trials)
+    best = model(study.best_params).fit(*arrays["train"])
+    return {
+        "test": round(score(best, "test"), 6),
+        "validation": round(study.best_value, 6),
+        "seconds": round(time.perf_counter() - start, 1),
+        "params": study.best_params,
+    }
+
+
+def network_study(repo: Path, *, trials: int, prune: bool) -> dict:
+    """`stages tune` from scratch: its seconds and best validation score."""
+    for folder in (".tune", "reports/tune"):
+        shutil.rmtree(repo / folder, ignore_errors=True)
+    start = time.perf_counter()
+    flag = "--prune" if prune else "--no-prune"
+    _run([sys.executable, "-m", "stages", "tune", "--trials", str(trials), flag, "--apply"], repo)
+    best = yaml.safe_load((repo / "reports/tune/best.yaml").read_text())
+    return {"seconds": round(time.perf_counter() - start, 1), "validation": best["value"]}
+
+
+def one_run(table_name: str, seed: int, *, trials: int, max_rows: int | None, base: Path) -> dict:
+    repo = project_copy(base / f"{table_name}-{seed}")
+    default = run_table(
+        BY_NAME[table_name], repo, max_rows=max_rows, params={"dataset": {"seed": seed}}
+    )
+    if not default.get("ok"):
+        raise RuntimeError(f"{table_name}: {default.get('failed')}: {default}")
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-qm", "default"], repo)
+    shipped = (repo / "params.yaml").read_text()
+    study = network_study(repo, trials=trials, prune=True)
+    _run(["dvc", "repro"], repo)
+    metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    result = {
+        "table": table_name,
+        "seed": seed,
+        "score": default["score"],
+        "rows": default["rows"],
+        "network_default": default["network"],
+        "network_tuned": metrics[default["score"]],
+        "gbm_default": default["gbm"],
+        "tune_seconds": study["seconds"],
+        "network_tuned_validation": study["validation"],
+        "tuned_params": yaml.safe_load((repo / "reports/tune/best.yaml").read_text())["train"],
+    }
+    boosting = tuned_boosting(repo, trials=trials, seed=seed)
+    result.update(
+        gbm_tuned=boosting["test"],
+        gbm_tuned_validation=boosting["validation"],
+        gbm_tune_seconds=boosting["seconds"],
+    )
+    result["repo"] = str(repo)
+    result["shipped_params"] = shipped
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables", nargs="+", default=DEFAULT_TABLES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--max-rows", type=int, default=None, help="shrink each table first")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/tune.json"))
+    args = parser.parse_args()
+    results = []
+    pruning = None
+    with tempfile.TemporaryDirectory(prefix="tune-bench-") as base:
+        for table in args.tables:
+            for seed in args.seeds:
+                result = one_run(
+                    table, seed, trials=args.trials, max_rows=args.max_rows, base=Path(base)
+                )
+                print(
+                    f"{table} seed {seed}: network {result['network_default']:.4f} -> "
+                    f"{result['network_tuned']:.4f} ({result['tune_seconds']} s), boosting "
+                    f"{result['gbm_default']:.4f} -> {result['gbm_tuned']:.4f}",
+                    flush=True,
+                )
+                if pruning is None:  # the same study unpruned, on the first table and seed
+                    repo = Path(result["repo"])
+                    (repo / "params.yaml").write_text(result["shipped_params"])
+                    pruned = {
+                        "seconds": result["tune_seconds"],
+                        "validation": result["network_tuned_validation"],
+                    }
+                    unpruned = network_study(repo, trials=args.trials, prune=False)
+                    pruning = {"table": table, "seed": seed, "pruned": pruned, "unpruned": unpruned}
+                for key in ("repo", "shipped_params"):
+                    result.pop(key)
+                results.append(result)
+    mean = {
+        key: round(statistics.mean(r[key] for r in results), 6)
+        for key in ("network_default", "network_tuned", "gbm_default", "gbm_tuned")
+    }
+    summary = {
+        "trials": args.trials,
+        "max_rows": args.max_rows,
+        "results": results,
+        "mean": mean,
+        "pruning": pruning,
+    }
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({"mean": mean, "pruning": pruning}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
