@@ -8,10 +8,10 @@ For each table (benchmarks/corpus.py) and seed, in a fresh copy of the project:
 1. `infer-schema --update-params`, dataset.seed set, `dvc repro`: the default network's and
    default boosting's test scores (accuracy, or R2 for regression);
 2. `stages tune --trials N --apply`, timed, then `dvc repro`: the tuned network's test score;
-3. boosting (scikit-learn's HistGradientBoosting) tuned by a seeded Optuna TPE study of N
-   trials over learning rate, leaf nodes, minimum leaf size, L2 and feature fraction, fitted
-   on the same train split and scored on the same validation split, its best refitted and
-   scored on the test split;
+3. boosting tuned as the baselines stage tunes `tuned_gradient_boosting`: a seeded Optuna
+   TPE study of N trials over learning rate, leaf nodes, minimum leaf size, L2 and feature
+   fraction, fitted on the same train split and scored on the same validation split, its
+   best refitted and scored on the test split;
 and, on the first table and seed, the same network study without pruning: its time and
 best validation score against the pruned study's.
 
@@ -57,11 +57,8 @@ def _set_params(repo: Path, updates: dict[str, dict]) -> None:
 
 
 def tuned_boosting(repo: Path, *, trials: int, seed: int) -> dict:
-    """Boosting tuned on the validation split, refitted on train, scored on test."""
-    import numpy as np
-    import optuna
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
+    """Boosting tuned on the validation split (the baselines stage's `tune_boosting`),
+    refitted on train, scored on test."""
     cwd = Path.cwd()
     os.chdir(repo)
     try:
@@ -70,7 +67,13 @@ def tuned_boosting(repo: Path, *, trials: int, seed: int) -> dict:
         from stages.common.io import read_table
         from stages.common.tasks import headline_metric
         from stages.data.encoding import EncodingSpec, embedded_vocabularies, to_arrays
-        from stages.evaluation.baselines import flat_inputs, scores_of
+        from stages.evaluation.baselines import (
+            TUNED,
+            baseline_predictions,
+            flat_inputs,
+            scores_of,
+            tune_boosting,
+        )
 
         params = load_params(paths.PARAMS)
         spec = EncodingSpec.load(paths.ENCODING_SPEC)
@@ -86,44 +89,32 @@ def tuned_boosting(repo: Path, *, trials: int, seed: int) -> dict:
     arrays = {}
     for name, table in tables.items():
         x, y = to_arrays(table, spec, vocabularies)
-        arrays[name] = (flat_inputs(x), np.ravel(y))
-    regression = spec.task == "regression"
-    metric = headline_metric(spec.task)
-    n_classes = len(spec.classes)
-
-    def model(trial_params: dict):
-        kind = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
-        return kind(random_state=seed, **trial_params)
-
-    def score(estimator, split: str) -> float:
-        x, y = arrays[split]
-        if regression:
-            predicted = estimator.predict(x)
-        else:
-            predicted = np.zeros((len(x), n_classes))
-            predicted[:, np.asarray(estimator.classes_, dtype=int)] = estimator.predict_proba(x)
-        return scores_of(y, predicted, task=spec.task)[metric]
-
-    def objective(trial) -> float:
-        chosen = {
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 128, log=True),
-            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
-            "l2_regularization": trial.suggest_float("l2_regularization", 1e-6, 10.0, log=True),
-            "max_features": trial.suggest_float("max_features", 0.3, 1.0),
-        }
-        return score(model(chosen).fit(*arrays["train"]), "validation")
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+        arrays[name] = (flat_inputs(x), y)
     start = time.perf_counter()
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=trials)
-    best = model(study.best_params).fit(*arrays["train"])
+    n_classes = len(spec.classes)
+    tuned = tune_boosting(
+        arrays["train"],
+        arrays["validation"],
+        task=spec.task,
+        n_classes=n_classes,
+        trials=trials,
+        seed=seed,
+    )
+    predicted = baseline_predictions(
+        [TUNED],
+        x_train=arrays["train"][0],
+        y_train=arrays["train"][1],
+        x_test=arrays["test"][0],
+        n_classes=n_classes,
+        seed=seed,
+        tuned=tuned,
+    )[TUNED]
+    metric = headline_metric(spec.task)
     return {
-        "test": round(score(best, "test"), 6),
-        "validation": round(study.best_value, 6),
+        "test": round(scores_of(arrays["test"][1], predicted, task=spec.task)[metric], 6),
+        "validation": tuned["validation"][metric],
         "seconds": round(time.perf_counter() - start, 1),
-        "params": study.best_params,
+        "params": tuned["params"],
     }
 
 

@@ -7,7 +7,10 @@ network (an embedded category as its code in the vocabulary train learns, from t
 train rows and `train.max_vocabulary` / `train.min_category_rows`). Writes each one's
 test-row predictions (reports/baselines/predictions.parquet: `row_id`, then per baseline
 one probability column per class, `<name>:<class index>`, or its predicted value) and
-test metrics (reports/baselines/metrics.json).
+test metrics (reports/baselines/metrics.json). `tuned_gradient_boosting` is boosting whose
+params a seeded Optuna study of `evaluate.baseline_trials` trials chose on the validation
+split (the budget `stages tune` gives the network); its choice is in
+reports/baselines/tuning.json.
 
 A stage of its own, after split: changing the network's params re-runs train and evaluate,
 never these fits. evaluate reads both files to put the network beside the baselines, on
@@ -27,10 +30,12 @@ from stages.data.encoding import (
     to_arrays,
 )
 from stages.evaluation.baselines import (
+    TUNED,
     baseline_predictions,
     flat_inputs,
     prediction_frame,
     scores_of,
+    tune_boosting,
 )
 
 
@@ -43,6 +48,7 @@ def run(params: Params) -> None:
         row_ids = read_table(paths.split_table("test"), columns=[ROW_ID])[ROW_ID]
         write_table(prediction_frame(row_ids, {}), paths.BASELINES_PREDICTIONS)
         write_json({}, paths.BASELINES_METRICS)
+        write_json({}, paths.BASELINES_TUNING)
         say("baselines", f"none listed (evaluate.baselines) -> {paths.BASELINES_METRICS}")
         return
     train_rows = read_table(paths.split_table("train"))
@@ -55,6 +61,20 @@ def run(params: Params) -> None:
     )
     x_train, y_train = to_arrays(train_rows, spec, vocabularies)
     x_test, y_test = to_arrays(test_rows, spec, vocabularies)
+    tuned = None
+    if TUNED in names:  # tuned on the validation split, as `stages tune` tunes the network
+        x_val, y_val = to_arrays(read_table(paths.split_table("validation")), spec, vocabularies)
+        tuned = tune_boosting(
+            (flat_inputs(x_train), y_train),
+            (flat_inputs(x_val), y_val),
+            task=spec.task,
+            n_classes=len(spec.classes),
+            trials=params.evaluate.baseline_trials,
+            seed=params.dataset.seed,
+        )
+        chosen = ", ".join(f"{key} {value:.4g}" for key, value in tuned["params"].items())
+        say("baselines", f"{TUNED}: {tuned['trials']} trials on the validation split: {chosen}")
+    write_json(tuned or {}, paths.BASELINES_TUNING)
     predictions = baseline_predictions(
         names,
         x_train=flat_inputs(x_train),
@@ -62,6 +82,7 @@ def run(params: Params) -> None:
         x_test=flat_inputs(x_test),
         n_classes=len(spec.classes),  # none for regression
         seed=params.dataset.seed,
+        tuned=tuned,
     )
     scores = {
         name: scores_of(y_test, values, task=spec.task) for name, values in predictions.items()

@@ -41,7 +41,7 @@ COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "split": {"dataset": ["target", "seed"], "split": None},
     "baselines": {
         "dataset": ["seed"],
-        "evaluate": ["baselines"],
+        "evaluate": ["baselines", "baseline_trials"],
         "train": ["max_vocabulary", "min_category_rows"],
     },
     "train": {"dataset": ["seed"], "train": None, "prepare": ["missing_tokens"]},

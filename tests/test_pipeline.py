@@ -379,3 +379,30 @@ def test_predict_skips_or_refuses_invalid_rows_and_warns_of_drift(repo: Path, fi
     for _ in range(2):  # the second export replaces the first
         run([sys.executable, "-m", "stages", "export", "--output", "exported"], repo)
     assert (repo / "exported/saved_model.pb").exists()
+
+
+def test_the_baselines_stage_tunes_boosting_on_the_validation_split(
+    repo: Path, first_repro, tmp_path
+):
+    """tuned_gradient_boosting, run on a copy of the split: its study's choice in
+    tuning.json, its test metrics beside the others."""
+    for name in ("params.yaml", "data/prepared/encoding.json", *[
+        f"data/split/{split}.parquet" for split in ("train", "validation", "test")
+    ]):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes((repo / name).read_bytes())
+    done = run(
+        [
+            *[sys.executable, "-m", "stages", "baselines"],
+            *["--baselines", "majority,tuned_gradient_boosting", "--baseline-trials", "3"],
+        ],
+        tmp_path,
+    )
+    assert "tuned_gradient_boosting: 3 trials on the validation split" in done.stdout
+    tuning = json.loads((tmp_path / "reports/baselines/tuning.json").read_text())
+    assert tuning["trials"] == 3 and set(tuning["params"]) == {
+        "learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization", "max_features"
+    }  # fmt: skip
+    metrics = json.loads((tmp_path / "reports/baselines/metrics.json").read_text())
+    assert set(metrics) == {"majority", "tuned_gradient_boosting"}
+    assert 0 <= metrics["tuned_gradient_boosting"]["accuracy"] <= 1

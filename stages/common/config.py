@@ -343,7 +343,9 @@ Metric = Literal[
 ]
 METRICS: tuple[str, ...] = typing.get_args(Metric)
 # Which baselines fit which task: stages/common/tasks.py.
-Baseline = Literal["majority", "logistic", "mean", "linear", "hist_gradient_boosting"]
+Baseline = Literal[
+    "majority", "logistic", "mean", "linear", "hist_gradient_boosting", "tuned_gradient_boosting"
+]
 
 
 class GateParams(Section):
@@ -396,6 +398,13 @@ class EvaluateParams(Section):
     baselines: list[Baseline] = Field(
         default_factory=lambda: ["majority", "logistic", "hist_gradient_boosting"],
         description="Baselines fitted on the train split and scored on the test split.",
+    )
+    baseline_trials: int = Field(
+        30,
+        ge=1,
+        description="Trials of the seeded Optuna study that tunes tuned_gradient_boosting "
+        "(learning rate, leaf nodes, minimum leaf size, L2, feature fraction) on the "
+        "validation split, when it is listed.",
     )
     gates: GateParams = Field(default_factory=GateParams, description="Gates on test metrics.")
     resamples: int = Field(

@@ -24,6 +24,9 @@ SPLIT_REPORT = "reports/split/report.json"
 
 BASELINES_PREDICTIONS = "reports/baselines/predictions.parquet"
 BASELINES_METRICS = "reports/baselines/metrics.json"
+# tuned_gradient_boosting's study: the params it chose and their validation score ({} when
+# it is not listed).
+BASELINES_TUNING = "reports/baselines/tuning.json"
 
 MODEL = "models/model.keras"
 # The same network on encoded rows (no text layers): what evaluate and predict load, on

@@ -118,9 +118,13 @@ def train_conflicts(task: str, classes: int, train: TrainParams) -> list[Conflic
     return found
 
 
+# Baselines a user may add; infer-schema does not draft them (tuning takes minutes).
+TUNED_BASELINES = ("tuned_gradient_boosting",)
+
+
 def baseline_conflicts(task: str, names: list[str]) -> list[Conflict]:
     """The baselines in `names` that cannot fit the task."""
-    allowed = BASELINES_FOR_TASK[task]
+    allowed = BASELINES_FOR_TASK[task] + TUNED_BASELINES
     wrong = [name for name in names if name not in allowed]
     if not wrong:
         return []

@@ -38,6 +38,69 @@ def baseline_estimator(name: str, *, seed: int, task: str = "classification"):
     raise ValueError(f"unknown baseline {name}")
 
 
+TUNED = "tuned_gradient_boosting"
+
+
+def tune_boosting(
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    *,
+    task: str,
+    n_classes: int,
+    trials: int,
+    seed: int,
+) -> dict:
+    """Histogram gradient boosting's params chosen by a seeded Optuna TPE study of `trials`
+    fits on the train rows, each scored on the validation rows by the task's headline
+    metric: learning rate, leaf nodes, minimum leaf size, L2 and feature fraction. Returns
+    {"params", "validation", "trials"}."""
+    import optuna
+
+    from stages.common.tasks import LOWER_IS_BETTER, headline_metric
+
+    metric = headline_metric(task)
+
+    def objective(trial) -> float:
+        chosen = {
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 128, log=True),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
+            "l2_regularization": trial.suggest_float("l2_regularization", 1e-6, 10.0, log=True),
+            "max_features": trial.suggest_float("max_features", 0.3, 1.0),
+        }
+        estimator = boosting(task=task, seed=seed, **chosen).fit(*train)
+        predicted = _predicted(estimator, validation[0], task=task, n_classes=n_classes)
+        return scores_of(validation[1], predicted, task=task)[metric]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=trials)
+    return {
+        "params": study.best_params,
+        "validation": {metric: round(float(study.best_value), 6)},
+        "trials": trials,
+    }
+
+
+def boosting(*, task: str, seed: int, **params):
+    """scikit-learn's histogram gradient boosting for the task, with `params`."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    kind = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    return kind(random_state=seed, **params)
+
+
+def _predicted(estimator, x: np.ndarray, *, task: str, n_classes: int) -> np.ndarray:
+    """A fitted baseline's values, or its probabilities of every class (a class absent from
+    its train rows: 0)."""
+    if task == "regression":
+        return estimator.predict(x).astype("float64")
+    proba = np.zeros((len(x), n_classes))
+    proba[:, np.asarray(estimator.classes_, dtype=int)] = estimator.predict_proba(x)
+    return proba
+
+
 def flat_inputs(inputs) -> np.ndarray:
     """The model's inputs as one float matrix for scikit-learn: the numbers, then the
     embedded categories' codes (ordered by frequency in train rows)."""
@@ -54,21 +117,22 @@ def baseline_predictions(
     x_test: np.ndarray,
     n_classes: int,
     seed: int,
+    tuned: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Fit each baseline on the train rows; its class probabilities (rows x classes) on
-    the test rows, or its predicted values (`n_classes` 0: regression)."""
+    the test rows, or its predicted values (`n_classes` 0: regression). `tuned`:
+    tuned_gradient_boosting's study (`tune_boosting`), whose params it is fitted with."""
+    task = "classification" if n_classes else "regression"
     predictions = {}
     for name in names:
-        if n_classes == 0:
-            estimator = baseline_estimator(name, seed=seed, task="regression")
-            estimator.fit(x_train, np.ravel(y_train))
-            predictions[name] = estimator.predict(x_test).astype("float64")
-            continue
-        estimator = baseline_estimator(name, seed=seed).fit(x_train, y_train)
-        proba = np.zeros((len(x_test), n_classes))
-        classes = np.asarray(estimator.classes_, dtype=int)
-        proba[:, classes] = estimator.predict_proba(x_test)  # a class absent from train stays 0
-        predictions[name] = proba
+        if name == TUNED:
+            if tuned is None:
+                raise ValueError(f"{TUNED} needs its study (tune_boosting)")
+            estimator = boosting(task=task, seed=seed, **tuned["params"])
+        else:
+            estimator = baseline_estimator(name, seed=seed, task=task)
+        estimator.fit(x_train, np.ravel(y_train) if n_classes == 0 else y_train)
+        predictions[name] = _predicted(estimator, x_test, task=task, n_classes=n_classes)
     return predictions
 
 
