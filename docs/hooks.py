@@ -170,7 +170,45 @@ def serve_table() -> str:
     return "\n".join(out)
 
 
+def tune_table() -> str:
+    """benchmarks/tune.json: the default and tuned network and boosting on the test split."""
+    path = ROOT / "benchmarks/tune.json"
+    if not path.exists():
+        return "No run recorded yet (benchmarks/tune.json)."
+    tune = json.loads(path.read_text())
+    seeds = sorted({row["seed"] for row in tune["results"]})
+    rows = f"at most {tune['max_rows']:,} rows per table" if tune["max_rows"] else "full tables"
+    out = [
+        f"This run: {tune['trials']} trials, seed(s) {', '.join(map(str, seeds))}, {rows}.",
+        "",
+        "| table | seed | score | network | tuned network | boosting | tuned boosting | tuning |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in tune["results"]:
+        out.append(
+            f"| {row['table']} | {row['seed']} | {row['score']} | {row['network_default']:.4f} "
+            f"| {row['network_tuned']:.4f} | {row['gbm_default']:.4f} | {row['gbm_tuned']:.4f} "
+            f"| {row['tune_seconds']:,.0f} s |"
+        )
+    mean = tune["mean"]
+    out.append(
+        f"| mean | | | {mean['network_default']:.4f} | {mean['network_tuned']:.4f} "
+        f"| {mean['gbm_default']:.4f} | {mean['gbm_tuned']:.4f} | |"
+    )
+    pruning = tune["pruning"]
+    if pruning:
+        pruned, unpruned = pruning["pruned"], pruning["unpruned"]
+        out += [
+            "",
+            f"Pruning ({pruning['table']}, seed {pruning['seed']}): {pruned['seconds']:,.0f} s "
+            f"with it, {unpruned['seconds']:,.0f} s without; best validation score "
+            f"{pruned['validation']:.4f} against {unpruned['validation']:.4f}.",
+        ]
+    return "\n".join(out)
+
+
 GENERATORS = {
+    "tune": tune_table,
     "serve": serve_table,
     "params": params_reference,
     "outputs": outputs_reference,

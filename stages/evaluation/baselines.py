@@ -59,6 +59,8 @@ def tune_boosting(
     from stages.common.tasks import LOWER_IS_BETTER, headline_metric
 
     metric = headline_metric(task)
+    train = (train[0], np.ravel(train[1]))  # a regression target comes as one column
+    validation = (validation[0], np.ravel(validation[1]))
 
     def objective(trial) -> float:
         chosen = {
