@@ -195,8 +195,8 @@ def tune_table() -> str:
         f"| mean | | | {mean['network_default']:.4f} | {mean['network_tuned']:.4f} "
         f"| {mean['gbm_default']:.4f} | {mean['gbm_tuned']:.4f} | |"
     )
-    pruning = tune["pruning"]
-    if pruning:
+    runs = tune.get("pruning_runs") or ([tune["pruning"]] if tune["pruning"] else [])
+    for pruning in runs:
         pruned, unpruned = pruning["pruned"], pruning["unpruned"]
         out += [
             "",

@@ -257,6 +257,13 @@ def test_a_token_guards_every_route_but_liveness(repo, rows):
         assert "s3cret" not in guarded.log()
 
 
+def test_several_worker_processes_answer_as_one(repo, rows, expected):
+    with Server(repo, args=["--workers", "2"]) as workers:
+        status, body = workers.post("/invocations", {"dataframe_records": records(rows)})
+        assert status == 200, body
+        assert_same(as_frame(body["predictions"]), expected)
+
+
 def test_readiness_is_503_until_a_model_is_loaded(repo, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
