@@ -151,6 +151,17 @@ def _class_predictions(model, features: pd.DataFrame, inputs, *, spec: EncodingS
     return out
 
 
+def invalid_rows(table: pd.DataFrame, *, first: int = 0) -> list[str]:
+    """Each invalid row of a predictions table with its reason, `row <n>: <reason>`, the
+    rows numbered from `first`."""
+    errors = table["error"]
+    bad = errors.notna().to_numpy()
+    return [
+        f"row {first + index}: {reason}"
+        for index, reason in zip(np.flatnonzero(bad), errors[bad], strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class Predictor:
     """What scoring raw rows needs, loaded once: the encoding spec, the schema the rows

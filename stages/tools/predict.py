@@ -36,7 +36,7 @@ from stages.common.io import atomic_path, read_json, say, write_json
 from stages.data.drift import DriftCounter
 from stages.data.sniff import open_sample, sniff_text
 from stages.data.sources import file_format, read_batches
-from stages.model.predictor import Predictions, Predictor
+from stages.model.predictor import Predictions, Predictor, invalid_rows
 
 MAX_REASONS_SHOWN = 10
 
@@ -204,12 +204,8 @@ def _check_first_batch(table: pd.DataFrame, read_params: CollectParams, input_pa
 def _checked_errors(table: pd.DataFrame, params: Params, input_path: str, *, first: int) -> int:
     """The batch's invalid rows; with predict.on_invalid fail, a PipelineError that gives
     each one's reason (rows numbered from `first`)."""
-    bad = table["error"].notna().to_numpy()
-    if bad.any() and params.predict.on_invalid == "fail":
-        reasons = [
-            f"row {first + i}: {reason}"
-            for i, reason in zip(np.flatnonzero(bad), table["error"][bad], strict=True)
-        ]
+    reasons = invalid_rows(table, first=first)
+    if reasons and params.predict.on_invalid == "fail":
         shown = reasons[:MAX_REASONS_SHOWN]
         if len(reasons) > len(shown):
             shown.append(f"... and {len(reasons) - len(shown)} more")
@@ -218,7 +214,7 @@ def _checked_errors(table: pd.DataFrame, params: Params, input_path: str, *, fir
             "is fail; nothing written",
             shown,
         )
-    return int(bad.sum())
+    return len(reasons)
 
 
 def _report(tally: _Tally, params: Params, *, output: Path, seconds: float) -> None:

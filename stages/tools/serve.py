@@ -49,7 +49,7 @@ from stages.common.errors import PipelineError
 from stages.common.io import file_sha256, read_json, say
 from stages.data.drift import RollingDrift
 from stages.model.inference import usable_cpus
-from stages.model.predictor import Predictor
+from stages.model.predictor import Predictor, invalid_rows
 from stages.tools.protocols import (
     RequestError,
     input_datatype,
@@ -194,12 +194,12 @@ class Service:
         """A request's table, or its error under predict.on_invalid fail."""
         if isinstance(table, RequestError):
             return table
-        invalid = int(table["error"].notna().sum())
-        if invalid and self.params.predict.on_invalid == "fail":
-            reasons = [f"row {row}: {reason}" for row, reason in table["error"].dropna().items()]
+        reasons = invalid_rows(table)
+        if reasons and self.params.predict.on_invalid == "fail":
             return RequestError(
                 400,
-                f"{invalid} invalid row(s) and predict.on_invalid is fail: " + "; ".join(reasons),
+                f"{len(reasons)} invalid row(s) and predict.on_invalid is fail: "
+                + "; ".join(reasons),
             )
         return table
 
