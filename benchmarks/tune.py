@@ -172,10 +172,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--max-rows", type=int, default=None, help="shrink each table first")
     parser.add_argument("--out", default=str(REPO / "benchmarks/tune.json"))
+    parser.add_argument(
+        "--pruning-seeds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="seeds of the first table whose study is run again unpruned (default: the first)",
+    )
     args = parser.parse_args()
-    results = []
-    pruning = None
+    pruning_seeds = args.seeds[:1] if args.pruning_seeds is None else args.pruning_seeds
+    summary: dict = {"trials": args.trials, "max_rows": args.max_rows, "results": []}
     with tempfile.TemporaryDirectory(prefix="tune-bench-") as base:
+        repos = {}
         for table in args.tables:
             for seed in args.seeds:
                 result = one_run(
@@ -187,31 +195,41 @@ def main() -> None:
                     f"{result['gbm_default']:.4f} -> {result['gbm_tuned']:.4f}",
                     flush=True,
                 )
-                if pruning is None:  # the same study unpruned, on the first table and seed
-                    repo = Path(result["repo"])
-                    (repo / "params.yaml").write_text(result["shipped_params"])
-                    pruned = {
-                        "seconds": result["tune_seconds"],
-                        "validation": result["network_tuned_validation"],
-                    }
-                    unpruned = network_study(repo, trials=args.trials, prune=False)
-                    pruning = {"table": table, "seed": seed, "pruned": pruned, "unpruned": unpruned}
-                for key in ("repo", "shipped_params"):
-                    result.pop(key)
-                results.append(result)
-    mean = {
+                repos[table, seed] = (result.pop("repo"), result.pop("shipped_params"))
+                summary["results"].append(result)
+                _write(summary, args.out)  # a run cut short keeps what it measured
+        summary["pruning_runs"] = []
+        for seed in pruning_seeds:  # the same study unpruned, after every tuned run
+            table = args.tables[0]
+            repo, shipped = repos[table, seed]
+            Path(repo, "params.yaml").write_text(shipped)
+            measured = next(
+                r for r in summary["results"] if (r["table"], r["seed"]) == (table, seed)
+            )
+            pruned = {
+                "seconds": measured["tune_seconds"],
+                "validation": measured["network_tuned_validation"],
+            }
+            unpruned = network_study(Path(repo), trials=args.trials, prune=False)
+            summary["pruning_runs"].append(
+                {"table": table, "seed": seed, "pruned": pruned, "unpruned": unpruned}
+            )
+            print(f"{table} seed {seed} unpruned: {unpruned}", flush=True)
+            _write(summary, args.out)
+    pruning = summary["pruning_runs"][0] if summary["pruning_runs"] else None
+    mean = summary["mean"]
+    print(json.dumps({"mean": mean, "pruning": pruning}, indent=2))
+
+
+def _write(summary: dict, out: str) -> None:
+    """The summary so far, with the mean of the runs measured."""
+    results = summary["results"]
+    summary["mean"] = {
         key: round(statistics.mean(r[key] for r in results), 6)
         for key in ("network_default", "network_tuned", "gbm_default", "gbm_tuned")
     }
-    summary = {
-        "trials": args.trials,
-        "max_rows": args.max_rows,
-        "results": results,
-        "mean": mean,
-        "pruning": pruning,
-    }
-    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({"mean": mean, "pruning": pruning}, indent=2))
+    summary["pruning"] = (summary.get("pruning_runs") or [None])[0]
+    Path(out).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
