@@ -205,8 +205,9 @@ def model_inputs(frame: pd.DataFrame, spec: EncodingSpec) -> np.ndarray:
     for feature in spec.features:
         if feature.kind in ("numeric", "datetime"):
             names = feature.numeric_parts() + ([feature.indicator] if feature.indicator else [])
-            matrix[:, position : position + len(names)] = frame[names].to_numpy(np.float32)
-            position += len(names)
+            for name in names:  # column by column: no intermediate frame
+                matrix[:, position] = frame[name].to_numpy(np.float32)
+                position += 1
         elif feature.kind == "categorical":
             codes = frame[value_column(feature.name)].to_numpy()
             rows = np.flatnonzero(codes >= 0)

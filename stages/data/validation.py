@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
+from pandera.engines.pandas_engine import Engine
 
 from stages.common.config import ValidateParams
 from stages.common.errors import PipelineError
@@ -38,6 +39,40 @@ def validate_frame(
     if extra is not None:
         return None, extra.reset_index(drop=True)
     return validated, pd.DataFrame(columns=FAILURE_COLUMNS)
+
+
+def passes_quickly(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> bool:
+    """Whether `frame` certainly passes `schema`, found column by column with the schema's
+    own checks, without pandera's lazy run (a fixed ~9 ms a call here, most of the time of
+    scoring a few rows). Every column present and already of its dtype (not object, which
+    pandera converts), no missing value
+    where the column is not nullable, each check passing. False means "not certain": a
+    schema with table-level checks, uniqueness, order, parsers, regex or grouped checks, or
+    any value that fails, goes to `validate_frame` for its failure cases."""
+    if schema.checks or schema.unique or schema.ordered or schema.index is not None:
+        return False
+    if getattr(schema, "parsers", None) or schema.strict == "filter":
+        return False
+    if schema.strict and not set(frame.columns) <= set(schema.columns):
+        return False
+    for name, column in schema.columns.items():
+        if column.regex or column.unique or getattr(column, "parsers", None):
+            return False
+        if name not in frame.columns:
+            if column.required:
+                return False
+            continue
+        values = frame[name]
+        if values.dtype == object:  # pandera would convert it, to text or numbers
+            return False
+        if column.dtype is not None and not column.dtype.check(Engine.dtype(values.dtype)):
+            return False
+        if not column.nullable and values.isna().any():
+            return False
+        for check in column.checks:
+            if check.groupby is not None or not check(values).check_passed:
+                return False
+    return True
 
 
 def summarize_failures(cases: pd.DataFrame) -> list[dict[str, Any]]:
@@ -102,6 +137,8 @@ UNREADABLE = {
 def row_reasons(cases: pd.DataFrame) -> dict[int, str]:
     """One readable reason per invalid row, from the failure cases."""
     by_row: dict[int, dict[str, list[tuple[str, str]]]] = {}
+    if cases.empty:
+        return {}
     for case in cases.dropna(subset=["index"]).itertuples():
         column = by_row.setdefault(int(case.index), {}).setdefault(str(case.column), [])
         column.append((str(case.check), str(case.failure_case)))

@@ -24,7 +24,7 @@ from stages.common.errors import PipelineError
 from stages.data.encoding import EncodingSpec, to_inputs, value_column
 from stages.data.schema import load_schema
 from stages.data.transform import clean_frame, encode_features, unparsed_values
-from stages.data.validation import row_reasons, validate_frame
+from stages.data.validation import passes_quickly, row_reasons, validate_frame
 from stages.model.build import model_vocabularies
 from stages.model.calibration import decide
 from stages.model.files import load_model
@@ -56,17 +56,18 @@ def unseen_warnings(
     schema's for a listed category, the one learned from train rows for an embedded one),
     a warning naming each; and the count of such values per column."""
     masks = {  # a listed category outside the schema's vocabulary encodes to -1
-        feature.name: clean[feature.name].notna() & (encoded[value_column(feature.name)] < 0)
+        feature.name: clean[feature.name].notna().to_numpy()
+        & (encoded[value_column(feature.name)].to_numpy() < 0)
         for feature in spec.features
         if feature.kind == "categorical"
     }
     for name, values in vocabularies.items():
         column = clean[name]
-        masks[name] = column.notna() & ~column.astype("string").isin(values)
+        masks[name] = (column.notna() & ~column.astype("string").isin(values)).to_numpy()
     counts = {name: int(mask.sum()) for name, mask in masks.items() if mask.any()}
     notes: dict = {}
     for name in counts:
-        unseen = clean.loc[masks[name].to_numpy(), name]
+        unseen = clean.loc[masks[name], name]
         for row, value in unseen.items():
             note = f"{name}: unseen category {str(value)!r}, treated as unknown"
             notes[row] = f"{notes[row]}; {note}" if row in notes else note
@@ -105,7 +106,10 @@ def predict_frame(
     raw = raw.drop(columns=[name for name in raw.columns if name not in schema.columns])
     clean = clean_frame(raw, missing_tokens=missing_tokens, schema=schema)
     unreadable = unparsed_values(raw, clean, missing_tokens=missing_tokens, schema=schema)
-    validated, cases = validate_frame(clean, schema=schema, earlier=unreadable)
+    if unreadable.empty and passes_quickly(clean, schema):
+        validated, cases = clean, unreadable
+    else:
+        validated, cases = validate_frame(clean, schema=schema, earlier=unreadable)
     table_cases = cases[cases["index"].isna()]
     if not table_cases.empty:
         absent = table_cases.loc[table_cases["check"] == "column_in_dataframe", "failure_case"]

@@ -175,6 +175,8 @@ def _plain(column: pd.Series) -> list:
     if pd.api.types.is_float_dtype(column):
         values = column.to_numpy(dtype="float64")
         return [None if math.isnan(value) else value for value in values.tolist()]
+    if isinstance(column.dtype, pd.StringDtype):
+        return column.to_numpy(dtype=object, na_value=None).tolist()
     return column.astype(object).where(column.notna(), None).tolist()
 
 

@@ -164,3 +164,80 @@ def test_a_table_level_failure_is_never_quarantined(schema, raw_frame):
     )
     assert valid is None and quarantine.empty
     assert error is not None and "age" in str(error) + " ".join(error.details)
+
+
+def _corruptions(frame: pd.DataFrame, schema, rng: np.random.Generator):
+    """Frames that differ from `frame` in one way each: a value out of its range or below
+    its bound, a missing value, a column missing, an extra column, a number as text."""
+    for name, column in schema.columns.items():
+        for check in column.checks:
+            stats = check.statistics or {}
+            for bound in ("min_value", "max_value"):
+                if bound in stats:
+                    changed = frame.copy()
+                    row = int(rng.integers(len(frame)))
+                    step = -1 if bound == "min_value" else 1
+                    changed.loc[row, name] = stats[bound] + step
+                    yield f"{name} past {bound}", changed
+        changed = frame.copy()
+        changed[name] = changed[name].astype(object)
+        changed.loc[int(rng.integers(len(frame))), name] = None
+        yield f"{name} missing a value", changed
+        yield f"without {name}", frame.drop(columns=[name])
+    yield "an extra column", frame.assign(extra=1)
+    yield "a number as text", frame.assign(age=frame["age"].astype(str))
+
+
+@pytest.mark.parametrize("source", ["tiny", "adult"])
+def test_the_quick_check_passes_only_rows_pandera_passes(source, schema, raw_frame):
+    """passes_quickly lets a frame skip pandera's run: it may say "not certain" of a valid
+    frame, never "valid" of one pandera rejects, and a frame it passes is what pandera
+    returns. It passes valid rows (or scoring would gain nothing)."""
+    from stages.data.transform import clean_frame
+    from stages.data.validation import passes_quickly
+    from stages.model.predictor import feature_schema
+
+    from ..conftest import REPO
+
+    if source == "adult":
+        from stages.common.config import load_params
+        from stages.data.sources import read_source
+
+        params = load_params(REPO / "params.yaml")
+        collect = params.collect.model_copy(update={"source": str(REPO / params.collect.source)})
+        declared = load_schema(REPO / params.dataset.schema_path)
+        schema = feature_schema(declared, target="income")
+        rows = read_source(params=collect).drop(columns=["income"]).sample(300, random_state=0)
+        tokens = params.prepare.missing_tokens
+    else:
+        schema = feature_schema(schema, target="label")
+        rows, tokens = raw_frame.drop(columns=["label"]), ["?"]
+    frame = clean_frame(rows.reset_index(drop=True), missing_tokens=tokens, schema=schema)
+    assert passes_quickly(frame, schema)
+    pd.testing.assert_frame_equal(schema.validate(frame.copy(), lazy=True), frame)
+    rng = np.random.default_rng(0)
+    for what, changed in _corruptions(frame, schema, rng):
+        validated, cases = validate_frame(changed, schema=schema)
+        if passes_quickly(changed, schema):
+            assert cases.empty, (what, cases)
+            pd.testing.assert_frame_equal(validated, changed, obj=what)
+        else:
+            assert what != "an extra column" or not cases.empty
+
+
+def test_the_quick_check_leaves_what_it_cannot_judge_to_pandera(schema, raw_frame):
+    import pandera.pandas as pa
+
+    from stages.data.transform import clean_frame
+    from stages.data.validation import passes_quickly
+
+    frame = clean_frame(raw_frame, missing_tokens=["?"], schema=schema)
+    assert passes_quickly(frame, schema)
+    for changed in (
+        schema.update_column("id", unique=True),
+        pa.DataFrameSchema(schema.columns, checks=[pa.Check(lambda table: len(table) > 0)]),
+        pa.DataFrameSchema(schema.columns, unique=["id", "age"]),
+        pa.DataFrameSchema(schema.columns, ordered=True),
+        pa.DataFrameSchema(schema.columns, strict="filter"),
+    ):
+        assert not passes_quickly(frame, changed)
