@@ -6,8 +6,10 @@
 Measures, on Adult rows of the shipped table:
 1. single-row latency (MLflow `/invocations`, one record per request), p50 and p99, with
    1 and with 16 concurrent clients (each its own keep-alive connection);
-2. rows per second on 1,000-row requests, with 1 and with 8 concurrent clients;
-3. the server's resident memory after 100 and after 10,000 single-row requests.
+2. rows per second on 1,000-row requests, with 1 and with 8 concurrent clients, and the
+   server's CPU milliseconds per 1,000 rows;
+   both with 1 and with 2 server processes (--workers);
+3. one server process's resident memory after 100 and after 10,000 single-row requests.
 
 Results print as a table and are written as JSON (--out, benchmarks/serve.json).
 """
@@ -188,6 +190,22 @@ class Server:
                 samples[name] = float(value)
         return samples
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) of the server process and its worker processes
+        (Linux): what serving cost, whatever else runs on the machine."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        pids, total = {self.process.pid}, 0.0
+        for stat in sorted(Path("/proc").glob("[0-9]*/stat")):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:  # a process that ended meanwhile
+                continue
+            pid, parent = int(stat.parent.name), int(fields[1])
+            if pid in pids or parent in pids:
+                pids.add(pid)
+                total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
     def resident_mb(self) -> float:
         """The server process's resident memory (Linux)."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -222,8 +240,9 @@ def latencies(server: Server, rows: list[dict], *, clients: int, requests: int) 
 
 def throughput(
     server: Server, rows: list[dict], *, batch: int, requests: int, clients: int
-) -> float:
-    """Rows per second on `batch`-row requests, `clients` at a time."""
+) -> tuple[float, float]:
+    """Rows per second on `batch`-row requests, `clients` at a time, and the server's CPU
+    milliseconds per 1,000 rows."""
     bodies = [
         json.dumps({"dataframe_records": rows[start : start + batch]}).encode()
         for start in range(0, len(rows) - batch + 1, batch)
@@ -236,10 +255,11 @@ def throughput(
 
     for index in range(4):
         one(index)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), server.cpu_seconds()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, range(requests)))
-    return requests * batch / (time.perf_counter() - start)
+    seconds, cpu = time.perf_counter() - start, server.cpu_seconds() - cpu
+    return requests * batch / seconds, 1e6 * cpu / (requests * batch)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -251,29 +271,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--out", default=str(REPO / "benchmarks/serve.json"))
-    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="server processes, each in turn"
+    )
     args = parser.parse_args()
     single = 300 if args.quick else 3000
     rows = _records(10_000)
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",
-        "workers": args.workers,
+        "single_row": [],
+        "rows_per_second_1000_row_requests": [],
     }
-    with Server(REPO, args=["--workers", str(args.workers)]) as server:
-        for clients in (1, 16):
-            seconds = latencies(server, rows, clients=clients, requests=single)
-            results[f"single_row_{clients}_clients"] = {
-                "requests": single,
-                "p50_ms": round(1000 * statistics.median(seconds), 2),
-                "p99_ms": round(1000 * percentile(seconds, 0.99), 2),
-            }
-        for clients in (1, 8):
-            results[f"rows_per_second_1000_row_requests_{clients}_clients"] = round(
-                throughput(
+    for workers in args.workers:
+        with Server(REPO, args=["--workers", str(workers)]) as server:
+            for clients in (1, 16):
+                seconds = latencies(server, rows, clients=clients, requests=single)
+                results["single_row"].append(
+                    {
+                        "workers": workers,
+                        "clients": clients,
+                        "requests": single,
+                        "p50_ms": round(1000 * statistics.median(seconds), 2),
+                        "p99_ms": round(1000 * percentile(seconds, 0.99), 2),
+                    }
+                )
+            for clients in (1, 8):
+                speed, cpu = throughput(
                     server, rows, batch=1000, requests=24 if args.quick else 160, clients=clients
                 )
-            )
+                results["rows_per_second_1000_row_requests"].append(
+                    {
+                        "workers": workers,
+                        "clients": clients,
+                        "rows_per_second": round(speed),
+                        "server_cpu_ms_per_1000_rows": round(cpu, 1),
+                    }
+                )
     with Server(REPO) as server:  # a fresh process, for its memory alone
         latencies(server, rows, clients=1, requests=50)  # 100 requests with the warm-up
         after_100 = server.resident_mb()

@@ -148,25 +148,26 @@ def quality_table() -> str:
 def serve_table() -> str:
     """benchmarks/serve.json: latencies, throughput and memory of `stages serve`."""
     serve = json.loads((ROOT / "benchmarks/serve.json").read_text())
-    out = ["| measure | value |", "|---|---|"]
-    for clients in (1, 16):
-        part = serve[f"single_row_{clients}_clients"]
+    out = ["| measure | server processes | value |", "|---|---|---|"]
+    for part in serve["single_row"]:
         out.append(
-            f"| one-row requests, {clients} concurrent client(s) | p50 {part['p50_ms']} ms, "
-            f"p99 {part['p99_ms']} ms ({part['requests']:,} requests) |"
+            f"| one-row requests, {part['clients']} concurrent client(s) | {part['workers']} | "
+            f"p50 {part['p50_ms']} ms, p99 {part['p99_ms']} ms ({part['requests']:,} requests) |"
         )
-    for key, value in serve.items():
-        if key.startswith("rows_per_second_1000_row_requests"):
-            clients = key.rsplit("_", 2)[-2]
-            out.append(f"| 1,000-row requests, {clients} concurrent client(s) | {value:,} rows/s |")
+    for part in serve["rows_per_second_1000_row_requests"]:
+        out.append(
+            f"| 1,000-row requests, {part['clients']} concurrent client(s) | {part['workers']} | "
+            f"{part['rows_per_second']:,} rows/s ({part['server_cpu_ms_per_1000_rows']} ms of "
+            "server CPU per 1,000 rows) |"
+        )
     memory = serve["resident_mb"]
     after = [key for key in memory if key.startswith("after_") and key != "after_100_requests"]
     out.append(
-        f"| resident memory after 100 and {after[0].split('_')[1]} requests | "
+        f"| resident memory after 100 and {after[0].split('_')[1]} requests | 1 | "
         f"{memory['after_100_requests']} MB, {memory[after[0]]} MB "
         f"({memory['growth']:+.2%}) |"
     )
-    out.append(f"\nServer processes: {serve['workers']}; {serve['machine']}.")
+    out.append(f"\n{serve['machine']}.")
     return "\n".join(out)
 
 

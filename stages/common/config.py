@@ -479,7 +479,10 @@ class ServeParams(Section):
     )
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: a free one).")
     workers: int = Field(
-        1, ge=1, description="Server processes, each with its own copy of the model."
+        1,
+        ge=1,
+        description="Server processes, each with its own copy of the model; a process uses "
+        "about one core, so one per core for the most rows per second.",
     )
     max_body_mb: float = Field(
         16.0, gt=0, description="The largest request body accepted, in MB (413 above it)."
