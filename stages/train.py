@@ -8,10 +8,12 @@ and reports/train/plots/metrics/{train,eval}/*.tsv) and reports/train/report.jso
 best epoch, the epochs where validation accuracy trailed training accuracy by more than
 `train.overfit_gap`, the seed, the versions and the device.
 
-Scaling is learned here, from train rows only, and saved inside the model. After the fit,
-a classifier's calibration and (two classes) its decision threshold are fitted on the
-validation rows and stored in its head (stages/model/calibration.py); the report gives them with
-the validation log loss and calibration error before and after.
+Scaling is learned here, from train rows only (at most `train.sample_rows` of them, drawn
+by the seed), and saved inside the model. A train split of more than `train.shuffle_rows`
+rows streams from its row groups instead of being read whole (stages/training/stream.py).
+After the fit, a classifier's calibration and (two classes) its decision threshold are
+fitted on the validation rows and stored in its head (stages/model/calibration.py); the
+report gives them with the validation log loss and calibration error before and after.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from stages.model.files import save_model
 from stages.training.callbacks import best_epoch_marker
 from stages.training.loop import serving, train_model
 from stages.training.resume import backup_key
+from stages.training.stream import TrainRows
 
 
 def inputs_key(params: Params) -> str:
@@ -62,7 +65,7 @@ def run(params: Params, cluster: Cluster | None = None) -> None:
 
 def _run(params: Params, cluster: Cluster | None) -> None:
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
-    train_rows = read_table(paths.split_table("train"))
+    train_rows = TrainRows.from_parquet(paths.split_table("train"))
     validation_rows = read_table(paths.split_table("validation"))
     with staging_dir(paths.TRAIN_DIR) as live_dir:
         model, report = train_model(
@@ -82,7 +85,8 @@ def _run(params: Params, cluster: Cluster | None) -> None:
         ).to_csv(live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False)
         save_model(serving(model, spec, params.prepare.missing_tokens), paths.MODEL)
         save_model(model, paths.NETWORK)
-        write_json(train_profile(train_rows, spec), paths.PROFILE)
+        profiled = train_rows.sample(params.train.sample_rows, seed=params.dataset.seed)
+        write_json(train_profile(profiled, spec) | {"rows": train_rows.rows}, paths.PROFILE)
     Path(paths.TRAIN_BACKUP).unlink(missing_ok=True)
     for name, reason in report["suspected_leaks_excluded"].items():
         say("train", f"warning: column '{name}' is not a model input: {reason}")

@@ -288,6 +288,20 @@ class TrainParams(Section):
     steps_per_execution: int = Field(
         1, ge=1, description="Batches run per call into the compiled graph (fewer round trips)."
     )
+    sample_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="What is fitted on train rows (scaling, bin edges, vocabularies, the drift "
+        "profile) is fitted on at most this many, drawn by dataset.seed (all of them when "
+        "there are fewer).",
+    )
+    shuffle_rows: int = Field(
+        2_000_000,
+        ge=1,
+        description="Train rows shuffled together in memory. A larger train split streams "
+        "from its row groups: their order drawn per epoch, rows shuffled within windows of "
+        "this many, so memory stops growing with the rows.",
+    )
     max_vocabulary: int = Field(
         10_000,
         ge=1,

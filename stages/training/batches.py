@@ -64,6 +64,22 @@ def epoch_batches(
     )
 
 
+def generated_batches(stream, first: tuple[np.ndarray, ...], *, n_inputs: int = 1):
+    """Batches from `stream()` (a generator of tuples of arrays, as `stream_batches`
+    yields them) as one tf.data stream, a few batches read ahead. `first`: arrays of the
+    same dtypes and widths, for the stream's signature."""
+    import tensorflow as tf
+
+    signature = tuple(
+        tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype)) for array in first
+    )
+    return (
+        tf.data.Dataset.from_generator(stream, output_signature=signature)
+        .map(lambda *arrays: _group_inputs(arrays, n_inputs))
+        .prefetch(8)
+    )
+
+
 def host_copies(arrays: tuple[np.ndarray, ...]) -> tuple:
     """Each array as a TensorFlow variable in host memory, for an input pipeline to gather
     batches from. tf.data reads a variable by reference, where it holds a captured

@@ -34,6 +34,7 @@ from stages.training.batches import (
     epoch_batches,
     evaluation_batches,
     fitting_steps_per_execution,
+    generated_batches,
     steps_per_epoch,
 )
 from stages.training.callbacks import (
@@ -44,6 +45,7 @@ from stages.training.callbacks import (
     overfit_epochs,
     training_callbacks,
 )
+from stages.training.stream import TrainRows, stream_batches
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
@@ -116,7 +118,7 @@ def training_report(
 
 def train_model(
     *,
-    train: pd.DataFrame,
+    train: pd.DataFrame | TrainRows,
     validation: pd.DataFrame,
     spec: EncodingSpec,
     params: TrainParams,
@@ -130,6 +132,9 @@ def train_model(
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Set up, build, callbacks, fit, calibrate, report: returns (model, report).
 
+    `train`: the rows in memory, or a Parquet file's (`TrainRows.from_parquet`), which
+    stream from disk when there are more than `train.shuffle_rows` of them.
+
     Per-epoch metrics go to DVCLive in `live_dir`; with `backup_path`, the state after
     every epoch is saved there and a backup with the same `backup_key` resumed from.
     `cluster`: train with its other processes. `extra_callbacks` run after the pipeline's;
@@ -137,7 +142,8 @@ def train_model(
     """
     check_train_params(spec.task, len(spec.classes), params)
     processes, process = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
-    y_train, y_val = targets(train, spec), targets(validation, spec)
+    rows = train if isinstance(train, TrainRows) else TrainRows(frame=train)
+    y_train, y_val = rows.labels(spec), targets(validation, spec)
     _check_batches(params, processes=processes, rows=len(y_train))
     # The device first: TensorFlow can hide a GPU only before it starts using it.
     strategy, device = configure_device(params.device, params.mixed_precision)
@@ -146,16 +152,23 @@ def train_model(
     if spec.task == "classification":
         weights = class_weights(y_train, classes=spec.classes, mode=params.class_weight)
     steps, params = _steps(params, rows=len(y_train), processes=processes)
+    streamed = rows.rows > params.shuffle_rows
+    whole = None if streamed else rows.everything()
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        fitted_on = fitting_sample(rows, whole, y_train, params=params, seed=seed, spec=spec)
         model, trainer = make_model(
-            train, y_train, spec=spec, params=params, seed=seed, steps_per_epoch=steps
+            *fitted_on, spec=spec, params=params, seed=seed, steps_per_epoch=steps, rows=rows.rows
         )
+        del fitted_on
         vocabularies = model_vocabularies(model)
         # Held in a dict that the fit empties: the input pipeline then holds the rows, once.
         inputs = {
-            "train": as_tuple(to_inputs(train, spec, vocabularies)),
+            "train": Streamed(rows, spec, vocabularies)
+            if streamed
+            else as_tuple(to_inputs(whole, spec, vocabularies)),
             "validation": (*as_tuple(to_inputs(validation, spec, vocabularies)), y_val),
         }
+        del whole
         # A worker of a cluster cannot resume alone: the others may be at another epoch.
         backup = (backup_path if processes == 1 else None, backup_key)
         callbacks, done = _callbacks(trainer, params, spec=spec, live_dir=live_dir, backup=backup)
@@ -230,22 +243,28 @@ def _fit_epochs(
     trainer, inputs: dict[str, tuple], y_train, weights, plan: Plan, *, params, callbacks
 ) -> None:
     """Fit from `first_epoch` on: this process's share of each epoch's seeded batches.
-    Takes the train rows out of `inputs`, so the input pipeline alone holds them."""
-    arrays = (*inputs.pop("train"), y_train)
-    if weights is not None:
-        arrays += (weights[y_train].astype("float32"),)
+    Takes the train rows out of `inputs`, so the input pipeline alone holds them (or, for
+    rows streamed from disk, a window of them)."""
+    train = inputs.pop("train")
     n_inputs = len(inputs["validation"]) - 1
-    batches = epoch_batches(
-        arrays,
-        batch_size=params.batch_size,
-        seed=plan.seed,
-        first_epoch=plan.first_epoch,
-        epochs=params.epochs,
-        process=plan.process,
-        processes=plan.processes,
-        n_inputs=n_inputs,
-    )
-    del arrays
+    if isinstance(train, Streamed):
+        batches = train.batches(weights, plan, params=params, n_inputs=n_inputs)
+    else:
+        arrays = (*train, y_train)
+        if weights is not None:
+            arrays += (weights[y_train].astype("float32"),)
+        del train
+        batches = epoch_batches(
+            arrays,
+            batch_size=params.batch_size,
+            seed=plan.seed,
+            first_epoch=plan.first_epoch,
+            epochs=params.epochs,
+            process=plan.process,
+            processes=plan.processes,
+            n_inputs=n_inputs,
+        )
+        del arrays
     validation_batches = evaluation_batches(
         inputs["validation"], batch_size=params.batch_size, n_inputs=n_inputs
     )
@@ -259,6 +278,51 @@ def _fit_epochs(
         callbacks=callbacks,
         verbose=plan.verbose,
     )
+
+
+def fitting_sample(
+    rows: TrainRows, whole: pd.DataFrame | None, labels, *, params, seed: int, spec
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows (and their labels) what is learned from train rows is fitted on: all of
+    them up to `train.sample_rows`, else that many drawn by the seed."""
+    if rows.rows <= params.sample_rows:
+        return (whole if whole is not None else rows.everything()), labels
+    sample = rows.sample(params.sample_rows, seed=seed)
+    return sample, targets(sample, spec)
+
+
+class Streamed(NamedTuple):
+    """Train rows that stream from disk, and the vocabularies their encoding needs."""
+
+    rows: TrainRows
+    spec: EncodingSpec
+    vocabularies: dict[str, list[str]]
+
+    def batches(self, weights, plan: Plan, *, params: TrainParams, n_inputs: int):
+        spec = self.spec
+
+        def encode(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
+            labels = targets(frame, spec)
+            arrays = (*as_tuple(to_inputs(frame, spec, self.vocabularies)), labels)
+            if weights is not None:
+                arrays += (weights[labels].astype("float32"),)
+            return arrays
+
+        def stream():
+            return stream_batches(
+                self.rows,
+                encode,
+                batch_size=params.batch_size,
+                seed=plan.seed,
+                first_epoch=plan.first_epoch,
+                epochs=params.epochs,
+                shuffle_rows=params.shuffle_rows,
+                process=plan.process,
+                processes=plan.processes,
+            )
+
+        first = encode(self.rows.shard(0).iloc[:1])
+        return generated_batches(stream, first, n_inputs=n_inputs)
 
 
 def _check_batches(params: TrainParams, *, processes: int, rows: int) -> None:

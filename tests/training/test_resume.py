@@ -48,9 +48,11 @@ def splits():
     return split_frame(prepared(400), target="target", validation=0.2, test=0.2, seed=0)
 
 
-def _train(tmp: Path, splits, name: str, *, key: str = "k", backup=True, extra=(), **params):
+def _train(
+    tmp: Path, splits, name: str, *, key: str = "k", backup=True, extra=(), train=None, **params
+):
     model, report = train_model(
-        train=splits["train"],
+        train=splits["train"] if train is None else train,
         validation=splits["validation"],
         spec=SPEC,
         params=tiny_params(**{**PARAMS, **params}),
@@ -174,3 +176,30 @@ def test_dvc_repro_after_sigkill_resumes_and_reproduces_the_unbroken_model(tmp_p
 
     run(["dvc", "repro", "--force", "train"], repo)  # no backup: an unbroken run
     assert (repo / "models/model.keras").read_bytes() == killed_then_resumed
+
+
+def test_a_run_streamed_from_row_groups_resumes_to_the_weights_of_an_unbroken_one(
+    tmp_path, monkeypatch, splits, capsys
+):
+    """More train rows than train.shuffle_rows: batches stream from the Parquet file's row
+    groups, window by window, and a resumed run still ends where an unbroken one does."""
+    from stages.training.stream import TrainRows
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "train.parquet"
+    splits["train"].to_parquet(path, index=False, row_group_size=40)
+    rows = TrainRows.from_parquet(path)
+    assert rows.rows > 100 and len(rows.shard_rows) > 3
+    streamed = dict(train=rows, shuffle_rows=100)
+    unbroken, unbroken_report = _train(tmp_path, splits, "unbroken", backup=False, **streamed)
+    with pytest.raises(Interrupted):
+        _train(tmp_path, splits, "first", extra=(_interrupt_at(epoch=3, batch=5),), **streamed)
+    capsys.readouterr()
+    resumed, report = _train(tmp_path, splits, "first", **streamed)
+    assert "resuming after epoch 3 of 6" in capsys.readouterr().out
+    _assert_same(unbroken, resumed)
+    assert report["history"] == unbroken_report["history"]
+    # In memory, the same rows take other batches (one permutation of every row per
+    # epoch), and so other weights: the streamed run did stream.
+    in_memory, _ = _train(tmp_path, splits, "in_memory", backup=False)
+    assert any(not np.array_equal(a, b) for a, b in zip(unbroken, in_memory, strict=True))

@@ -1,0 +1,165 @@
+"""The train rows as training reads them: in memory when they fit the shuffle buffer,
+otherwise streamed from the Parquet file's row groups (its shards), so that the memory
+training needs stops growing with the rows.
+
+- `TrainRows`: the rows' count, their labels, a seeded sample for what is fitted on train
+  rows (scaling, bins, vocabularies, the drift profile), and the rows shard by shard.
+- `stream_batches`: each epoch's batches from windows of shards. The shards' order is
+  drawn from (seed, epoch), the rows of a window (at most `shuffle_rows` of them, at least
+  one shard) are permuted by (seed, epoch, window), and the rows a window leaves over
+  (fewer than a batch) open the next window's first batch: every epoch has the same number
+  of batches as an in-memory epoch, and a run resumed at epoch k sees exactly the batches
+  an unbroken run sees from epoch k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages.common.errors import PipelineError
+from stages.data.encoding import TARGET, EncodingSpec, targets
+
+# A window's seed: the epoch and the window's place in it, one number.
+WINDOWS_PER_EPOCH = 1_000_003
+
+
+@dataclass
+class TrainRows:
+    """Train rows in memory (`frame`) or in a Parquet file read row group by row group."""
+
+    frame: pd.DataFrame | None = None
+    path: Path | None = None
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> TrainRows:
+        path = Path(path)
+        if not path.exists():
+            raise PipelineError(f"{path}: not found; run the stage that writes it first")
+        rows = cls(path=path)
+        rows._file()  # a damaged file is said now, not mid-training
+        return rows
+
+    def _file(self):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(self.path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise PipelineError(f"{self.path}: not a readable Parquet file ({exc})") from None
+
+    @property
+    def shard_rows(self) -> list[int]:
+        """The rows of each shard: the file's row groups (the frame is one shard)."""
+        if self.frame is not None:
+            return [len(self.frame)]
+        metadata = self._file().metadata
+        return [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+
+    @property
+    def rows(self) -> int:
+        return sum(self.shard_rows)
+
+    def shard(self, index: int, columns: list[str] | None = None) -> pd.DataFrame:
+        if self.frame is not None:
+            return self.frame if columns is None else self.frame[columns]
+        return self._file().read_row_group(index, columns=columns).to_pandas()
+
+    def labels(self, spec: EncodingSpec) -> np.ndarray:
+        """Every row's target, in row order (one column, read alone)."""
+        if self.frame is not None:
+            return targets(self.frame, spec)
+        parts = [self.shard(index, [TARGET]) for index in range(len(self.shard_rows))]
+        return targets(pd.concat(parts, ignore_index=True), spec)
+
+    def everything(self) -> pd.DataFrame:
+        if self.frame is not None:
+            return self.frame
+        frames = [self.shard(index) for index in range(len(self.shard_rows))]
+        return pd.concat(frames, ignore_index=True)
+
+    def sample(self, max_rows: int, *, seed: int) -> pd.DataFrame:
+        """Every row in order when there are at most `max_rows`; otherwise `max_rows` rows
+        drawn by `seed` (in row order), read shard by shard."""
+        total = self.rows
+        if total <= max_rows:
+            return self.everything()
+        chosen = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+        parts, start = [], 0
+        for index, count in enumerate(self.shard_rows):
+            inside = chosen[(chosen >= start) & (chosen < start + count)] - start
+            if len(inside):
+                parts.append(self.shard(index).iloc[inside])
+            start += count
+        return pd.concat(parts, ignore_index=True)
+
+
+def windows(shard_rows: list[int], order: np.ndarray, shuffle_rows: int) -> list[list[int]]:
+    """The shards in `order`, grouped into windows of at most `shuffle_rows` rows (a shard
+    larger than that is a window alone)."""
+    groups: list[list[int]] = []
+    held = 0
+    for shard in order.tolist():
+        if groups and held + shard_rows[shard] <= shuffle_rows:
+            groups[-1].append(shard)
+            held += shard_rows[shard]
+        else:
+            groups.append([shard])
+            held = shard_rows[shard]
+    return groups
+
+
+def epoch_plan(
+    shard_rows: list[int], *, seed: int, epoch: int, shuffle_rows: int
+) -> list[tuple[list[int], np.ndarray]]:
+    """An epoch's windows: each its shards and the permutation of its rows."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(shard_rows))
+    plan = []
+    for place, group in enumerate(windows(shard_rows, order, shuffle_rows)):
+        size = sum(shard_rows[shard] for shard in group)
+        key = [seed, epoch * WINDOWS_PER_EPOCH + place]
+        plan.append((group, np.random.default_rng(key).permutation(size)))
+    return plan
+
+
+def stream_batches(
+    table: TrainRows,
+    encode: Callable[[pd.DataFrame], tuple[np.ndarray, ...]],
+    *,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    shuffle_rows: int,
+    process: int = 0,
+    processes: int = 1,
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """The training batches of epochs `first_epoch` to `epochs - 1`, window by window:
+    `encode` turns a window's rows into arrays (inputs, targets, weights). With several
+    processes each keeps its stride of every global batch, and an epoch's last partial
+    batch is dropped (every process takes the same steps)."""
+    shard_rows = table.shard_rows
+    for epoch in range(first_epoch, epochs):
+        held: tuple[np.ndarray, ...] | None = None  # rows left over by the last window
+        for group, permutation in epoch_plan(
+            shard_rows, seed=seed, epoch=epoch, shuffle_rows=shuffle_rows
+        ):
+            frame = pd.concat([table.shard(shard) for shard in group], ignore_index=True)
+            arrays = tuple(array[permutation] for array in encode(frame))
+            del frame
+            if held is not None:
+                arrays = tuple(np.concatenate(pair) for pair in zip(held, arrays, strict=True))
+            whole = len(arrays[0]) - len(arrays[0]) % batch_size
+            for start in range(0, whole, batch_size):
+                yield _stride(arrays, start, start + batch_size, process, processes)
+            held = tuple(array[whole:] for array in arrays)
+        if held is not None and len(held[0]) and processes == 1:
+            yield held
+
+
+def _stride(arrays: tuple, start: int, end: int, process: int, processes: int) -> tuple:
+    return tuple(array[start + process : end : processes] for array in arrays)
