@@ -2,6 +2,8 @@
 
     python benchmarks/run.py            # the full run (about 45 minutes on 2 cores)
     python benchmarks/run.py --quick    # a reduced run for CI (under 2 minutes)
+    python benchmarks/run.py --scale 1000000 10000000 --out /tmp/scale.json
+                                        # every stage on each row count: seconds, peak memory
 
 1. overhead: a forced `dvc repro` of the whole pipeline against benchmarks/single_script.py,
    which does the same cleaning, encoding, split, model, epochs and batch size in one
@@ -287,6 +289,9 @@ def _row(*cells: object) -> None:
 
 def print_table(results: dict) -> None:
     print(f"\nMachine: {results['machine']}\n")
+    if results["mode"] == "scale":
+        _stage_rows(results)
+        return
     _row(
         "overhead",
         "pipeline s",
@@ -312,14 +317,7 @@ def print_table(results: dict) -> None:
         )
     noop = results["noop"]
     print(f"\nno-op dvc repro: {noop['noop_repro_s']} s; stages --help: {noop['help_s']} s\n")
-    _row("rows", "stage", "seconds", "peak MB", "rows/s")
-    _row(*["---"] * 5)
-    for run in results["data_stages"]:
-        for stage, r in run["stages"].items():
-            _row(run["rows"], stage, r["seconds"], r["peak_mb"], r["rows_per_s"])
-        _row(run["rows"], "collect..split", run["total_s"], run["peak_mb"], "")
-        if "end_to_end_s" in run:
-            _row(run["rows"], "end to end", run["end_to_end_s"], run["end_to_end_peak_mb"], "")
+    _stage_rows(results)
     t = results["training_input"]
     print(
         f"\ntraining input ({t['train_rows']:,} rows, batch {t['batch_size']}): train stage "
@@ -328,12 +326,30 @@ def print_table(results: dict) -> None:
     )
 
 
+def _stage_rows(results: dict) -> None:
+    _row("rows", "stage", "seconds", "peak MB", "rows/s")
+    _row(*["---"] * 5)
+    for run in results["data_stages"]:
+        for stage, r in run["stages"].items():
+            _row(run["rows"], stage, r["seconds"], r["peak_mb"], r["rows_per_s"])
+        _row(run["rows"], "collect..split", run["total_s"], run["peak_mb"], "")
+        if "end_to_end_s" in run:
+            _row(run["rows"], "end to end", run["end_to_end_s"], run["end_to_end_peak_mb"], "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="A reduced run for CI.")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results.json")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        nargs="+",
+        metavar="ROWS",
+        help="only every stage end to end (train 1 epoch) on each of these row counts",
+    )
     parser.add_argument("--throughput", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -349,7 +365,14 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         workdir = Path(tmp)
-        if args.quick:
+        if args.scale:
+            results["mode"] = "scale"
+            results["data_stages"] = []
+            for rows in args.scale:
+                run, repo = bench_data_stages(rows, workdir, end_to_end=True)
+                shutil.rmtree(repo)
+                results["data_stages"].append(run)
+        elif args.quick:
             results["overhead"] = [bench_overhead("Adult", None, reps=1, epochs=1)]
             results["noop"] = bench_noop(reps=2)
             run, repo = bench_data_stages(100_000, workdir)
