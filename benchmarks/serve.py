@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,9 @@ class Server:
         self.extra_env = env or {}
         self.args = args or []
         self.wait = wait
-        self.output = self.repo / f".serve-{self.port}.log"
+        self.logs = tempfile.TemporaryDirectory(prefix="serve-")  # not in the project
+        self.output = Path(self.logs.name) / "server.log"
+        self.final_log: str | None = None
         self.local = threading.local()
 
     def __enter__(self) -> Server:
@@ -92,9 +95,12 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.log_file.close()
+        self.final_log = self.output.read_text()
+        self.logs.cleanup()
 
     def log(self) -> str:
-        return self.output.read_text()
+        """What the server printed (so far, while it runs)."""
+        return self.final_log if self.final_log is not None else self.output.read_text()
 
     def _poll(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
