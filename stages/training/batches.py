@@ -64,19 +64,45 @@ def epoch_batches(
     )
 
 
-def generated_batches(stream, first: tuple[np.ndarray, ...], *, n_inputs: int = 1):
-    """Batches from `stream()` (a generator of tuples of arrays, as `stream_batches`
-    yields them) as one tf.data stream, a few batches read ahead. `first`: arrays of the
-    same dtypes and widths, for the stream's signature."""
+def streamed_batches(
+    windows,
+    first: tuple[np.ndarray, ...],
+    *,
+    batch_size: int,
+    first_epoch: int,
+    epochs: int,
+    process: int = 0,
+    processes: int = 1,
+    n_inputs: int = 1,
+):
+    """The batches of epochs `first_epoch` to `epochs - 1` as one tf.data stream, from
+    `windows(epoch)` (a generator of each epoch's permuted windows of rows, as
+    `stream.stream_windows` yields them): each epoch's windows cut into batches across
+    their edges, as `stream.stream_batches` cuts them, by tf.data in one copy (a Python
+    generator of batches costs 2 ms a batch). `first`: arrays of the same dtypes and
+    widths, for the signature. With several processes each keeps its stride of every
+    global batch, the last partial one dropped."""
     import tensorflow as tf
 
     signature = tuple(
         tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype)) for array in first
     )
+
+    def one_epoch(epoch):
+        return tf.data.Dataset.from_generator(
+            windows, args=(epoch,), output_signature=signature
+        ).rebatch(batch_size, drop_remainder=processes > 1)
+
+    def stride(*arrays):
+        if processes > 1:
+            arrays = tuple(array[process::processes] for array in arrays)
+        return _group_inputs(arrays, n_inputs)
+
     return (
-        tf.data.Dataset.from_generator(stream, output_signature=signature)
-        .map(lambda *arrays: _group_inputs(arrays, n_inputs))
-        .prefetch(8)
+        tf.data.Dataset.range(first_epoch, epochs)
+        .flat_map(one_epoch)
+        .map(stride)
+        .prefetch(tf.data.AUTOTUNE)
     )
 
 

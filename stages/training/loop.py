@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,8 +35,8 @@ from stages.training.batches import (
     epoch_batches,
     evaluation_batches,
     fitting_steps_per_execution,
-    generated_batches,
     steps_per_epoch,
+    streamed_batches,
 )
 from stages.training.callbacks import (
     Callbacks,
@@ -45,7 +46,7 @@ from stages.training.callbacks import (
     overfit_epochs,
     training_callbacks,
 )
-from stages.training.stream import TrainRows, stream_batches
+from stages.training.stream import TrainRows, stream_windows
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
@@ -308,21 +309,25 @@ class Streamed(NamedTuple):
                 arrays += (weights[labels].astype("float32"),)
             return arrays
 
-        def stream():
-            return stream_batches(
+        def windows(epoch) -> Iterator[tuple[np.ndarray, ...]]:
+            return stream_windows(
                 self.rows,
                 encode,
-                batch_size=params.batch_size,
                 seed=plan.seed,
-                first_epoch=plan.first_epoch,
-                epochs=params.epochs,
+                epoch=int(epoch),
                 shuffle_rows=params.shuffle_rows,
-                process=plan.process,
-                processes=plan.processes,
             )
 
-        first = encode(self.rows.shard(0).iloc[:1])
-        return generated_batches(stream, first, n_inputs=n_inputs)
+        return streamed_batches(
+            windows,
+            encode(self.rows.shard(0).iloc[:1]),
+            batch_size=params.batch_size,
+            first_epoch=plan.first_epoch,
+            epochs=params.epochs,
+            process=plan.process,
+            processes=plan.processes,
+            n_inputs=n_inputs,
+        )
 
 
 def _check_batches(params: TrainParams, *, processes: int, rows: int) -> None:

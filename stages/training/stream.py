@@ -126,6 +126,26 @@ def epoch_plan(
     return plan
 
 
+def stream_windows(
+    table: TrainRows,
+    encode: Callable[[pd.DataFrame], tuple[np.ndarray, ...]],
+    *,
+    seed: int,
+    epoch: int,
+    shuffle_rows: int,
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """One epoch's windows in order, each its rows encoded (`encode` turns rows into
+    arrays: inputs, targets, weights) and permuted. Cut into batches across the windows'
+    edges (`stream_batches`, or tf.data's `rebatch`), they are the epoch's batches."""
+    for group, permutation in epoch_plan(
+        table.shard_rows, seed=seed, epoch=epoch, shuffle_rows=shuffle_rows
+    ):
+        frame = pd.concat([table.shard(shard) for shard in group], ignore_index=True)
+        arrays = encode(frame)
+        del frame
+        yield tuple(array[permutation] for array in arrays)
+
+
 def stream_batches(
     table: TrainRows,
     encode: Callable[[pd.DataFrame], tuple[np.ndarray, ...]],
@@ -138,19 +158,15 @@ def stream_batches(
     process: int = 0,
     processes: int = 1,
 ) -> Iterator[tuple[np.ndarray, ...]]:
-    """The training batches of epochs `first_epoch` to `epochs - 1`, window by window:
-    `encode` turns a window's rows into arrays (inputs, targets, weights). With several
-    processes each keeps its stride of every global batch, and an epoch's last partial
-    batch is dropped (every process takes the same steps)."""
-    shard_rows = table.shard_rows
+    """The training batches of epochs `first_epoch` to `epochs - 1`: each epoch's windows
+    cut into batches, the rows a window leaves over opening the next one's first batch.
+    With several processes each keeps its stride of every global batch, and an epoch's
+    last partial batch is dropped (every process takes the same steps)."""
     for epoch in range(first_epoch, epochs):
         held: tuple[np.ndarray, ...] | None = None  # rows left over by the last window
-        for group, permutation in epoch_plan(
-            shard_rows, seed=seed, epoch=epoch, shuffle_rows=shuffle_rows
+        for arrays in stream_windows(
+            table, encode, seed=seed, epoch=epoch, shuffle_rows=shuffle_rows
         ):
-            frame = pd.concat([table.shard(shard) for shard in group], ignore_index=True)
-            arrays = tuple(array[permutation] for array in encode(frame))
-            del frame
             if held is not None:
                 arrays = tuple(np.concatenate(pair) for pair in zip(held, arrays, strict=True))
             whole = len(arrays[0]) - len(arrays[0]) % batch_size

@@ -110,3 +110,29 @@ def test_a_damaged_file_is_named(tmp_path):
     path.write_bytes(b"not parquet")
     with pytest.raises(PipelineError, match=r"train\.parquet: not a readable Parquet file"):
         TrainRows.from_parquet(path)
+
+
+@pytest.mark.parametrize(("process", "processes"), [(0, 1), (1, 2)])
+def test_the_tf_data_stream_cuts_the_windows_into_the_same_batches(rows, process, processes):
+    """What training feeds the model (tf.data's rebatch of the windows) is what
+    stream_batches, the reference, yields."""
+    from stages.training.batches import streamed_batches
+    from stages.training.stream import stream_windows
+
+    def windows(epoch):
+        return stream_windows(rows, _ids, seed=7, epoch=int(epoch), shuffle_rows=300)
+
+    fed = streamed_batches(
+        windows,
+        _ids(rows.shard(0).iloc[:1]),
+        batch_size=64,
+        first_epoch=1,
+        epochs=3,
+        process=process,
+        processes=processes,
+    )
+    expected = _epochs(rows, first=1, epochs=3, process=process, processes=processes)
+    got = [batch.numpy() for (batch,) in fed]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
