@@ -67,6 +67,10 @@ def _run(params: Params, cluster: Cluster | None) -> None:
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     train_rows = TrainRows.from_parquet(paths.split_table("train"))
     validation_rows = read_table(paths.split_table("validation"))
+    # From the sample the model's statistics are fitted on: read once, and let go once fitted.
+    sample = train_rows.sample(params.train.sample_rows, seed=params.dataset.seed)
+    profile = train_profile(sample, spec) | {"rows": train_rows.rows}
+    del sample
     with staging_dir(paths.TRAIN_DIR) as live_dir:
         model, report = train_model(
             train=train_rows,
@@ -85,8 +89,7 @@ def _run(params: Params, cluster: Cluster | None) -> None:
         ).to_csv(live_dir / "plots" / "best_epoch.tsv", sep="\t", index=False)
         save_model(serving(model, spec, params.prepare.missing_tokens), paths.MODEL)
         save_model(model, paths.NETWORK)
-        profiled = train_rows.sample(params.train.sample_rows, seed=params.dataset.seed)
-        write_json(train_profile(profiled, spec) | {"rows": train_rows.rows}, paths.PROFILE)
+        write_json(profile, paths.PROFILE)
     Path(paths.TRAIN_BACKUP).unlink(missing_ok=True)
     for name, reason in report["suspected_leaks_excluded"].items():
         say("train", f"warning: column '{name}' is not a model input: {reason}")

@@ -161,6 +161,7 @@ def train_model(
             *fitted_on, spec=spec, params=params, seed=seed, steps_per_epoch=steps, rows=rows.rows
         )
         del fitted_on
+        rows.samples.clear()
         vocabularies = model_vocabularies(model)
         # Held in a dict that the fit empties: the input pipeline then holds the rows, once.
         inputs = {
@@ -286,9 +287,11 @@ def fitting_sample(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows (and their labels) what is learned from train rows is fitted on: all of
     them up to `train.sample_rows`, else that many drawn by the seed."""
-    if rows.rows <= params.sample_rows:
-        return (whole if whole is not None else rows.everything()), labels
+    if rows.rows <= params.sample_rows and whole is not None:
+        return whole, labels
     sample = rows.sample(params.sample_rows, seed=seed)
+    if len(sample) == rows.rows:
+        return sample, labels
     return sample, targets(sample, spec)
 
 

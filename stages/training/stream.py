@@ -15,7 +15,7 @@ training needs stops growing with the rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class TrainRows:
 
     frame: pd.DataFrame | None = None
     path: Path | None = None
+    samples: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_parquet(cls, path: str | Path) -> TrainRows:
@@ -84,7 +85,13 @@ class TrainRows:
 
     def sample(self, max_rows: int, *, seed: int) -> pd.DataFrame:
         """Every row in order when there are at most `max_rows`; otherwise `max_rows` rows
-        drawn by `seed` (in row order), read shard by shard."""
+        drawn by `seed` (in row order), read shard by shard. Kept: the model's statistics
+        and the drift profile are fitted on the same sample, read once."""
+        if (max_rows, seed) not in self.samples:
+            self.samples[max_rows, seed] = self._sample(max_rows, seed)
+        return self.samples[max_rows, seed]
+
+    def _sample(self, max_rows: int, seed: int) -> pd.DataFrame:
         total = self.rows
         if total <= max_rows:
             return self.everything()
