@@ -3,6 +3,7 @@ gradient boosting tuned with the same budget on the same validation split.
 
     python benchmarks/tune.py        # churn, diamonds, credit; 3 seeds; 30 trials
     python benchmarks/tune.py --tables churn --seeds 0 --trials 10 --max-rows 3000
+    python benchmarks/tune.py --max-rows 5000 --out F --resume   # on from the runs in F
 
 For each table (benchmarks/corpus.py) and seed, in a fresh copy of the project:
 1. `infer-schema --update-params`, dataset.seed set, `dvc repro`: the default network's and
@@ -129,7 +130,10 @@ def network_study(repo: Path, *, trials: int, prune: bool) -> dict:
     return {"seconds": round(time.perf_counter() - start, 1), "validation": best["value"]}
 
 
-def one_run(table_name: str, seed: int, *, trials: int, max_rows: int | None, base: Path) -> dict:
+def default_project(
+    table_name: str, seed: int, *, max_rows: int | None, base: Path
+) -> tuple[Path, dict]:
+    """A project on the table with its default pipeline run and committed."""
     repo = project_copy(base / f"{table_name}-{seed}")
     default = run_table(
         BY_NAME[table_name], repo, max_rows=max_rows, params={"dataset": {"seed": seed}}
@@ -138,6 +142,11 @@ def one_run(table_name: str, seed: int, *, trials: int, max_rows: int | None, ba
         raise RuntimeError(f"{table_name}: {default.get('failed')}: {default}")
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "default"], repo)
+    return repo, default
+
+
+def one_run(table_name: str, seed: int, *, trials: int, max_rows: int | None, base: Path) -> dict:
+    repo, default = default_project(table_name, seed, max_rows=max_rows, base=base)
     shipped = (repo / "params.yaml").read_text()
     study = network_study(repo, trials=trials, prune=True)
     _run(["dvc", "repro"], repo)
@@ -179,13 +188,29 @@ def main() -> None:
         default=None,
         help="seeds of the first table whose study is run again unpruned (default: the first)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in --out (same trials and rows) and run only the others",
+    )
     args = parser.parse_args()
     pruning_seeds = args.seeds[:1] if args.pruning_seeds is None else args.pruning_seeds
     summary: dict = {"trials": args.trials, "max_rows": args.max_rows, "results": []}
+    earlier = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    if args.resume and (earlier.get("trials"), earlier.get("max_rows")) == (
+        args.trials,
+        args.max_rows,
+    ):
+        summary["results"] = earlier["results"]
+        summary["pruning_runs"] = earlier.get("pruning_runs") or []
+    done = {(r["table"], r["seed"]) for r in summary["results"]}
     with tempfile.TemporaryDirectory(prefix="tune-bench-") as base:
         repos = {}
         for table in args.tables:
             for seed in args.seeds:
+                if (table, seed) in done:
+                    print(f"{table} seed {seed}: measured before, kept", flush=True)
+                    continue
                 result = one_run(
                     table, seed, trials=args.trials, max_rows=args.max_rows, base=Path(base)
                 )
@@ -198,11 +223,17 @@ def main() -> None:
                 repos[table, seed] = (result.pop("repo"), result.pop("shipped_params"))
                 summary["results"].append(result)
                 _write(summary, args.out)  # a run cut short keeps what it measured
-        summary["pruning_runs"] = []
+        summary.setdefault("pruning_runs", [])
+        compared = {(r["table"], r["seed"]) for r in summary["pruning_runs"]}
         for seed in pruning_seeds:  # the same study unpruned, after every tuned run
             table = args.tables[0]
-            repo, shipped = repos[table, seed]
-            Path(repo, "params.yaml").write_text(shipped)
+            if (table, seed) in compared:
+                continue
+            if (table, seed) in repos:
+                repo, shipped = repos[table, seed]
+                Path(repo, "params.yaml").write_text(shipped)
+            else:  # tuned in an earlier run: its default project again
+                repo, _ = default_project(table, seed, max_rows=args.max_rows, base=Path(base))
             measured = next(
                 r for r in summary["results"] if (r["table"], r["seed"]) == (table, seed)
             )
@@ -216,7 +247,8 @@ def main() -> None:
             )
             print(f"{table} seed {seed} unpruned: {unpruned}", flush=True)
             _write(summary, args.out)
-    pruning = summary["pruning_runs"][0] if summary["pruning_runs"] else None
+    _write(summary, args.out)
+    pruning = summary["pruning"]
     mean = summary["mean"]
     print(json.dumps({"mean": mean, "pruning": pruning}, indent=2))
 
