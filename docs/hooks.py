@@ -205,6 +205,8 @@ def tune_table() -> str:
             f"with it, {unpruned['seconds']:,.0f} s without; best validation score "
             f"{pruned['validation']:.4f} against {unpruned['validation']:.4f}.",
         ]
+    if tune.get("note"):
+        out += ["", tune["note"]]
     return "\n".join(out)
 
 
