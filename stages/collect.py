@@ -3,7 +3,8 @@
 `collect.source` is a file, a folder or glob of files with the same columns (CSV/TSV with
 any delimiter, with or without a header, plain or compressed; Parquet; JSON Lines), an
 http(s) URL of such a file, or a SQLAlchemy database URL with `collect.query`. Writes the
-raw table as Parquet (data/raw/table.parquet) and a report with the source (password
+raw table as a folder of Parquet shards (data/raw/table.parquet/part-00000.parquet, ...)
+and a report with the source (password
 hidden), the rows, the columns and a content fingerprint (reports/collect/report.json).
 The source itself is never modified.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from stages.common import paths
 from stages.common.config import Params
 from stages.common.errors import PipelineError
-from stages.common.io import say, write_json, write_table
+from stages.common.io import say, write_json, write_shards
 from stages.data.sources import collect_table
 
 
@@ -23,7 +24,7 @@ def run(params: Params) -> None:
 
     frame, source = collect_table(params.collect)
     try:
-        write_table(frame, paths.RAW_TABLE)
+        write_shards(frame, paths.RAW_TABLE)
     except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
         raise PipelineError(
             f"{source['source']}: a column mixes types and cannot be stored ({exc})"

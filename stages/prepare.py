@@ -11,41 +11,157 @@ Categories the schema lists are stored as their code, and an unknown or missing 
 (code -1) reaches the model as all zeros; a missing number becomes 0 plus a 1 in its
 indicator; a high-cardinality category stays text until train learns its vocabulary from
 train rows; a date becomes its parts. Rows without a label are dropped and counted.
+
+The work is one Dask task per partition (stages/common/engine.py). Duplicates are found
+over the whole table by a reduction that holds a bounded share of the rows at once: each
+partition's row hashes go to buckets by hash, each bucket names the later copies it holds,
+and each partition then drops its own.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from stages.common import paths
+import numpy as np
+
+from stages.common import engine, paths
 from stages.common.config import Params
-from stages.common.io import TableWriter, read_table_batches, say, write_json
+from stages.common.errors import PipelineError
+from stages.common.io import (
+    Partition,
+    atomic_dir,
+    partitions,
+    say,
+    unify_shards,
+    write_json,
+    write_shard,
+)
 from stages.data.encoding import row_id_name
-from stages.data.preparation import SeenRows, prepare_frame, spec_from_schema
+from stages.data.preparation import later_copies, prepare_frame, row_hashes, spec_from_schema
 from stages.data.schema import load_schema
+
+# Row hashes per bucket of the duplicate search: what one of its tasks holds at most
+# (16 bytes a row).
+BUCKET_ROWS = 4_000_000
+
+
+@dataclass(frozen=True)
+class PrepareJob:
+    partition: Partition
+    schema_path: str
+    target: str
+    task: str
+    drop_duplicates: bool
+    buckets: int
+    scratch: Path
+    output: Path
+    copies: np.ndarray | None = None
+
+
+def _spec(job: PrepareJob):
+    schema = load_schema(job.schema_path)
+    return schema, spec_from_schema(schema, target=job.target, task=job.task)
+
+
+def hash_partition(job: PrepareJob) -> tuple[int, int]:
+    """Write each row's (hash, row number) into the bucket its hash falls in; return the
+    partition's first and last row numbers."""
+    schema, _ = _spec(job)
+    row_id = row_id_name(schema.columns)
+    frame = job.partition.read()
+    ids = frame[row_id].to_numpy(dtype="int64")
+    hashes = row_hashes(frame.drop(columns=[row_id]))
+    bucket = hashes % np.uint64(job.buckets)
+    for index in range(job.buckets):
+        inside = bucket == index
+        np.save(
+            job.scratch / f"{index:05d}-{job.partition.index:05d}.npy",
+            np.stack([hashes[inside].view("int64"), ids[inside]]),
+        )
+    return int(ids[0]), int(ids[-1])
+
+
+def bucket_copies(job: tuple[Path, int]) -> np.ndarray:
+    """The later copies among one bucket's rows (over every partition)."""
+    scratch, index = job
+    parts = [np.load(file) for file in sorted(scratch.glob(f"{index:05d}-*.npy"))]
+    pairs = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), dtype="int64")
+    return later_copies(pairs[0].view("uint64"), pairs[1])
+
+
+def prepare_partition(job: PrepareJob) -> dict[str, int]:
+    """Drop and encode one partition's rows; write them as its shard; return the counts."""
+    schema, spec = _spec(job)
+    frame = job.partition.read()
+    prepared, counts = prepare_frame(
+        frame,
+        spec=spec,
+        drop_duplicates=job.drop_duplicates,
+        row_id=row_id_name(schema.columns),  # as validate named it
+        copies=job.copies,
+    )
+    write_shard(prepared, job.output, job.partition.index)
+    return counts
+
+
+def with_copies(jobs: list[PrepareJob]) -> list[PrepareJob]:
+    """The jobs, each with the later copies of rows that fall in its partition, found over
+    the whole table: hashes into buckets, then each bucket's copies."""
+    spans = engine.run_tasks(hash_partition, jobs)
+    scratch, buckets = jobs[0].scratch, jobs[0].buckets
+    found = engine.run_tasks(bucket_copies, [(scratch, index) for index in range(buckets)])
+    copies = np.sort(np.concatenate(found))
+    return [
+        replace(
+            job,
+            copies=copies[np.searchsorted(copies, first) : np.searchsorted(copies, last, "right")],
+        )
+        for job, (first, last) in zip(jobs, spans, strict=True)
+    ]
 
 
 def run(params: Params) -> None:
-    """The prepare command: drop and encode the validated table's rows batch by batch (memory
-    stays bounded whatever the table's size), write the table, the spec and the report."""
+    """The prepare command: drop and encode the validated table's rows partition by
+    partition (memory stays bounded whatever the table's size), write the table, the spec
+    and the report."""
     schema = load_schema(params.dataset.schema_path)
     spec = spec_from_schema(schema, target=params.dataset.target, task=params.dataset.task)
-    row_id = row_id_name(schema.columns)  # as validate named it
-    seen = SeenRows()
+    parts = partitions(paths.VALIDATED_TABLE)
+    rows = sum(part.rows for part in parts)
+    with atomic_dir(paths.PREPARED_TABLE) as output:
+        scratch = Path(tempfile.mkdtemp(prefix=".tmp-hashes-", dir=output.parent)).resolve()
+        try:
+            jobs = [
+                PrepareJob(
+                    partition=part,
+                    schema_path=params.dataset.schema_path,
+                    target=params.dataset.target,
+                    task=params.dataset.task,
+                    drop_duplicates=params.prepare.drop_duplicates,
+                    buckets=max(1, -(-rows // BUCKET_ROWS)),
+                    scratch=scratch,
+                    output=output.resolve(),
+                )
+                for part in parts
+            ]
+            if not jobs:
+                raise PipelineError(f"{paths.VALIDATED_TABLE}: no rows to prepare")
+            if params.prepare.drop_duplicates:
+                jobs = with_copies(jobs)
+            results = engine.run_tasks(prepare_partition, jobs)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        unify_shards(output)
     totals: Counter[str] = Counter()
-    with TableWriter(paths.PREPARED_TABLE) as writer:
-        for batch in read_table_batches(paths.VALIDATED_TABLE):
-            prepared, counts = prepare_frame(
-                batch,
-                spec=spec,
-                drop_duplicates=params.prepare.drop_duplicates,
-                row_id=row_id,
-                seen=seen,
-            )
-            writer.write(prepared)
-            totals.update(counts)
+    for counts in results:
+        totals.update(counts)
+    counted = ("rows_in", "duplicates_dropped", "unlabelled_dropped", "rows_out")
     report = {
-        **dict(totals),
+        **{key: totals[key] for key in counted},
         "task": spec.task,
         "features_in": len(spec.features),
         "features_out": len(spec.feature_columns),
@@ -61,5 +177,6 @@ def run(params: Params) -> None:
         "prepare",
         f"{report['rows_out']:,} rows ({report['duplicates_dropped']} duplicates, "
         f"{report['unlabelled_dropped']} unlabelled dropped), {report['features_out']} "
-        f"encoded columns -> {paths.PREPARED_TABLE}",
+        f"encoded columns, {len(parts)} partition(s) ({engine.describe()}) "
+        f"-> {paths.PREPARED_TABLE}",
     )

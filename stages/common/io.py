@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,24 +90,99 @@ def read_json(path: str | Path) -> Any:
 
 # Rows per Parquet row group: the shards that training streams, a few per shuffle window.
 ROW_GROUP_ROWS = 500_000
+BATCH_ROWS = 500_000
 
 
 def write_table(frame: pd.DataFrame, target: str | Path) -> None:
+    """One Parquet file (a report's table, the quarantine, predictions)."""
     with atomic_path(target, suffix=".parquet") as tmp:
         frame.to_parquet(tmp, index=False, engine="pyarrow", row_group_size=ROW_GROUP_ROWS)
 
 
-def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:
+# The pipeline's tables (raw, validated, prepared, the splits) are folders of Parquet
+# shards, `part-00000.parquet`, ...: one per partition of the input, so what a stage writes
+# depends on its input alone, never on how many workers wrote it. Every reader below takes
+# a single Parquet file too.
+SHARD_PATTERN = "part-{index:05d}.parquet"
+
+
+def shard_name(index: int) -> str:
+    return SHARD_PATTERN.format(index=index)
+
+
+def shard_files(path: str | Path) -> list[Path]:
+    """The Parquet files of a table: a folder's shards in order, or the file itself."""
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"{path}: not found; run the stage that writes it first")
+    if path.is_dir():
+        files = sorted(
+            entry
+            for entry in path.iterdir()
+            if entry.suffix == ".parquet" and not entry.name.startswith((".", "_"))
+        )
+        if not files:
+            raise PipelineError(f"{path}: a folder without Parquet files")
+        return files
+    return [path]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One row group of one of a table's files: the unit the data stages work on.
+    `start` is the number of the partition's first row in the whole table."""
+
+    file: Path
+    row_group: int
+    start: int
+    rows: int
+    index: int
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.ParquetFile(self.file).read_row_group(self.row_group, columns=columns)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise PipelineError(f"{self.file}: not a readable Parquet file ({exc})") from None
+        frame = table.to_pandas()
+        frame.index = pd.RangeIndex(self.start, self.start + len(frame))
+        return frame
+
+
+def partitions(path: str | Path) -> list[Partition]:
+    """A table's partitions in row order, from the files' metadata (nothing else is read).
+    Empty row groups are left out; a table of no rows has no partitions."""
+    import pyarrow.parquet as pq
+
+    found, start = [], 0
+    for file in shard_files(path):
+        try:
+            metadata = pq.ParquetFile(file).metadata
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise PipelineError(f"{file}: not a readable Parquet file ({exc})") from None
+        for group in range(metadata.num_row_groups):
+            rows = metadata.row_group(group).num_rows
+            if rows:
+                found.append(Partition(file, group, start, rows, len(found)))
+                start += rows
+    return found
+
+
+def table_rows(path: str | Path) -> int:
+    return sum(part.rows for part in partitions(path))
+
+
+def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """A whole table (a file, or a folder of shards) as one frame."""
+    files = shard_files(path)
     try:
-        return pd.read_parquet(path, engine="pyarrow", columns=columns)
+        frames = [pd.read_parquet(file, engine="pyarrow", columns=columns) for file in files]
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise PipelineError(f"{path}: not a readable Parquet file ({exc})") from None
-
-
-BATCH_ROWS = 500_000
+        raise PipelineError(f"{path}: not a readable Parquet table ({exc})") from None
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True)
 
 
 def read_table_batches(
@@ -115,48 +191,116 @@ def read_table_batches(
     """A Parquet table `batch_rows` rows at a time, so memory stays bounded."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"{path}: not found; run the stage that writes it first")
+    for file in shard_files(path):
+        try:
+            table = pq.ParquetFile(file)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise PipelineError(f"{file}: not a readable Parquet file ({exc})") from None
+        for batch in table.iter_batches(batch_size=batch_rows, columns=columns):
+            yield batch.to_pandas()
+
+
+@contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `target`; if the block succeeds, it replaces
+    `target` (a folder or a file) whole. Folders a killed run left are removed first."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(f"{TMP_PREFIX}{target.name}-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}-", dir=target.parent))
     try:
-        table = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise PipelineError(f"{path}: not a readable Parquet file ({exc})") from None
-    for batch in table.iter_batches(batch_size=batch_rows, columns=columns):
-        yield batch.to_pandas()
+        yield tmp
+        old = None
+        if target.exists() or target.is_symlink():
+            old = tmp.with_name(tmp.name + "-old")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-class TableWriter:
-    """Appends frames to a Parquet file as row groups; the file appears, complete, only
-    when the block ends without error (an empty table if nothing was written)."""
+def write_shard(frame: pd.DataFrame, folder: Path, index: int, schema=None) -> Path:
+    """One shard of a table being written (into the folder `atomic_dir` gave)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False, schema=schema)
+    target = Path(folder) / shard_name(index)
+    pq.write_table(table, target, row_group_size=ROW_GROUP_ROWS)
+    return target
+
+
+def write_shards(frame: pd.DataFrame, target: str | Path) -> None:
+    """A whole frame as a table folder, `ROW_GROUP_ROWS` rows a shard."""
+    with ShardWriter(target) as writer:
+        writer.write(frame)
+
+
+def unify_shards(folder: str | Path) -> None:
+    """Make every shard of a folder carry the same Arrow schema. Shards written apart can
+    differ where a column is all missing in one (null type) or integer in one and float in
+    another; those shards are rewritten, cast to the schema that holds them all."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = shard_files(folder)
+    schemas = [pq.read_schema(file) for file in files]
+    if all(schema.equals(schemas[0]) for schema in schemas[1:]):
+        return
+    try:
+        unified = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise PipelineError(f"{folder}: the shards' columns disagree in type ({exc})") from None
+    unified = unified.remove_metadata()
+    for file, schema in zip(files, schemas, strict=True):
+        if not schema.remove_metadata().equals(unified):
+            table = pq.read_table(file).select(unified.names).cast(unified)
+            pq.write_table(table, file, row_group_size=ROW_GROUP_ROWS)
+
+
+class ShardWriter:
+    """Writes frames as the shards of a table folder, `ROW_GROUP_ROWS` rows at most each,
+    with one Arrow schema; the folder appears, complete, only when the block ends without
+    error (one empty shard if no row was written)."""
 
     def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
-        self.writer = None
         self.schema = None
+        self.count = 0
+        self.empty: pd.DataFrame | None = None
 
-    def __enter__(self) -> TableWriter:
-        self._atomic = atomic_path(self.target, suffix=".parquet")
-        self.tmp = self._atomic.__enter__()
+    def __enter__(self) -> ShardWriter:
+        self._atomic = atomic_dir(self.target)
+        self.folder = self._atomic.__enter__()
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(frame, preserve_index=False, schema=self.schema)
-        if self.writer is None:
-            self.schema = table.schema
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
-        self.writer.write_table(table)
+        if not len(frame):
+            self.empty = frame if self.empty is None else self.empty
+            return
+        for start in range(0, len(frame), ROW_GROUP_ROWS):
+            part = frame.iloc[start : start + ROW_GROUP_ROWS]
+            if self.schema is None:
+                self.schema = pa.Schema.from_pandas(part, preserve_index=False)
+            write_shard(part, self.folder, self.count, self.schema)
+            self.count += 1
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
-        if self.writer is not None:
-            self.writer.close()
-        elif exc_type is None:
-            error = PipelineError(f"{self.target}: no rows to write")
-            self._atomic.__exit__(PipelineError, error, None)  # removes the temporary file
-            raise error
+        if exc_type is None and self.count == 0:
+            if self.empty is None:
+                error = PipelineError(f"{self.target}: no rows to write")
+                self._atomic.__exit__(PipelineError, error, None)  # removes the folder
+                raise error
+            write_shard(self.empty, self.folder, 0)
         return bool(self._atomic.__exit__(exc_type, exc, traceback))
 
 
@@ -166,8 +310,13 @@ def write_csv(frame: pd.DataFrame, target: str | Path) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes, read in blocks."""
+    """The SHA-256 of a file's bytes, read in blocks; of a folder (a table's shards), of
+    each file's name and digest in order."""
     digest = hashlib.sha256()
+    if path.is_dir():
+        for file in sorted(entry for entry in path.rglob("*") if entry.is_file()):
+            digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+        return digest.hexdigest()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

@@ -101,31 +101,24 @@ def spec_from_schema(
     )
 
 
-class SeenRows:
-    """Hashes of the rows kept so far, so duplicates are found across batches too.
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's values (uint64). Two different rows collide with
+    probability about n^2 / 2^65 for n rows (below 1e-4 for 50 million rows)."""
+    # Object columns may hold nested values (lists, maps), which are not hashable: they are
+    # hashed by their text. Other columns are hashed as they are, uncopied.
+    objects = {name: frame[name].map(repr) for name in frame if frame[name].dtype == object}
+    hashable = frame.assign(**objects) if objects else frame
+    return pd.util.hash_pandas_object(hashable, index=False).to_numpy()
 
-    Rows are compared by a 64-bit hash of all their values: two different rows collide
-    with probability about n^2 / 2^65 (below 3e-6 for 10 million rows). The hashes of
-    each batch are kept sorted, apart, and searched by bisection.
-    """
 
-    def __init__(self) -> None:
-        self.batches: list[np.ndarray] = []
-
-    def keep_first(self, frame: pd.DataFrame) -> np.ndarray:
-        """Mask of the rows of `frame` not seen before, in this frame or an earlier one."""
-        # Object columns may hold nested values (lists, maps), which are not hashable:
-        # they are hashed by their text. Other columns are hashed as they are, uncopied.
-        objects = {name: frame[name].map(repr) for name in frame if frame[name].dtype == object}
-        hashable = frame.assign(**objects) if objects else frame
-        hashes = pd.util.hash_pandas_object(hashable, index=False).to_numpy()
-        keep = ~pd.Series(hashes).duplicated().to_numpy()
-        for earlier in self.batches:
-            if earlier.size:
-                found = earlier[np.minimum(np.searchsorted(earlier, hashes), earlier.size - 1)]
-                keep &= found != hashes
-        self.batches.append(np.sort(hashes[keep]))
-        return keep
+def later_copies(hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The row numbers whose hash an earlier row (a smaller number) has too: every copy of
+    a row but the first, in order."""
+    order = np.lexsort((rows, hashes))
+    sorted_hashes = hashes[order]
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[1:] = sorted_hashes[1:] == sorted_hashes[:-1]
+    return np.sort(rows[order[repeated]])
 
 
 def drop_rows(
@@ -134,11 +127,12 @@ def drop_rows(
     spec: EncodingSpec,
     row_id: str,
     drop_duplicates: bool,
-    seen: SeenRows | None = None,
+    copies: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop duplicate rows and rows without a label; `row_id` names the column that holds
-    each row's number in the raw table. `seen` carries the rows of earlier batches, when a
-    table is prepared batch by batch."""
+    each row's number in the raw table. With `copies` (sorted row numbers: the later copies
+    of rows, found over the whole table by the prepare stage) those rows are the duplicates;
+    without, the copies within `frame`."""
     missing = [f.name for f in spec.features if f.name not in frame.columns]
     if spec.target not in frame.columns:
         missing.append(spec.target)
@@ -151,7 +145,10 @@ def drop_rows(
     data_columns = [name for name in out.columns if name != row_id]
     before = len(out)
     if drop_duplicates:
-        out = out[(seen or SeenRows()).keep_first(out[data_columns])]
+        ids = out[row_id].to_numpy()
+        if copies is None:
+            copies = later_copies(row_hashes(out[data_columns]), ids)
+        out = out[~np.isin(ids, copies)]
     counts["duplicates_dropped"] = before - len(out)
     before = len(out)
     out = out[out[spec.target].notna()]
@@ -181,12 +178,12 @@ def prepare_frame(
     spec: EncodingSpec,
     drop_duplicates: bool,
     row_id: str = ROW_ID,
-    seen: SeenRows | None = None,
+    copies: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop duplicate and unlabelled rows, then encode. Returns the prepared table (its
     columns `row_id`, the spec's table columns, `target`) and the row counts."""
     kept, counts = drop_rows(
-        frame, spec=spec, row_id=row_id, drop_duplicates=drop_duplicates, seen=seen
+        frame, spec=spec, row_id=row_id, drop_duplicates=drop_duplicates, copies=copies
     )
     features = encode_features(kept, spec=spec)
     features.insert(0, ROW_ID, kept[row_id].to_numpy())

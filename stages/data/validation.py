@@ -92,14 +92,24 @@ def summarize_failures(cases: pd.DataFrame) -> list[dict[str, Any]]:
     return summary
 
 
+def sorted_cases(cases: pd.DataFrame) -> pd.DataFrame:
+    """Failure cases in one order whatever order they were found in (partitions judged
+    apart, in any order): table-level cases first, then by row, column and check."""
+    cases = cases.reindex(columns=FAILURE_COLUMNS)
+    order = cases.assign(_text=cases["failure_case"].astype(str)).sort_values(
+        ["index", "column", "check", "_text"], na_position="first", kind="stable"
+    )
+    return cases.loc[order.index].reset_index(drop=True)
+
+
 def validation_report(
-    frame: pd.DataFrame, cases: pd.DataFrame, *, schema_path: str
+    rows: int, columns: int, cases: pd.DataFrame, *, schema_path: str
 ) -> dict[str, Any]:
     invalid_rows = int(cases["index"].dropna().nunique())
     return {
         "schema": schema_path,
-        "rows": len(frame),
-        "columns": frame.shape[1],
+        "rows": rows,
+        "columns": columns,
         "valid": cases.empty,
         "invalid_rows": invalid_rows,
         "failure_cases": len(cases),
@@ -201,28 +211,26 @@ def apply_policy(
     return validated, quarantine, None
 
 
-def too_few_classes(validated: pd.DataFrame, target: str) -> PipelineError | None:
-    """The two-classes error when the valid rows hold fewer than two classes, else None."""
+def too_few_classes(count: int, *, target: str, rows: int) -> PipelineError | None:
+    """The two-classes error when the `rows` valid rows hold fewer than two classes (their
+    `count`), else None."""
     try:
-        require_two_classes(
-            validated[target].dropna().nunique(),
-            where=f"target column '{target}' in {len(validated):,} valid rows",
-        )
+        require_two_classes(count, where=f"target column '{target}' in {rows:,} valid rows")
     except PipelineError as exc:
         return exc
     return None
 
 
 def validation_metrics(
-    report: dict[str, Any], *, rows: int, valid: pd.DataFrame | None, quarantine: pd.DataFrame
+    report: dict[str, Any], *, rows: int, valid_rows: int | None, quarantined: int
 ) -> dict[str, Any]:
     """reports/validate/metrics.json: counts, and failures per `column:check` for
     `dvc metrics show`."""
     return {
         "rows": rows,
-        "valid_rows": 0 if valid is None else len(valid),
+        "valid_rows": valid_rows or 0,
         "invalid_rows": report["invalid_rows"],
-        "quarantined_rows": len(quarantine),
+        "quarantined_rows": quarantined,
         "unlabelled_rows": report["unlabelled_rows"],
         "failures": {f"{i['column']}:{i['check']}": i["failures"] for i in report["failures"]},
     }

@@ -1,5 +1,5 @@
 """The train rows as training reads them: in memory when they fit the shuffle buffer,
-otherwise streamed from the Parquet file's row groups (its shards), so that the memory
+otherwise streamed from the table's partitions (the row groups of its shards), so that the memory
 training needs stops growing with the rows.
 
 - `TrainRows`: the rows' count, their labels, a seeded sample for what is fitted on train
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.common.errors import PipelineError
+from stages.common.io import Partition, partitions
 from stages.data.encoding import TARGET, EncodingSpec, targets
 
 # A window's seed: the epoch and the window's place in it, one number.
@@ -30,36 +30,27 @@ WINDOWS_PER_EPOCH = 1_000_003
 
 @dataclass
 class TrainRows:
-    """Train rows in memory (`frame`) or in a Parquet file read row group by row group."""
+    """Train rows in memory (`frame`) or in a table read partition by partition."""
 
     frame: pd.DataFrame | None = None
     path: Path | None = None
     samples: dict = field(default_factory=dict, repr=False, compare=False)
+    parts: list[Partition] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def from_parquet(cls, path: str | Path) -> TrainRows:
-        path = Path(path)
-        if not path.exists():
-            raise PipelineError(f"{path}: not found; run the stage that writes it first")
-        rows = cls(path=path)
-        rows._file()  # a damaged file is said now, not mid-training
+        """A table folder's (or a Parquet file's) partitions; a damaged file is said now,
+        not mid-training."""
+        rows = cls(path=Path(path))
+        rows.parts = partitions(rows.path)
         return rows
-
-    def _file(self):
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.ParquetFile(self.path)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise PipelineError(f"{self.path}: not a readable Parquet file ({exc})") from None
 
     @property
     def shard_rows(self) -> list[int]:
-        """The rows of each shard: the file's row groups (the frame is one shard)."""
+        """The rows of each shard: the table's partitions (the frame is one shard)."""
         if self.frame is not None:
             return [len(self.frame)]
-        metadata = self._file().metadata
-        return [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+        return [part.rows for part in self.parts]
 
     @property
     def rows(self) -> int:
@@ -68,7 +59,7 @@ class TrainRows:
     def shard(self, index: int, columns: list[str] | None = None) -> pd.DataFrame:
         if self.frame is not None:
             return self.frame if columns is None else self.frame[columns]
-        return self._file().read_row_group(index, columns=columns).to_pandas()
+        return self.parts[index].read(columns).reset_index(drop=True)
 
     def labels(self, spec: EncodingSpec) -> np.ndarray:
         """Every row's target, in row order (one column, read alone)."""

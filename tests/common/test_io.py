@@ -47,25 +47,46 @@ def test_staging_dir_publishes_nothing_when_the_block_fails(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["train"]
 
 
-def test_table_writer_appends_batches_and_publishes_only_on_success(tmp_path: Path):
+def test_shard_writer_writes_a_folder_of_shards_only_on_success(tmp_path: Path):
     import pandas as pd
 
     from stages.common.errors import PipelineError
-    from stages.common.io import TableWriter, read_table_batches
+    from stages.common.io import ShardWriter, partitions, read_table, read_table_batches
 
     target = tmp_path / "t.parquet"
-    with TableWriter(target) as writer:
+    target.write_bytes(b"an older file in the way")
+    with ShardWriter(target) as writer:
         writer.write(pd.DataFrame({"a": [1, 2]}))
         writer.write(pd.DataFrame({"a": [3]}))
+    assert sorted(p.name for p in target.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     batches = list(read_table_batches(target, batch_rows=2))
     assert [len(b) for b in batches] == [2, 1]
-    assert pd.concat(batches)["a"].tolist() == [1, 2, 3]
-    with pytest.raises(RuntimeError), TableWriter(tmp_path / "u.parquet") as writer:
+    assert read_table(target)["a"].tolist() == [1, 2, 3]
+    parts = partitions(target)
+    assert [(p.start, p.rows, p.index) for p in parts] == [(0, 2, 0), (2, 1, 1)]
+    assert parts[1].read().index.tolist() == [2]  # each row under its number in the table
+    with pytest.raises(RuntimeError), ShardWriter(tmp_path / "u.parquet") as writer:
         writer.write(pd.DataFrame({"a": [1]}))
         raise RuntimeError("killed")
     with (
         pytest.raises(PipelineError, match="no rows to write"),
-        TableWriter(tmp_path / "v.parquet"),
+        ShardWriter(tmp_path / "v.parquet"),
     ):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
+def test_unify_shards_gives_every_shard_one_schema(tmp_path: Path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from stages.common.io import read_table, unify_shards, write_shard
+
+    folder = tmp_path / "t.parquet"
+    folder.mkdir()
+    write_shard(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}), folder, 0)
+    write_shard(pd.DataFrame({"a": [0.5], "b": [None]}), folder, 1)  # float, all missing
+    unify_shards(folder)
+    schemas = [pq.read_schema(file) for file in sorted(folder.iterdir())]
+    assert schemas[0].remove_metadata().equals(schemas[1].remove_metadata())
+    assert read_table(folder)["a"].tolist() == [1.0, 2.0, 0.5]

@@ -105,15 +105,31 @@ def test_prepare_frame_layout(spec, raw_frame):
     assert counts == {"rows_in": 5, "duplicates_dropped": 0, "unlabelled_dropped": 0, "rows_out": 5}
 
 
-def test_duplicates_are_found_across_batches(spec, raw_frame):
-    from stages.data.preparation import SeenRows
+def test_later_copies_are_every_copy_but_the_first_whatever_the_order():
+    import numpy as np
 
-    seen = SeenRows()
-    first, _ = prepare_frame(raw_frame, spec=spec, drop_duplicates=True, seen=seen)
+    from stages.data.preparation import later_copies
+
+    hashes = np.array([7, 3, 7, 9, 3, 7], dtype="uint64")
+    rows = np.array([50, 10, 20, 30, 40, 60])
+    assert later_copies(hashes, rows).tolist() == [40, 50, 60]
+    shuffled = np.random.default_rng(0).permutation(len(rows))
+    assert later_copies(hashes[shuffled], rows[shuffled]).tolist() == [40, 50, 60]
+
+
+def test_copies_found_elsewhere_are_dropped(spec, raw_frame):
+    from stages.data.preparation import row_hashes
+
+    first = raw_frame.assign(row_id=range(5))
     again = raw_frame.iloc[[1, 3]].assign(row_id=[7, 8])  # the same rows, later in the table
-    second, counts = prepare_frame(again, spec=spec, drop_duplicates=True, seen=seen)
-    assert len(first) == 5 and second.empty
-    assert counts["duplicates_dropped"] == 2
+    assert (
+        row_hashes(first.drop(columns="row_id").iloc[[1, 3]])
+        == row_hashes(again.drop(columns="row_id"))
+    ).all()
+    import numpy as np
+
+    kept, counts = prepare_frame(again, spec=spec, drop_duplicates=True, copies=np.array([7, 8]))
+    assert kept.empty and counts["duplicates_dropped"] == 2
 
 
 def test_label_outside_the_classes_is_an_error(spec):

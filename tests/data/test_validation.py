@@ -32,7 +32,7 @@ def test_every_failure_is_reported(schema, raw_frame):
     assert ("hours", "finite", "inf", 3) in found
     assert ("label", "not_nullable", "<missing>", 4) in found
 
-    report = validation_report(bad, cases, schema_path="schema.yaml")
+    report = validation_report(len(bad), bad.shape[1], cases, schema_path="schema.yaml")
     assert report["valid"] is False
     assert report["invalid_rows"] == 5
     by_check = {(item["column"], item["check"]): item["failures"] for item in report["failures"]}
@@ -52,7 +52,7 @@ def test_missing_and_unexpected_columns(schema, raw_frame):
     checks = set(zip(cases["check"], cases["failure_case"], strict=True))
     assert ("column_in_dataframe", "hours") in checks
     assert ("column_in_schema", "extra") in checks
-    report = validation_report(bad, cases, schema_path="schema.yaml")
+    report = validation_report(len(bad), bad.shape[1], cases, schema_path="schema.yaml")
     assert failure_message(report, source="raw").message.startswith("raw: the table failed")
 
 
@@ -92,7 +92,7 @@ def test_a_row_failing_several_checks_is_quarantined_once_with_every_reason(sche
     frame.loc[2, "age"] = -5
     frame.loc[2, "color"] = "purple"
     validated, cases = validate_frame(frame, schema=schema)
-    report = validation_report(frame, cases, schema_path="schema.yaml")
+    report = validation_report(len(frame), frame.shape[1], cases, schema_path="schema.yaml")
     policy = ValidateParams(on_invalid="quarantine", max_invalid_fraction=0.5)
     valid, quarantine, error = apply_policy(
         frame,
@@ -125,7 +125,7 @@ def test_a_value_that_is_not_a_number_is_quarantined_with_its_row(schema, raw_fr
         ["is a whole number", "33.5", 2],
     ]
     validated, cases = validate_frame(frame, schema=schema, earlier=unreadable)
-    report = validation_report(frame, cases, schema_path="schema.yaml")
+    report = validation_report(len(frame), frame.shape[1], cases, schema_path="schema.yaml")
     valid, quarantine, error = apply_policy(
         frame,
         validated=validated,
@@ -150,7 +150,7 @@ def test_a_table_level_failure_is_never_quarantined(schema, raw_frame):
 
     frame = raw_frame.drop(columns=["age"])
     validated, cases = validate_frame(frame, schema=schema)
-    report = validation_report(frame, cases, schema_path="schema.yaml")
+    report = validation_report(len(frame), frame.shape[1], cases, schema_path="schema.yaml")
     policy = ValidateParams(on_invalid="quarantine", max_invalid_fraction=1.0)
     valid, quarantine, error = apply_policy(
         frame,
