@@ -138,7 +138,7 @@ def run(params: Params) -> None:
             jobs = [
                 PrepareJob(
                     partition=part,
-                    schema_path=params.dataset.schema_path,
+                    schema_path=str(Path(params.dataset.schema_path).resolve()),
                     target=params.dataset.target,
                     task=params.dataset.task,
                     drop_duplicates=params.prepare.drop_duplicates,

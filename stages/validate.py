@@ -177,7 +177,7 @@ def run(params: Params) -> None:
         jobs = [
             PartitionJob(
                 partition=part,
-                schema_path=schema_path,
+                schema_path=str(Path(schema_path).resolve()),
                 target=target,
                 missing_tokens=tuple(params.prepare.missing_tokens),
                 policy=policy,

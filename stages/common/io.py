@@ -157,6 +157,7 @@ def partitions(path: str | Path) -> list[Partition]:
 
     found, start = [], 0
     for file in shard_files(path):
+        file = file.resolve()  # a cluster's workers do not share this process's folder
         try:
             metadata = pq.ParquetFile(file).metadata
         except Exception as exc:  # pyarrow raises several types for a damaged file

@@ -30,15 +30,24 @@ def validate_frame(
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases.reindex(columns=FAILURE_COLUMNS)
         cases["column"] = cases["column"].fillna("<table>")
-        cases["failure_case"] = [
-            "<missing>" if pd.isna(value) else str(value) for value in cases["failure_case"]
-        ]
+        cases["failure_case"] = [case_text(value) for value in cases["failure_case"]]
         if extra is not None:
             cases = pd.concat([extra, cases], ignore_index=True)
         return None, cases.reset_index(drop=True)
     if extra is not None:
         return None, extra.reset_index(drop=True)
     return validated, pd.DataFrame(columns=FAILURE_COLUMNS)
+
+
+def case_text(value: Any) -> str:
+    """A failing value as the failure cases show it. A whole number reads the same whether
+    its column holds missing values (pandas then stores it as a float) or not: `250`, not
+    `250.0`, so a table judged in parts reports what the whole table reports."""
+    if pd.isna(value):
+        return "<missing>"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
 
 
 def passes_quickly(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> bool:
@@ -95,7 +104,7 @@ def summarize_failures(cases: pd.DataFrame) -> list[dict[str, Any]]:
 def sorted_cases(cases: pd.DataFrame) -> pd.DataFrame:
     """Failure cases in one order whatever order they were found in (partitions judged
     apart, in any order): table-level cases first, then by row, column and check."""
-    cases = cases.reindex(columns=FAILURE_COLUMNS)
+    cases = cases.reindex(columns=FAILURE_COLUMNS).reset_index(drop=True)
     order = cases.assign(_text=cases["failure_case"].astype(str)).sort_values(
         ["index", "column", "check", "_text"], na_position="first", kind="stable"
     )
@@ -204,7 +213,7 @@ def apply_policy(
             f"validate.max_invalid_fraction ({policy.max_invalid_fraction:.2%}) allows",
         )
         return None, quarantine, error
-    invalid = list(reasons)
+    invalid = sorted(reasons)  # in row order
     quarantine = frame.loc[invalid].assign(**{reason: [reasons[row] for row in invalid]})
     quarantine.insert(0, row_id, invalid)
     validated, _ = validate_frame(frame.drop(index=invalid), schema=schema)

@@ -88,7 +88,7 @@ def test_invalid_rows_get_a_reason_and_keep_their_place(schema, spec, model, raw
     raw.loc[4, "hours"] = None  # missing where the schema allows it
     out = predict(raw, schema, spec, model)
     assert len(out) == 5
-    assert out["error"][1] == "age: '-4.0' fails in_range(0, 120)"
+    assert out["error"][1] == "age: '-4' fails in_range(0, 120)"
     assert out["error"][3] == "age: missing, and the schema requires a value"
     assert pd.isna(out["predicted"][1]) and pd.isna(out["predicted"][3])
     assert np.isnan(out["probability_yes"][[1, 3]]).all()

@@ -1,0 +1,175 @@
+"""The data stages on Dask: partition by partition they write what one pass over the whole
+table writes, embedded or on a cluster, and a worker that dies mid-task costs nothing."""
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import cloudpickle
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from stages.cli import cli
+from stages.common import io, paths
+
+from .conftest import REPO
+
+DATA_STAGES = ["collect", "validate", "prepare", "split"]
+OUTPUTS = [
+    paths.RAW_TABLE,
+    paths.VALIDATED_TABLE,
+    paths.QUARANTINE_TABLE,
+    paths.PREPARED_TABLE,
+    paths.ENCODING_SPEC,
+    *(paths.split_table(name) for name in paths.SPLIT_NAMES),
+    paths.VALIDATE_FAILURES,
+    paths.VALIDATE_REPORT,
+    paths.PREPARE_REPORT,
+    paths.SPLIT_REPORT,
+]
+
+
+def adult_rows(rows: int) -> pd.DataFrame:
+    return pd.read_csv(REPO / "data/adult.data", header=None, nrows=rows, dtype=str)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    """Adult's first 1,200 rows with invalid rows on each side of the partitions' edges
+    (shards of 250 rows), quarantined, with a few duplicates, as the current directory."""
+    frame = adult_rows(1200)
+    for row in (0, 249, 250, 251, 499, 500, 1199):  # an age no one has
+        frame.iloc[row, 0] = "250"
+    frame.iloc[750, 1] = "Astronaut"  # not in the workclass vocabulary
+    frame.iloc[1000, 0] = "forty"  # not a number
+    frame.iloc[[300, 800, 1100]] = frame.iloc[[10, 20, 30]].to_numpy()  # copies
+    frame.to_csv(tmp_path / "adult.csv", header=False, index=False)
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas/adult.yaml").write_text((REPO / "schemas/adult.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["collect"].update(source="adult.csv", watch="adult.csv")
+    params["validate"].update(on_invalid="quarantine", max_invalid_fraction=0.05)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(io, "ROW_GROUP_ROWS", 250)
+    return tmp_path
+
+
+def run_stages(*names: str) -> str:
+    """What the stages said."""
+    said = ""
+    for name in names:
+        result = CliRunner().invoke(cli, [name], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        said += result.output
+    return said
+
+
+def digests(outputs: list[str] = OUTPUTS) -> dict[str, str]:
+    """Each output's bytes (a table folder's shards one by one)."""
+    found = {}
+    for output in outputs:
+        path = Path(output)
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            found[file.as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return found
+
+
+def test_partitions_find_the_failures_and_quarantine_of_the_whole_table(project):
+    from stages.common.config import ValidateParams
+    from stages.data.transform import clean_frame, unparsed_values
+    from stages.data.validation import apply_policy, sorted_cases, validate_frame
+    from stages.validate import load_validation_schema
+
+    run_stages("collect", "validate")
+    assert len(io.partitions(paths.RAW_TABLE)) == 5
+    # The whole table judged at once, as one frame.
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    schema = load_validation_schema("schemas/adult.yaml", params["dataset"]["target"])
+    raw = io.read_table(paths.RAW_TABLE)
+    tokens = params["prepare"]["missing_tokens"]
+    frame = clean_frame(raw, missing_tokens=tokens, schema=schema)
+    earlier = unparsed_values(raw, frame, missing_tokens=tokens, schema=schema)
+    validated, cases = validate_frame(frame, schema=schema, earlier=earlier)
+    written = pd.read_csv(paths.VALIDATE_FAILURES)
+    expected = sorted_cases(cases)
+    assert len(written) == len(expected) == 12  # row 1000: "forty", then missing
+    assert written["index"].tolist() == expected["index"].tolist()
+    assert written[["column", "check"]].equals(expected[["column", "check"]].astype(str))
+    assert written["failure_case"].astype(str).tolist() == expected["failure_case"].tolist()
+    valid, quarantine, error = apply_policy(
+        frame,
+        validated=validated,
+        cases=cases,
+        report={},
+        schema=schema,
+        policy=ValidateParams(on_invalid="quarantine", max_invalid_fraction=0.05),
+        columns=("row_id", "reason"),
+        source="raw",
+    )
+    assert error is None
+    found = pd.read_parquet(paths.QUARANTINE_TABLE)
+    assert found["row_id"].tolist() == [0, 249, 250, 251, 499, 500, 750, 1000, 1199]
+    pd.testing.assert_frame_equal(found, quarantine.reset_index(drop=True), check_dtype=False)
+    kept = pd.read_parquet(paths.VALIDATED_TABLE)
+    assert kept["row_id"].tolist() == valid.index.tolist()
+    pd.testing.assert_frame_equal(
+        kept.drop(columns="row_id"), valid.reset_index(drop=True), check_dtype=False
+    )
+
+
+@pytest.mark.slow
+def test_a_two_worker_cluster_writes_what_the_embedded_engine_writes(project, monkeypatch):
+    from distributed import LocalCluster
+
+    run_stages(*DATA_STAGES)
+    embedded = digests()
+    assert pd.read_json(paths.PREPARE_REPORT, typ="series")["duplicates_dropped"] == 3
+    for output in OUTPUTS:
+        shutil.rmtree(output) if Path(output).is_dir() else Path(output).unlink()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address)
+        said = run_stages(*DATA_STAGES)
+    assert said.count(f"Dask cluster at {cluster.scheduler_address}") == 3, said
+    assert digests() == embedded
+
+
+class DieOnce(WorkerPlugin):
+    """A worker plugin: the worker that starts the first `prepare_partition` task dies
+    there, abruptly; the marker file keeps the restarted worker from dying again."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        first = not os.path.exists(self.marker)
+        if finish == "executing" and "prepare_partition" in str(key) and first:
+            Path(self.marker).write_text(str(key))
+            os._exit(1)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_prepare_costs_nothing(project, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    run_stages("collect", "validate", "prepare")
+    prepared = [paths.PREPARED_TABLE, paths.ENCODING_SPEC, paths.PREPARE_REPORT]
+    embedded = digests(prepared)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    marker = project / "killed"
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
+        client.register_plugin(DieOnce(str(marker)))
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address)
+        said = run_stages("prepare")
+    assert f"Dask cluster at {cluster.scheduler_address}" in said
+    assert marker.read_text().startswith("prepare_partition")  # a worker did die
+    assert digests(prepared) == embedded
