@@ -238,12 +238,6 @@ def write_shard(frame: pd.DataFrame, folder: Path, index: int, schema=None) -> P
     return target
 
 
-def write_shards(frame: pd.DataFrame, target: str | Path) -> None:
-    """A whole frame as a table folder, `ROW_GROUP_ROWS` rows a shard."""
-    with ShardWriter(target) as writer:
-        writer.write(frame)
-
-
 def unify_shards(folder: str | Path) -> None:
     """Make every shard of a folder carry the same Arrow schema. Shards written apart can
     differ where a column is all missing in one (null type) or integer in one and float in
@@ -257,8 +251,8 @@ def unify_shards(folder: str | Path) -> None:
         return
     try:
         unified = pa.unify_schemas(schemas, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise PipelineError(f"{folder}: the shards' columns disagree in type ({exc})") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError):
+        unified = _text_where_types_clash(schemas)
     unified = unified.remove_metadata()
     for file, schema in zip(files, schemas, strict=True):
         if not schema.remove_metadata().equals(unified):
@@ -266,14 +260,31 @@ def unify_shards(folder: str | Path) -> None:
             pq.write_table(table, file, row_group_size=ROW_GROUP_ROWS)
 
 
+def _text_where_types_clash(schemas: list) -> Any:
+    """One schema for shards whose columns Arrow cannot promote to one type: numbers in
+    some shards and text in others (as a column read in chunks can be) become text, as
+    reading the whole file at once makes them."""
+    import pyarrow as pa
+
+    fields = []
+    for name in schemas[0].names:
+        kinds = {s.field(name).type for s in schemas if name in s.names} - {pa.null()}
+        if len(kinds) <= 1:
+            fields.append(pa.field(name, kinds.pop() if kinds else pa.null()))
+        elif all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in kinds):
+            fields.append(pa.field(name, pa.float64()))
+        else:
+            fields.append(pa.field(name, pa.large_string()))
+    return pa.schema(fields)
+
+
 class ShardWriter:
-    """Writes frames as the shards of a table folder, `ROW_GROUP_ROWS` rows at most each,
-    with one Arrow schema; the folder appears, complete, only when the block ends without
-    error (one empty shard if no row was written)."""
+    """Writes frames as the shards of a table folder, `ROW_GROUP_ROWS` rows at most each;
+    the folder appears, complete and with one schema (`unify_shards`), only when the block
+    ends without error (one empty shard if no row was written)."""
 
     def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
-        self.schema = None
         self.count = 0
         self.empty: pd.DataFrame | None = None
 
@@ -283,25 +294,24 @@ class ShardWriter:
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-
         if not len(frame):
             self.empty = frame if self.empty is None else self.empty
             return
         for start in range(0, len(frame), ROW_GROUP_ROWS):
-            part = frame.iloc[start : start + ROW_GROUP_ROWS]
-            if self.schema is None:
-                self.schema = pa.Schema.from_pandas(part, preserve_index=False)
-            write_shard(part, self.folder, self.count, self.schema)
+            write_shard(frame.iloc[start : start + ROW_GROUP_ROWS], self.folder, self.count)
             self.count += 1
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
-        if exc_type is None and self.count == 0:
-            if self.empty is None:
-                error = PipelineError(f"{self.target}: no rows to write")
-                self._atomic.__exit__(PipelineError, error, None)  # removes the folder
-                raise error
-            write_shard(self.empty, self.folder, 0)
+        if exc_type is None:
+            try:
+                if self.count == 0 and self.empty is None:
+                    raise PipelineError(f"{self.target}: no rows to write")
+                if self.count == 0:
+                    write_shard(self.empty, self.folder, 0)
+                unify_shards(self.folder)
+            except BaseException as error:
+                self._atomic.__exit__(type(error), error, None)  # removes the folder
+                raise
         return bool(self._atomic.__exit__(exc_type, exc, traceback))
 
 

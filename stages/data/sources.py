@@ -134,22 +134,29 @@ def _checked(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
     return frame
 
 
-def read_files(files: list[Path], *, params: CollectParams) -> pd.DataFrame:
-    """Several files with the same columns, in name order, as one table."""
-    frames = []
+def file_chunks(
+    files: list[Path], *, params: CollectParams, chunk_rows: int | None
+) -> Iterator[pd.DataFrame]:
+    """Several files with the same columns, in name order, `chunk_rows` rows at a time (or
+    each file whole), `collect.max_rows` rows at most."""
+    columns: list[str] | None = None
+    left = params.max_rows
     for path in files:
-        frame = read_file(path, params=params)
-        if frames and list(frame.columns) != list(frames[0].columns):
-            raise PipelineError(
-                f"{path}: its columns differ from {files[0]}'s",
-                [
-                    f"{files[0].name}: {list(frames[0].columns)}",
-                    f"{path.name}: {list(frame.columns)}",
-                ],
-            )
-        frames.append(frame)
-    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return table.head(params.max_rows) if params.max_rows is not None else table
+        for frame in read_batches(path, params=params, chunk_rows=chunk_rows):
+            if columns is None:
+                columns = list(frame.columns)
+            elif list(frame.columns) != columns:
+                raise PipelineError(
+                    f"{path}: its columns differ from {files[0]}'s",
+                    [f"{files[0].name}: {columns}", f"{path.name}: {list(frame.columns)}"],
+                )
+            if left is not None:
+                frame = frame.head(left)
+                left -= len(frame)
+            if len(frame):
+                yield frame
+            if left == 0:
+                return
 
 
 def download(url: str, directory: Path) -> Path:
@@ -171,8 +178,9 @@ def download(url: str, directory: Path) -> Path:
     return target
 
 
-def read_database(params: CollectParams) -> pd.DataFrame:
-    """Run `collect.query` against the database at `collect.source` through SQLAlchemy."""
+def database_chunks(params: CollectParams, *, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    """Run `collect.query` against the database at `collect.source` through SQLAlchemy;
+    the answer `chunk_rows` rows at a time (or whole), `collect.max_rows` rows at most."""
     import sqlalchemy
 
     if not params.query:
@@ -183,52 +191,81 @@ def read_database(params: CollectParams) -> pd.DataFrame:
             "and set the variable in the environment"
         )
     url = _expand_env(params.source, key="collect.source")
+    where = hide_password(params.source)
     try:
         engine = sqlalchemy.create_engine(url)
     except Exception as exc:  # an unknown dialect or driver, a malformed URL
-        raise PipelineError(
-            f"{hide_password(params.source)}: not a usable database URL ({exc})"
-        ) from None
+        raise PipelineError(f"{where}: not a usable database URL ({exc})") from None
+    left, empty = params.max_rows, True
     try:
         with engine.connect() as connection:
-            frame = pd.read_sql_query(sqlalchemy.text(params.query), connection)
+            answer = pd.read_sql_query(
+                sqlalchemy.text(params.query), connection, chunksize=chunk_rows
+            )
+            for frame in [answer] if chunk_rows is None else answer:
+                if left is not None:
+                    frame = frame.head(left)
+                    left -= len(frame)
+                if len(frame) or empty:
+                    frame = _checked(frame, where)
+                    empty = False
+                    yield frame
+                if left == 0:
+                    return
+    except PipelineError:
+        raise
     except Exception as exc:  # drivers raise their own error types
         reason = " ".join(str(exc).split("\n")[0].split())
-        raise PipelineError(
-            f"{hide_password(params.source)}: the query failed ({reason[:300]})"
-        ) from None
+        raise PipelineError(f"{where}: the query failed ({reason[:300]})") from None
     finally:
         engine.dispose()
-    if params.max_rows is not None:
-        frame = frame.head(params.max_rows)
-    return _checked(frame, hide_password(params.source))
 
 
-def collect_table(params: CollectParams) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read the source; return the table and what the report says of the source."""
+@contextmanager
+def opened_source(
+    params: CollectParams, *, chunk_rows: int | None
+) -> Iterator[tuple[Iterator[pd.DataFrame], dict[str, Any]]]:
+    """The source's rows `chunk_rows` at a time (or each file whole), and what the report
+    says of the source. A database's fingerprint is of the rows, so it is filled in (as
+    `sha256`) once every chunk has been read."""
     kind = source_kind(params.source)
     if kind == "database":
-        frame = read_database(params)
-        fingerprint = hashlib.sha256(
-            pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
-        ).hexdigest()
-        return frame, {"source": hide_password(params.source), "kind": kind, "sha256": fingerprint}
+        digest = hashlib.sha256()
+        source: dict[str, Any] = {"source": hide_password(params.source), "kind": kind}
+
+        def fingerprinted() -> Iterator[pd.DataFrame]:
+            for frame in database_chunks(params, chunk_rows=chunk_rows):
+                digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+                yield frame
+            source["sha256"] = digest.hexdigest()
+
+        yield fingerprinted(), source
+        return
     with tempfile.TemporaryDirectory(prefix=".tmp-download-") as directory:
         files = [download(params.source, Path(directory))] if kind == "url" else None
         files = files or _source_files(params.source, kind)
-        frame = read_files(files, params=params)
         digests = [file_sha256(path) for path in files]
-        sizes = sum(path.stat().st_size for path in files)
-    fingerprint = (
-        digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
-    )
-    return frame, {
-        "source": params.source,
-        "kind": kind,
-        "files": len(files),
-        "bytes": sizes,
-        "sha256": fingerprint,
-    }
+        fingerprint = (
+            digests[0]
+            if len(digests) == 1
+            else hashlib.sha256("".join(digests).encode()).hexdigest()
+        )
+        source = {
+            "source": params.source,
+            "kind": kind,
+            "files": len(files),
+            "bytes": sum(path.stat().st_size for path in files),
+            "sha256": fingerprint,
+        }
+        yield file_chunks(files, params=params, chunk_rows=chunk_rows), source
+
+
+def collect_table(params: CollectParams) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read the source whole; return the table and what the report says of the source."""
+    with opened_source(params, chunk_rows=None) as (chunks, source):
+        frames = list(chunks)
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return table, source
 
 
 def read_source(*, params: CollectParams) -> pd.DataFrame:

@@ -241,3 +241,32 @@ def test_a_damaged_workbook_is_refused_naming_the_file(tmp_path: Path):
     path.write_bytes(b"not a workbook")
     with pytest.raises(PipelineError, match=r"broken.xlsx: cannot read as excel"):
         read_source(params=params(path))
+
+
+def test_collect_in_chunks_stores_what_a_whole_read_stores(tmp_path: Path, monkeypatch):
+    """A source read chunk by chunk (a shard each): a column of numbers in one chunk and
+    text in another is text, whole numbers in one chunk and missing values in another are
+    floats, max_rows cuts across chunks, and the table reads back as pandas reads the
+    file whole."""
+    import yaml
+
+    from stages import collect
+    from stages.common import paths
+    from stages.common.config import load_params
+    from stages.common.io import read_table, shard_files
+
+    lines = ["code,count,label"] + [f"{i},{i},{'ab'[i % 2]}" for i in range(10)]
+    lines[8] = "x7,,b"  # row 7: text in `code`, nothing in `count`
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    repo_params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+    repo_params["collect"] = {"source": "t.csv", "watch": "t.csv", "max_rows": 9}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(collect, "ROW_GROUP_ROWS", 3)
+    collect.run(load_params("params.yaml"))
+    assert len(shard_files(paths.RAW_TABLE)) == 3
+    whole = pd.read_csv("t.csv", nrows=9)
+    stored = read_table(paths.RAW_TABLE)
+    assert stored["code"].tolist() == whole["code"].tolist()  # every code as text
+    assert stored["count"].dtype == "float64" and stored["count"].isna().sum() == 1
+    pd.testing.assert_frame_equal(stored, whole, check_dtype=False)
