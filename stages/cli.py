@@ -41,8 +41,8 @@ COMMAND_PARAMS: dict[str, dict[str, list[str] | None]] = {
     "split": {"dataset": ["target", "seed"], "split": None},
     "baselines": {
         "dataset": ["seed"],
-        "evaluate": ["baselines", "baseline_trials"],
-        "train": ["max_vocabulary", "min_category_rows"],
+        "evaluate": ["baselines", "baseline_rows", "baseline_trials"],
+        "train": ["max_vocabulary", "min_category_rows", "sample_rows"],
     },
     "train": {"dataset": ["seed"], "train": None, "prepare": ["missing_tokens"]},
     "evaluate": {"dataset": ["seed"], "evaluate": None},

@@ -1,7 +1,8 @@
 """evaluate: judge the trained model on the unseen test split, against baselines and gates.
 
 Reads models/network.keras (on Keras's numpy backend: no TensorFlow start),
-data/split/test.parquet, data/prepared/encoding.json, the baselines' test predictions
+data/split/test.parquet (partition by partition: memory does not grow with its rows),
+data/prepared/encoding.json, the baselines' test predictions
 (reports/baselines/predictions.parquet, fitted on the train split by the baselines stage)
 and the earlier stages' reports. Writes:
 
@@ -26,6 +27,9 @@ is no calibration or threshold (calibration.json holds `{}`).
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from stages.common import paths
 from stages.common.config import (
     Params,
@@ -33,17 +37,25 @@ from stages.common.config import (
 from stages.common.errors import PipelineError
 from stages.common.io import (
     atomic_path,
+    partitions,
     read_json,
-    read_table,
     say,
     write_csv,
     write_json,
     write_table,
 )
 from stages.common.tasks import check_evaluate_params
-from stages.data.encoding import ROW_ID, EncodingSpec, to_arrays
+from stages.data.encoding import (
+    ROW_ID,
+    TARGET,
+    EncodingSpec,
+    concat_inputs,
+    take_rows,
+    to_arrays,
+)
 from stages.evaluation.baselines import read_predictions, scores_of
 from stages.evaluation.figures import write_figures
+from stages.evaluation.importance import slice_columns
 from stages.evaluation.report import (
     Findings,
     dominant_column,
@@ -52,6 +64,7 @@ from stages.evaluation.report import (
 from stages.evaluation.scoring import (
     bootstrap_intervals,
     check_gates,
+    concat_outputs,
     decision_report,
     headline_line,
     model_importance,
@@ -70,10 +83,10 @@ def run(params: Params) -> None:
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     settings, seed = params.evaluate, params.dataset.seed
     check_evaluate_params(spec.task, settings, [feature.name for feature in spec.features])
-    test_rows = read_table(paths.split_table("test"))
     model = load_model(paths.NETWORK)  # the splits are encoded already
-    x_test, y_test = to_arrays(test_rows, spec, model_vocabularies(model))
-    outputs = model_outputs(model, x_test, task=spec.task)
+    test_rows, y_test, outputs, importance_rows = score_test_split(
+        model, spec, settings=settings, seed=seed
+    )
     # The headline is what the model decides, at its own threshold; accuracy at 0.5 beside.
     metrics = scores_of(y_test, outputs.predicted, task=spec.task, labels=outputs.labels)
     predictions = read_predictions(  # fitted on the train split by the baselines stage
@@ -98,7 +111,11 @@ def run(params: Params) -> None:
     decision = None
     if spec.task == "classification":
         decision = decision_report(y_test, outputs, training=training.get("calibration"))
-    importance = model_importance(model, x_test, y_test, spec=spec, settings=settings, seed=seed)
+    importance = None
+    if importance_rows is not None:
+        importance = model_importance(
+            model, *importance_rows, spec=spec, settings=settings, seed=seed
+        )
     slices = slices_report(test_rows, y_test, outputs, spec=spec, settings=settings, seed=seed)
     gates = check_gates(metrics, baselines, settings.gates, intervals)
     found = Findings(
@@ -110,6 +127,41 @@ def run(params: Params) -> None:
         found, training=training, tables=tables, outputs=outputs, y_test=y_test, spec=spec
     )
     _check_verdict(found)
+
+
+def score_test_split(model, spec: EncodingSpec, *, settings, seed: int):
+    """The model on the test split, in one pass partition by partition: (the rows' ids,
+    targets and the columns `evaluate.slices` groups by; the targets; the model's outputs;
+    the inputs and targets of the rows permutation importance uses, None without it: every
+    row when there are at most `evaluate.importance_rows`, else that many drawn by the
+    seed). Memory holds a
+    partition's inputs, a few numbers per row and the importance sample."""
+    parts = partitions(paths.split_table("test"))
+    total = sum(part.rows for part in parts)
+    chosen = None
+    if settings.importance_repeats and total > settings.importance_rows:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(total, size=settings.importance_rows, replace=False))
+    vocabularies = model_vocabularies(model)
+    keep = [ROW_ID, TARGET, *slice_columns(spec, settings.slices)]
+    kept, targets, outputs, sample = [], [], [], []
+    for part in parts:
+        frame = part.read().reset_index(drop=True)
+        x, y = to_arrays(frame, spec, vocabularies)
+        outputs.append(model_outputs(model, x, task=spec.task))
+        kept.append(frame[keep])
+        targets.append(y)
+        if chosen is None and settings.importance_repeats:
+            sample.append(x)
+        elif chosen is not None:
+            inside = chosen[(chosen >= part.start) & (chosen < part.start + part.rows)]
+            sample.append(take_rows(x, inside - part.start))
+    rows = pd.concat(kept, ignore_index=True)
+    y_test = np.concatenate(targets)
+    if not sample:
+        return rows, y_test, concat_outputs(outputs), None
+    y_sample = y_test if chosen is None else y_test[chosen]
+    return rows, y_test, concat_outputs(outputs), (concat_inputs(sample), y_sample)
 
 
 def _write_results(found: Findings, test_rows, y_test, outputs, *, spec: EncodingSpec) -> dict:

@@ -10,7 +10,8 @@ best epoch, the epochs where validation accuracy trailed training accuracy by mo
 
 Scaling is learned here, from train rows only (at most `train.sample_rows` of them, drawn
 by the seed), and saved inside the model. A train split of more than `train.shuffle_rows`
-rows streams from its row groups instead of being read whole (stages/training/stream.py).
+rows streams from its row groups instead of being read whole (stages/training/stream.py);
+at most `train.validation_rows` validation rows, drawn by the seed, are checked each epoch.
 After the fit, a classifier's calibration and (two classes) its decision threshold are
 fitted on the validation rows and stored in its head (stages/model/calibration.py); the
 report gives them with the validation log loss and calibration error before and after.
@@ -24,7 +25,7 @@ import keras
 
 from stages.common import paths
 from stages.common.config import Params
-from stages.common.io import read_table, say, staging_dir, write_json
+from stages.common.io import say, staging_dir, write_json
 from stages.common.runtime import Cluster, join_cluster, leave_cluster, tensorflow_version
 from stages.data.drift import train_profile
 from stages.data.encoding import EncodingSpec
@@ -66,7 +67,10 @@ def run(params: Params, cluster: Cluster | None = None) -> None:
 def _run(params: Params, cluster: Cluster | None) -> None:
     spec = EncodingSpec.load(paths.ENCODING_SPEC)
     train_rows = TrainRows.from_parquet(paths.split_table("train"))
-    validation_rows = read_table(paths.split_table("validation"))
+    validation_split = TrainRows.from_parquet(paths.split_table("validation"))
+    validation_rows = validation_split.sample(
+        params.train.validation_rows, seed=params.dataset.seed
+    )
     # From the sample the model's statistics are fitted on: read once, and let go once fitted.
     sample = train_rows.sample(params.train.sample_rows, seed=params.dataset.seed)
     profile = train_profile(sample, spec) | {"rows": train_rows.rows}
@@ -83,6 +87,7 @@ def _run(params: Params, cluster: Cluster | None) -> None:
             backup_key=inputs_key(params),
             cluster=cluster,
         )
+        report["validation_split_rows"] = validation_split.rows
         write_json(report, live_dir / Path(paths.TRAIN_REPORT).name)
         best_epoch_marker(
             report["history"], best=report["best_epoch"], score=report["overfit_score"]

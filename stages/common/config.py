@@ -295,6 +295,13 @@ class TrainParams(Section):
         "profile) is fitted on at most this many, drawn by dataset.seed (all of them when "
         "there are fewer).",
     )
+    validation_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="Validation rows checked after every epoch, on which calibration and the "
+        "decision threshold are fitted too: at most this many, drawn by dataset.seed (all of "
+        "them when there are fewer), so memory stops growing with the rows.",
+    )
     shuffle_rows: int = Field(
         2_000_000,
         ge=1,
@@ -412,6 +419,13 @@ class EvaluateParams(Section):
     baselines: list[Baseline] = Field(
         default_factory=lambda: ["majority", "logistic", "hist_gradient_boosting"],
         description="Baselines fitted on the train split and scored on the test split.",
+    )
+    baseline_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="Baselines are fitted on at most this many train rows (and "
+        "tuned_gradient_boosting tuned on at most this many validation rows), drawn by "
+        "dataset.seed (all of them when there are fewer); the test split is scored whole.",
     )
     baseline_trials: int = Field(
         30,

@@ -249,6 +249,20 @@ def to_inputs(frame: pd.DataFrame, spec: EncodingSpec, vocabularies: dict[str, l
     return matrix, category_codes(frame, spec, vocabularies)
 
 
+def take_rows(inputs, rows: np.ndarray):
+    """The given rows of what `to_inputs` returns (a matrix, or a pair of them)."""
+    if isinstance(inputs, tuple):
+        return tuple(part[rows] for part in inputs)
+    return inputs[rows]
+
+
+def concat_inputs(parts: list):
+    """Model inputs of several row ranges, one after another."""
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(group) for group in zip(*parts, strict=True))
+    return np.concatenate(parts)
+
+
 def targets(frame: pd.DataFrame, spec: EncodingSpec) -> np.ndarray:
     """Int class indices, or for regression float32 values of shape (rows, 1)."""
     if TARGET not in frame.columns:

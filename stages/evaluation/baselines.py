@@ -6,6 +6,8 @@ Fitted on train rows only by the baselines stage; evaluate reads their predictio
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -124,8 +126,24 @@ def baseline_predictions(
     """Fit each baseline on the train rows; its class probabilities (rows x classes) on
     the test rows, or its predicted values (`n_classes` 0: regression). `tuned`:
     tuned_gradient_boosting's study (`tune_boosting`), whose params it is fitted with."""
+    fitted = fit_baselines(
+        names, x_train=x_train, y_train=y_train, n_classes=n_classes, seed=seed, tuned=tuned
+    )
+    return predict_baselines(fitted, x_test, n_classes=n_classes)
+
+
+def fit_baselines(
+    names: list[str],
+    *,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    n_classes: int,
+    seed: int,
+    tuned: dict | None = None,
+) -> dict[str, Any]:
+    """Each baseline fitted on the train rows, by name (see `baseline_predictions`)."""
     task = "classification" if n_classes else "regression"
-    predictions = {}
+    fitted = {}
     for name in names:
         if name == TUNED:
             if tuned is None:
@@ -133,9 +151,19 @@ def baseline_predictions(
             estimator = boosting(task=task, seed=seed, **tuned["params"])
         else:
             estimator = baseline_estimator(name, seed=seed, task=task)
-        estimator.fit(x_train, np.ravel(y_train) if n_classes == 0 else y_train)
-        predictions[name] = _predicted(estimator, x_test, task=task, n_classes=n_classes)
-    return predictions
+        fitted[name] = estimator.fit(x_train, np.ravel(y_train) if n_classes == 0 else y_train)
+    return fitted
+
+
+def predict_baselines(
+    fitted: dict[str, Any], x_test: np.ndarray, *, n_classes: int
+) -> dict[str, np.ndarray]:
+    """The fitted baselines' predictions on some test rows."""
+    task = "classification" if n_classes else "regression"
+    return {
+        name: _predicted(estimator, x_test, task=task, n_classes=n_classes)
+        for name, estimator in fitted.items()
+    }
 
 
 def scores_of(

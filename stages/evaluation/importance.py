@@ -108,6 +108,16 @@ def permutation_importance(
     return frame.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def slice_columns(spec: EncodingSpec, names: list[str]) -> list[str]:
+    """The encoded columns `slice_labels` reads for these feature columns."""
+    columns: list[str] = []
+    for feature in spec.features:
+        if feature.name in names:
+            columns.extend(feature.numeric_parts() or [value_column(feature.name)])
+            columns.extend([feature.indicator] if feature.indicator else [])
+    return columns
+
+
 def slice_labels(rows: pd.DataFrame, spec: EncodingSpec, column: str) -> pd.Series:
     """The group of each encoded test row by one feature column, as text."""
     feature = next(feature for feature in spec.features if feature.name == column)

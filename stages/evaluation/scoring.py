@@ -156,6 +156,20 @@ class Outputs(NamedTuple):
     uncalibrated: np.ndarray | None  # probabilities before calibration
 
 
+def concat_outputs(parts: list[Outputs]) -> Outputs:
+    """The outputs on several row ranges (partitions), one after another."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def joined(field: str):
+        values = [getattr(part, field) for part in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return Outputs(
+        joined("predicted"), joined("labels"), parts[0].threshold, joined("uncalibrated")
+    )
+
+
 def model_outputs(model, inputs, *, task: str) -> Outputs:
     """Predictions, decisions and uncalibrated probabilities of the (core) model."""
     if task == "regression":
