@@ -4,6 +4,8 @@
     python benchmarks/run.py --quick    # a reduced run for CI (under 2 minutes)
     python benchmarks/run.py --scale 1000000 10000000 --out /tmp/scale.json
                                         # every stage on each row count: seconds, peak memory
+    python benchmarks/run.py --scale 10000000 --cluster
+                                        # the same, the data stages on a 2-worker LocalCluster
 
 1. overhead: a forced `dvc repro` of the whole pipeline against benchmarks/single_script.py,
    which does the same cleaning, encoding, split, model, epochs and batch size in one
@@ -21,6 +23,7 @@ Results print as a table and are written as JSON (--out, benchmarks/results.json
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -54,11 +57,16 @@ DATA_STAGES = ("collect", "validate", "prepare", "split")
 MODEL_STAGES = ("baselines", "train", "evaluate")
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
+def timed(command: list[str], cwd: Path, *, env: dict | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak memory (MB) and output of one command."""
     start = time.perf_counter()
     process = subprocess.Popen(
-        command, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=cwd,
+        env=env or ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -161,19 +169,35 @@ def bench_noop(reps: int) -> dict:
     }
 
 
-def bench_data_stages(rows: int, workdir: Path, *, end_to_end: bool = False) -> tuple[dict, Path]:
+def worker_peaks_mb(client) -> int:
+    """The largest peak resident memory of a cluster's workers since they started."""
+    import resource
+
+    peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return round(max(peaks.values()) / 1024)
+
+
+def bench_data_stages(
+    rows: int, workdir: Path, *, end_to_end: bool = False, client=None
+) -> tuple[dict, Path]:
     """The data stages on `rows` Adult-like rows, one process each; with `end_to_end`, the
-    baselines (none), train (1 epoch) and evaluate too."""
+    baselines (none), train (1 epoch) and evaluate too. With a Dask `client`, the data
+    stages submit their tasks to its cluster (DASK_SCHEDULER_ADDRESS), and each stage's
+    row also gives the workers' peak so far."""
     source = generate(workdir / f"adult_{rows}.data", rows)
     repo = project(workdir / f"rows_{rows}", source=source, epochs=1)
-    result: dict = {"rows": rows, "stages": {}}
+    env = ENV if client is None else {**ENV, "DASK_SCHEDULER_ADDRESS": client.scheduler.address}
+    result: dict = {"rows": rows, "engine": "embedded" if client is None else "cluster"}
+    result["stages"] = {}
     for stage in DATA_STAGES + (MODEL_STAGES if end_to_end else ()):
-        seconds, peak, _ = timed([sys.executable, "-m", "stages", stage], repo)
+        seconds, peak, _ = timed([sys.executable, "-m", "stages", stage], repo, env=env)
         result["stages"][stage] = {
             "seconds": round(seconds, 2),
             "peak_mb": round(peak),
             "rows_per_s": round(rows / seconds),
         }
+        if client is not None:
+            result["stages"][stage]["workers_peak_mb"] = worker_peaks_mb(client)
     data = [result["stages"][stage] for stage in DATA_STAGES]
     result["total_s"] = round(sum(s["seconds"] for s in data), 2)
     result["peak_mb"] = max(s["peak_mb"] for s in data)
@@ -327,14 +351,29 @@ def print_table(results: dict) -> None:
 
 
 def _stage_rows(results: dict) -> None:
-    _row("rows", "stage", "seconds", "peak MB", "rows/s")
-    _row(*["---"] * 5)
+    _row("rows", "engine", "stage", "seconds", "peak MB", "rows/s", "workers' peak MB")
+    _row(*["---"] * 7)
     for run in results["data_stages"]:
+        engine = run.get("engine", "embedded")
         for stage, r in run["stages"].items():
-            _row(run["rows"], stage, r["seconds"], r["peak_mb"], r["rows_per_s"])
-        _row(run["rows"], "collect..split", run["total_s"], run["peak_mb"], "")
+            workers = r.get("workers_peak_mb", "")
+            _row(run["rows"], engine, stage, r["seconds"], r["peak_mb"], r["rows_per_s"], workers)
+        _row(run["rows"], engine, "collect..split", run["total_s"], run["peak_mb"], "", "")
         if "end_to_end_s" in run:
-            _row(run["rows"], "end to end", run["end_to_end_s"], run["end_to_end_peak_mb"], "")
+            peak = run["end_to_end_peak_mb"]
+            _row(run["rows"], engine, "end to end", run["end_to_end_s"], peak, "", "")
+
+
+@contextlib.contextmanager
+def local_cluster():
+    """A client of a 2-worker, 1-thread-each Dask LocalCluster on this machine."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
 
 
 def main() -> None:
@@ -349,6 +388,16 @@ def main() -> None:
         nargs="+",
         metavar="ROWS",
         help="only every stage end to end (train 1 epoch) on each of these row counts",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="with --scale: the data stages on a 2-worker Dask LocalCluster, not embedded",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="with --scale: add these runs to those already in --out",
     )
     parser.add_argument("--throughput", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=3, help=argparse.SUPPRESS)
@@ -368,10 +417,12 @@ def main() -> None:
         if args.scale:
             results["mode"] = "scale"
             results["data_stages"] = []
-            for rows in args.scale:
-                run, repo = bench_data_stages(rows, workdir, end_to_end=True)
-                shutil.rmtree(repo)
-                results["data_stages"].append(run)
+            with contextlib.ExitStack() as stack:
+                client = stack.enter_context(local_cluster()) if args.cluster else None
+                for rows in args.scale:
+                    run, repo = bench_data_stages(rows, workdir, end_to_end=True, client=client)
+                    shutil.rmtree(repo)
+                    results["data_stages"].append(run)
         elif args.quick:
             results["overhead"] = [bench_overhead("Adult", None, reps=1, epochs=1)]
             results["noop"] = bench_noop(reps=2)
@@ -392,6 +443,10 @@ def main() -> None:
             results["data_stages"] = [run for run, _ in runs]
             results["training_input"] = bench_training_input(runs[0][1], epochs=4)
     results["seconds"] = round(time.perf_counter() - started, 1)
+    if args.scale and args.append and args.out.exists():
+        earlier = json.loads(args.out.read_text())
+        results["data_stages"] = earlier["data_stages"] + results["data_stages"]
+        results["seconds"] = round(earlier["seconds"] + results["seconds"], 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

@@ -210,7 +210,45 @@ def tune_table() -> str:
     return "\n".join(out)
 
 
+def scale_table() -> str:
+    """benchmarks/scale.json: every stage's seconds and peak memory per row count and engine."""
+    path = ROOT / "benchmarks/scale.json"
+    if not path.exists():
+        return "No run recorded yet (benchmarks/scale.json)."
+    scale = json.loads(path.read_text())
+    runs = scale["data_stages"]
+    names = [f"{run['rows'] / 1e6:g}M rows, {run.get('engine', 'embedded')}" for run in runs]
+    out = ["| stage | " + " | ".join(names) + " |", "|---" * (len(runs) + 1) + "|"]
+    stages = list(runs[0]["stages"])
+    for stage in stages:
+        cells = []
+        for run in runs:
+            r = run["stages"].get(stage)
+            if r is None:
+                cells.append("")
+                continue
+            cell = f"{r['seconds']:,.1f} s, {r['peak_mb'] / 1024:.2f} GB"
+            if "workers_peak_mb" in r:
+                cell += f" (workers {r['workers_peak_mb'] / 1024:.2f} GB)"
+            cells.append(cell)
+        shown = "train (1 epoch)" if stage == "train" else stage
+        out.append(f"| {shown} | " + " | ".join(cells) + " |")
+    out.append(
+        "| end to end | "
+        + " | ".join(
+            f"{run['end_to_end_s']:,.1f} s, peak {run['end_to_end_peak_mb'] / 1024:.2f} GB"
+            for run in runs
+        )
+        + " |"
+    )
+    out.append(f"\n{scale['machine']}.")
+    if scale.get("note"):
+        out += ["", scale["note"]]
+    return "\n".join(out)
+
+
 GENERATORS = {
+    "scale": scale_table,
     "tune": tune_table,
     "serve": serve_table,
     "params": params_reference,

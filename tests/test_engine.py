@@ -2,6 +2,7 @@
 table writes, embedded or on a cluster, and a worker that dies mid-task costs nothing."""
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -173,3 +174,70 @@ def test_a_worker_killed_during_prepare_costs_nothing(project, monkeypatch):
     assert f"Dask cluster at {cluster.scheduler_address}" in said
     assert marker.read_text().startswith("prepare_partition")  # a worker did die
     assert digests(prepared) == embedded
+
+
+def split_ids() -> dict[str, list[int]]:
+    return {
+        name: sorted(pd.read_parquet(paths.split_table(name))["row_id"])
+        for name in paths.SPLIT_NAMES
+    }
+
+
+def test_a_large_table_is_split_by_row_id_hash_whatever_its_partitions(project, monkeypatch):
+    from stages import split
+
+    run_stages("collect", "validate", "prepare", "split")
+    in_memory = json.loads(Path(paths.SPLIT_REPORT).read_text())
+    monkeypatch.setattr(split, "EXACT_ROWS", 100)  # the 1,196 prepared rows are "large"
+    said = run_stages("split")
+    assert "by row-id hash" in said
+    hashed = json.loads(Path(paths.SPLIT_REPORT).read_text())
+    for name in paths.SPLIT_NAMES:  # the same numbers per class as in memory, to a row
+        for label, rows in in_memory[name]["classes"].items():
+            assert abs(hashed[name]["classes"][label] - rows) <= 1, (name, label)
+    first = split_ids()
+    every = sorted(pd.read_parquet(paths.PREPARED_TABLE)["row_id"])
+    assert sorted(row for ids in first.values() for row in ids) == every  # each row once
+    for name in paths.SPLIT_NAMES:
+        written = pd.read_parquet(paths.split_table(name))
+        counts = written["target"].value_counts().to_dict()
+        assert sum(counts.values()) == hashed[name]["rows"]
+    # The same table in other partitions: the same rows in each split.
+    table = io.read_table(paths.PREPARED_TABLE)
+    monkeypatch.setattr(io, "ROW_GROUP_ROWS", 170)
+    with io.ShardWriter(paths.PREPARED_TABLE) as writer:
+        writer.write(table)
+    assert len(io.partitions(paths.PREPARED_TABLE)) == -(-len(table) // 170) == 7
+    run_stages("split")
+    assert split_ids() == first
+    # Another seed, another split.
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["dataset"]["seed"] += 1
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    run_stages("split")
+    assert split_ids() != first
+
+
+def test_the_hash_split_stratifies_a_numeric_target_on_its_deciles():
+    import numpy as np
+
+    from stages.data import hashsplit
+
+    rng = np.random.default_rng(0)
+    target = rng.lognormal(size=20_000)
+    edges = hashsplit.regression_edges(target[:5_000], validation=0.1, test=0.2)
+    assert len(edges) == 9
+    strata = hashsplit.Strata(edges=edges)
+    keys = hashsplit.row_keys(np.arange(20_000), seed=3)
+    histogram = np.zeros((strata.count, 1 << hashsplit.BITS), dtype=np.int64)
+    np.add.at(histogram, (strata.of(target), (keys >> hashsplit.SHIFT).astype(np.int64)), 1)
+    places, _ = hashsplit.thresholds(histogram, validation=0.1, test=0.2, stratify=True)
+    bins = (keys >> hashsplit.SHIFT).astype(np.int64)
+    found = {(s, b): keys[(strata.of(target) == s) & (bins == b)] for s, b, _ in places}
+    cuts = hashsplit.cut_keys(places, found, strata.count)
+    frame = pd.DataFrame({"row_id": np.arange(20_000), "target": target})
+    codes = hashsplit.HashAssigner(3, strata, cuts).codes(frame)
+    for stratum in range(strata.count):  # each decile split 70 / 10 / 20, to a row
+        inside = codes[strata.of(target) == stratum]
+        n = len(inside)
+        assert (inside == 2).sum() == round(0.2 * n) and (inside == 1).sum() == round(0.1 * n)

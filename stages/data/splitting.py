@@ -90,18 +90,9 @@ def split_assignment(
             strata, validation=validation, test=test, seed=seed, stratify=stratify and bins > 1
         )
     counts = labels.value_counts()
-    require_two_classes(len(counts), where=f"target column '{target}'")
-    # Each split needs at least one row of every class.
-    smallest_share = min(validation, test, 1 - validation - test)
-    too_small = (counts < min_class_rows(validation=validation, test=test)).to_numpy()
-    if stratify and too_small.any():
-        named = counts if classes is None else counts.rename(lambda code: classes[int(code)])
-        small = named[too_small]
-        raise PipelineError(
-            f"class(es) too small to appear in every split of '{target}': "
-            + ", ".join(f"{label} ({count} rows)" for label, count in small.items()),
-            _too_small_fixes(small, named, smallest_share),
-        )
+    check_class_counts(
+        counts, target=target, validation=validation, test=test, stratify=stratify, classes=classes
+    )
     values = labels.to_numpy()
     assignment = _seeded_split(
         values, validation=validation, test=test, seed=seed, stratify=stratify
@@ -114,6 +105,31 @@ def split_assignment(
                 "add rows, or change split.validation / split.test"
             )
     return assignment
+
+
+def check_class_counts(
+    counts: pd.Series,
+    *,
+    target: str,
+    validation: float,
+    test: float,
+    stratify: bool,
+    classes: list[str] | None,
+) -> None:
+    """At least two classes, and (stratified) each with the rows it needs to appear in
+    every split; `counts` is rows per class code."""
+    counts = counts[counts > 0]
+    require_two_classes(len(counts), where=f"target column '{target}'")
+    smallest_share = min(validation, test, 1 - validation - test)
+    too_small = (counts < min_class_rows(validation=validation, test=test)).to_numpy()
+    if stratify and too_small.any():
+        named = counts if classes is None else counts.rename(lambda code: classes[int(code)])
+        small = named[too_small]
+        raise PipelineError(
+            f"class(es) too small to appear in every split of '{target}': "
+            + ", ".join(f"{label} ({count} rows)" for label, count in small.items()),
+            _too_small_fixes(small, named, smallest_share),
+        )
 
 
 def split_frame(
