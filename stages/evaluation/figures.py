@@ -61,16 +61,33 @@ def plot_tables(
     precision, recall, pr_thresholds = skm.precision_recall_curve(truth, scores)
     return {
         "confusion": pd.DataFrame({"actual": names[y_true], "predicted": names[labels]}),
-        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)}),
-        "precision_recall": pd.DataFrame(
-            {
-                "recall": recall[:-1],
-                "precision": precision[:-1],
-                "threshold": pr_thresholds,
-            }
+        "roc": thinned(
+            pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)})
+        ),
+        "precision_recall": thinned(
+            pd.DataFrame(
+                {
+                    "recall": recall[:-1],
+                    "precision": precision[:-1],
+                    "threshold": pr_thresholds,
+                }
+            )
         ),
         "calibration": reliability(y_true, proba),
     }
+
+
+# A curve's points in the plots' data: more than a plot can show (a curve over millions of
+# test rows has a point per distinct score) are thinned to evenly spaced ones.
+MAX_CURVE_POINTS = 10_000
+
+
+def thinned(curve: pd.DataFrame, limit: int = MAX_CURVE_POINTS) -> pd.DataFrame:
+    """At most `limit` of a curve's points, evenly spaced along it, its ends kept."""
+    if len(curve) <= limit:
+        return curve
+    keep = np.unique(np.linspace(0, len(curve) - 1, limit).round().astype(int))
+    return curve.iloc[keep].reset_index(drop=True)
 
 
 def reliability(y_true: np.ndarray, proba: np.ndarray) -> pd.DataFrame:

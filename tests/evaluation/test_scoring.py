@@ -132,3 +132,21 @@ def test_gates_on_the_interval_need_the_whole_interval_to_pass():
     assert on_intervals[0]["interval_end"] == 0.84  # the low end of accuracy's interval
     assert on_intervals[1]["interval_end"] == 0.32
     assert on_intervals[4]["shortfall"] == pytest.approx(0.004)
+
+
+def test_curves_over_many_rows_are_thinned_to_a_plot_s_worth_of_points():
+    import numpy as np
+
+    from stages.evaluation.figures import MAX_CURVE_POINTS, plot_tables
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=50_000)
+    scores = np.clip(y * 0.3 + rng.random(50_000) * 0.7, 0, 1)
+    tables = plot_tables(y, np.stack([1 - scores, scores], axis=1), classes=["a", "b"])
+    curve = tables["precision_recall"]
+    assert len(curve) == MAX_CURVE_POINTS
+    assert curve["threshold"].is_monotonic_increasing  # evenly spaced along it, in order
+    assert curve["recall"].iloc[0] == 1.0  # its ends kept
+    assert len(tables["confusion"]) == 50_000
+    few = plot_tables(y[:500], np.stack([1 - scores, scores], axis=1)[:500], classes=["a", "b"])
+    assert len(few["precision_recall"]) > 400  # a small test split keeps every point
