@@ -301,6 +301,16 @@ def test_predict_reads_new_rows_on_their_own_terms(repo: Path, first_repro):
         assert got["error"].isna().all(), (name, got["error"].dropna().head())
         assert got["predicted"].tolist() == expected["predicted"].tolist(), name
         np.testing.assert_allclose(got["probability_>50K"], expected["probability_>50K"], rtol=1e-6)
+    # A folder of shards in, a folder of shards out: one per input shard, rows numbered on.
+    (repo / "rows_in").mkdir()
+    for index, start in enumerate((0, 100, 200)):
+        shuffled.iloc[start : start + 100].to_parquet(repo / f"rows_in/part-{index:05d}.parquet")
+    run([sys.executable, "-m", "stages", "predict", "rows_in", "--output", "rows_out"], repo)
+    shards = sorted((repo / "rows_out").iterdir())
+    assert [shard.name for shard in shards] == [f"part-{i:05d}.parquet" for i in range(3)]
+    got = pd.read_parquet(repo / "rows_out")
+    assert got["row"].tolist() == list(range(300))
+    assert got["predicted"].tolist() == expected["predicted"].tolist()
     # A header can be forced either way: read as data, the header line is refused.
     forced = subprocess.run(
         [

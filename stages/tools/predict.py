@@ -19,6 +19,7 @@ in input order; beside it, `<stem>.drift.json` compares the batch with the train
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 from stages.common import paths
 from stages.common.config import CollectParams, Params
 from stages.common.errors import PipelineError
-from stages.common.io import atomic_path, read_json, say, write_json
+from stages.common.io import atomic_dir, atomic_path, read_json, say, shard_name, write_json
 from stages.data.drift import DriftCounter
 from stages.data.sniff import open_sample, sniff_text
 from stages.data.sources import file_format, read_batches
@@ -130,54 +131,93 @@ class _Tally:
             self.drift.add(predictions.encoded)
 
 
+def input_files(input_path: str) -> list[Path]:
+    """The files of new rows: the file itself, or a folder's files in name order (a table's
+    shards, or files with the same columns)."""
+    path = Path(input_path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    if not files:
+        raise PipelineError(f"{path}: the folder has no files")
+    return files
+
+
 def run(params: Params, *, input_path: str, output_path: str, header: bool | None = None) -> None:
-    """The predict command."""
+    """The predict command. A folder of files as input gives, unless the output is a CSV
+    file, a folder of Parquet shards as output: one per input file, rows numbered across
+    them."""
     start = time.perf_counter()
     predictor = Predictor.load(params)  # the rows are cleaned and encoded by it
+    files = input_files(input_path)
     read_params = new_rows_params(
-        input_path, params.collect, columns=predictor.columns, header=header
+        files[0], params.collect, columns=predictor.columns, header=header
     )
     profile = Path(paths.PROFILE)
     tally = _Tally(DriftCounter(read_json(profile)) if profile.is_file() else None)
     output = Path(output_path)
-    suffix = ".csv" if output.suffix.lower() == ".csv" else ".parquet"
-    with atomic_path(output, suffix=suffix) as tmp:
-        writer = _PredictionWriter(tmp, classes=predictor.spec.classes)
-        try:
-            for chunk in read_batches(
-                input_path,
-                params=read_params,
-                chunk_rows=params.predict.batch_rows,
-                optional_column=predictor.spec.target,
-            ):
-                if tally.extra is None:
-                    tally.extra = [
-                        str(name)
-                        for name in chunk.columns
-                        if name not in predictor.schema.columns and name != predictor.spec.target
-                    ]
-                    if tally.extra:
-                        names = ", ".join(tally.extra)
-                        say("predict", f"ignoring column(s) the model does not use: {names}")
+    classes = predictor.spec.classes
+    scoring = functools.partial(
+        _predict_file, predictor=predictor, read_params=read_params, params=params, tally=tally
+    )
+    if Path(input_path).is_dir() and output.suffix.lower() != ".csv":
+        with atomic_dir(output) as folder:
+            for index, file in enumerate(files):
+                writer = _PredictionWriter(folder / shard_name(index), classes=classes)
                 try:
-                    predictions = predictor.predict(chunk)
-                except PipelineError as exc:
-                    hint = _header_hint(read_params) if tally.rows == 0 else []
-                    raise PipelineError(
-                        f"{input_path}: {exc.message}", [*exc.details, *hint]
-                    ) from None
-                if tally.rows == 0:
-                    _check_first_batch(predictions.table, read_params, input_path)
-                bad = _checked_errors(predictions.table, params, input_path, first=tally.rows)
-                batch = predictions.table
-                batch.insert(
-                    0, "row", np.arange(tally.rows, tally.rows + len(batch), dtype="int64")
-                )
-                writer.write(batch)
-                tally.add(predictions, invalid=bad)
-        finally:
-            writer.close()
+                    scoring(file, writer)
+                finally:
+                    writer.close()
+    else:
+        suffix = ".csv" if output.suffix.lower() == ".csv" else ".parquet"
+        with atomic_path(output, suffix=suffix) as tmp:
+            writer = _PredictionWriter(tmp, classes=classes)
+            try:
+                for file in files:
+                    scoring(file, writer)
+            finally:
+                writer.close()
     _report(tally, params, output=output, seconds=time.perf_counter() - start)
+
+
+def _predict_file(
+    file: Path,
+    writer: _PredictionWriter,
+    *,
+    predictor: Predictor,
+    read_params: CollectParams,
+    params: Params,
+    tally: _Tally,
+) -> None:
+    """Score one file's rows batch by batch into `writer`, numbering them on from the rows
+    of the files before it."""
+    for chunk in read_batches(
+        file,
+        params=read_params,
+        chunk_rows=params.predict.batch_rows,
+        optional_column=predictor.spec.target,
+    ):
+        if tally.extra is None:
+            tally.extra = [
+                str(name)
+                for name in chunk.columns
+                if name not in predictor.schema.columns and name != predictor.spec.target
+            ]
+            if tally.extra:
+                names = ", ".join(tally.extra)
+                say("predict", f"ignoring column(s) the model does not use: {names}")
+        try:
+            predictions = predictor.predict(chunk)
+        except PipelineError as exc:
+            hint = _header_hint(read_params) if tally.rows == 0 else []
+            raise PipelineError(f"{file}: {exc.message}", [*exc.details, *hint]) from None
+        if tally.rows == 0:
+            _check_first_batch(predictions.table, read_params, str(file))
+        bad = _checked_errors(predictions.table, params, str(file), first=tally.rows)
+        batch = predictions.table
+        batch.insert(0, "row", np.arange(tally.rows, tally.rows + len(batch), dtype="int64"))
+        writer.write(batch)
+        tally.add(predictions, invalid=bad)
 
 
 def _header_hint(read_params: CollectParams) -> list[str]:

@@ -71,8 +71,8 @@ def streamed_batches(
     batch_size: int,
     first_epoch: int,
     epochs: int,
-    process: int = 0,
     processes: int = 1,
+    steps: int | None = None,
     n_inputs: int = 1,
 ):
     """The batches of epochs `first_epoch` to `epochs - 1` as one tf.data stream, from
@@ -80,8 +80,9 @@ def streamed_batches(
     `stream.stream_windows` yields them): each epoch's windows cut into batches across
     their edges, as `stream.stream_batches` cuts them, by tf.data in one copy (a Python
     generator of batches costs 2 ms a batch). `first`: arrays of the same dtypes and
-    widths, for the signature. With several processes each keeps its stride of every
-    global batch, the last partial one dropped."""
+    widths, for the signature. With several processes, `windows` holds this process's
+    shards: they are cut into batches of `batch_size / processes`, `steps` of them an
+    epoch."""
     import tensorflow as tf
 
     signature = tuple(
@@ -89,19 +90,15 @@ def streamed_batches(
     )
 
     def one_epoch(epoch):
-        return tf.data.Dataset.from_generator(
-            windows, args=(epoch,), output_signature=signature
-        ).rebatch(batch_size, drop_remainder=processes > 1)
-
-    def stride(*arrays):
-        if processes > 1:
-            arrays = tuple(array[process::processes] for array in arrays)
-        return _group_inputs(arrays, n_inputs)
+        rows = tf.data.Dataset.from_generator(windows, args=(epoch,), output_signature=signature)
+        if processes == 1:
+            return rows.rebatch(batch_size)
+        return rows.rebatch(batch_size // processes, drop_remainder=True).take(steps)
 
     return (
         tf.data.Dataset.range(first_epoch, epochs)
         .flat_map(one_epoch)
-        .map(stride)
+        .map(lambda *arrays: _group_inputs(arrays, n_inputs))
         .prefetch(tf.data.AUTOTUNE)
     )
 

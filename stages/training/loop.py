@@ -46,7 +46,7 @@ from stages.training.callbacks import (
     overfit_epochs,
     training_callbacks,
 )
-from stages.training.stream import TrainRows, stream_windows
+from stages.training.stream import TrainRows, process_steps, stream_windows
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
@@ -152,8 +152,8 @@ def train_model(
     weights = None
     if spec.task == "classification":
         weights = class_weights(y_train, classes=spec.classes, mode=params.class_weight)
-    steps, params = _steps(params, rows=len(y_train), processes=processes)
     streamed = rows.rows > params.shuffle_rows
+    steps, params = _steps(params, rows=rows, processes=processes, streamed=streamed)
     whole = None if streamed else rows.everything()
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         fitted_on = fitting_sample(rows, whole, y_train, params=params, seed=seed, spec=spec)
@@ -184,6 +184,7 @@ def train_model(
         callbacks.restore_best(trainer)  # backed up after the last epoch
     facts = _model_facts(model, trainer, vocabularies, weights, spec=spec)
     facts |= {"train_rows": len(y_train), "seed": seed, "device": device, "processes": processes}
+    facts["streamed_shards"] = len(rows.shard_rows) if streamed else None
     facts["resumed_after_epoch"] = done or None
     report = _report(
         model, inputs["validation"], callbacks, live, spec=spec, params=params, facts=facts
@@ -319,6 +320,8 @@ class Streamed(NamedTuple):
                 seed=plan.seed,
                 epoch=int(epoch),
                 shuffle_rows=params.shuffle_rows,
+                process=plan.process,
+                processes=plan.processes,
             )
 
         return streamed_batches(
@@ -327,8 +330,8 @@ class Streamed(NamedTuple):
             batch_size=params.batch_size,
             first_epoch=plan.first_epoch,
             epochs=params.epochs,
-            process=plan.process,
             processes=plan.processes,
+            steps=plan.steps,
             n_inputs=n_inputs,
         )
 
@@ -343,9 +346,15 @@ def _check_batches(params: TrainParams, *, processes: int, rows: int) -> None:
         raise PipelineError(f"{rows} train rows are fewer than one batch of {params.batch_size}")
 
 
-def _steps(params: TrainParams, *, rows: int, processes: int) -> tuple[int, TrainParams]:
-    """Steps per epoch, and the params with train.steps_per_execution fitted to divide them."""
-    steps = steps_per_epoch(rows, params.batch_size, processes)
+def _steps(
+    params: TrainParams, *, rows: TrainRows, processes: int, streamed: bool
+) -> tuple[int, TrainParams]:
+    """Steps per epoch (of every process, reading its own shards when the rows stream),
+    and the params with train.steps_per_execution fitted to divide them."""
+    if streamed and processes > 1:
+        steps = process_steps(rows.shard_rows, params.batch_size, processes)
+    else:
+        steps = steps_per_epoch(rows.rows, params.batch_size, processes)
     per_execution = fitting_steps_per_execution(params.steps_per_execution, steps)
     if per_execution != params.steps_per_execution:
         say(

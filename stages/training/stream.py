@@ -9,7 +9,9 @@ training needs stops growing with the rows.
   one shard) are permuted by (seed, epoch, window), and the rows a window leaves over
   (fewer than a batch) open the next window's first batch: every epoch has the same number
   of batches as an in-memory epoch, and a run resumed at epoch k sees exactly the batches
-  an unbroken run sees from epoch k.
+  an unbroken run sees from epoch k. Several training processes are dealt the epoch's
+  shards in turn and each reads only its own, cutting its rows into its share of every
+  batch, all taking the same number of steps (`process_steps`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.common.errors import PipelineError
 from stages.common.io import Partition, partitions
 from stages.data.encoding import TARGET, EncodingSpec, targets
 
@@ -115,16 +118,42 @@ def windows(shard_rows: list[int], order: np.ndarray, shuffle_rows: int) -> list
 
 
 def epoch_plan(
-    shard_rows: list[int], *, seed: int, epoch: int, shuffle_rows: int
+    shard_rows: list[int],
+    *,
+    seed: int,
+    epoch: int,
+    shuffle_rows: int,
+    process: int = 0,
+    processes: int = 1,
 ) -> list[tuple[list[int], np.ndarray]]:
-    """An epoch's windows: each its shards and the permutation of its rows."""
+    """An epoch's windows: each its shards and the permutation of its rows. With several
+    processes, the epoch's shard order is dealt among them (process p takes every p-th
+    shard of it), so each reads only its own shards."""
     order = np.random.default_rng([seed, epoch]).permutation(len(shard_rows))
+    if processes > 1:
+        order = order[process::processes]
     plan = []
     for place, group in enumerate(windows(shard_rows, order, shuffle_rows)):
         size = sum(shard_rows[shard] for shard in group)
         key = [seed, epoch * WINDOWS_PER_EPOCH + place]
+        if processes > 1:
+            key.append(process)
         plan.append((group, np.random.default_rng(key).permutation(size)))
     return plan
+
+
+def process_steps(shard_rows: list[int], batch_size: int, processes: int) -> int:
+    """Steps per epoch of each of several processes that read disjoint shards, each batch
+    `batch_size / processes` of its rows: as many as the process dealt the fewest rows can
+    take in any epoch (the smallest shards, as many as each process is dealt at least).
+    The rows a process has beyond them wait for another epoch's deal."""
+    dealt = len(shard_rows) // processes
+    if dealt == 0:
+        raise PipelineError(
+            f"the train split has {len(shard_rows)} shard(s), fewer than the {processes} "
+            "training processes that each read their own"
+        )
+    return sum(sorted(shard_rows)[:dealt]) // (batch_size // processes)
 
 
 def stream_windows(
@@ -134,12 +163,20 @@ def stream_windows(
     seed: int,
     epoch: int,
     shuffle_rows: int,
+    process: int = 0,
+    processes: int = 1,
 ) -> Iterator[tuple[np.ndarray, ...]]:
-    """One epoch's windows in order, each its rows encoded (`encode` turns rows into
-    arrays: inputs, targets, weights) and permuted. Cut into batches across the windows'
-    edges (`stream_batches`, or tf.data's `rebatch`), they are the epoch's batches."""
+    """One epoch's windows (of this process's shards) in order, each its rows encoded
+    (`encode` turns rows into arrays: inputs, targets, weights) and permuted. Cut into
+    batches across the windows' edges (`stream_batches`, or tf.data's `rebatch`), they are
+    the epoch's batches."""
     for group, permutation in epoch_plan(
-        table.shard_rows, seed=seed, epoch=epoch, shuffle_rows=shuffle_rows
+        table.shard_rows,
+        seed=seed,
+        epoch=epoch,
+        shuffle_rows=shuffle_rows,
+        process=process,
+        processes=processes,
     ):
         frame = pd.concat([table.shard(shard) for shard in group], ignore_index=True)
         arrays = encode(frame)
@@ -161,22 +198,30 @@ def stream_batches(
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """The training batches of epochs `first_epoch` to `epochs - 1`: each epoch's windows
     cut into batches, the rows a window leaves over opening the next one's first batch.
-    With several processes each keeps its stride of every global batch, and an epoch's
-    last partial batch is dropped (every process takes the same steps)."""
+    With several processes each cuts its own shards' rows into batches of
+    `batch_size / processes` and takes `process_steps` of them (every process the same
+    steps)."""
+    local = batch_size // processes
+    steps = process_steps(table.shard_rows, batch_size, processes) if processes > 1 else None
     for epoch in range(first_epoch, epochs):
         held: tuple[np.ndarray, ...] | None = None  # rows left over by the last window
+        taken = 0
         for arrays in stream_windows(
-            table, encode, seed=seed, epoch=epoch, shuffle_rows=shuffle_rows
+            table,
+            encode,
+            seed=seed,
+            epoch=epoch,
+            shuffle_rows=shuffle_rows,
+            process=process,
+            processes=processes,
         ):
             if held is not None:
                 arrays = tuple(np.concatenate(pair) for pair in zip(held, arrays, strict=True))
-            whole = len(arrays[0]) - len(arrays[0]) % batch_size
-            for start in range(0, whole, batch_size):
-                yield _stride(arrays, start, start + batch_size, process, processes)
+            whole = len(arrays[0]) - len(arrays[0]) % local
+            for start in range(0, whole, local):
+                if steps is None or taken < steps:
+                    yield tuple(array[start : start + local] for array in arrays)
+                    taken += 1
             held = tuple(array[whole:] for array in arrays)
         if held is not None and len(held[0]) and processes == 1:
             yield held
-
-
-def _stride(arrays: tuple, start: int, end: int, process: int, processes: int) -> tuple:
-    return tuple(array[start + process : end : processes] for array in arrays)

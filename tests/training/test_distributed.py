@@ -84,6 +84,35 @@ def test_two_workers_train_one_model_and_hold_identical_weights(tmp_path):
     print(f"two workers {elapsed:.1f} s, one worker {single:.1f} s (ratio {elapsed / single:.2f})")
 
 
+def test_two_workers_streaming_the_split_read_their_own_shards(tmp_path):
+    """A train split of more rows than train.shuffle_rows streams from its shards: each
+    process is dealt its own shards every epoch, and both take the same steps to the same
+    weights."""
+    import pandas as pd
+    import yaml
+
+    from stages.common import io
+
+    repos = [shrunk_copy(tmp_path / f"worker{index}") for index in range(2)]
+    for repo in repos:
+        run(["dvc", "repro", "split"], repo)
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["train"]["shuffle_rows"] = 100
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        train = pd.read_parquet(repo / "data/split/train.parquet")
+        with io.ShardWriter(repo / "data/split/train.parquet") as writer:
+            for start in range(0, len(train), 60):  # four shards of 60 rows
+                writer.write(train.iloc[start : start + 60])
+    _train(repos, _free_port())
+    models = [(repo / "models/model.keras").read_bytes() for repo in repos]
+    assert models[0] == models[1]
+    for repo in repos:
+        report = json.loads((repo / "reports/train/report.json").read_text())
+        assert report["processes"] == 2 and report["streamed_shards"] == 4
+        # Each process is dealt two shards: 120 rows, 7 batches of 16 an epoch.
+        assert report["optimizer_steps"] == 2 * 7
+
+
 def test_an_incomplete_cluster_description_is_a_clear_error():
     env = {**os.environ, "TRAIN_COORDINATOR": "127.0.0.1:1", "TRAIN_NUM_PROCESSES": "2"}
     result = subprocess.run(  # fails before it reads or writes anything

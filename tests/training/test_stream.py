@@ -1,5 +1,6 @@
 """Train rows streamed from a Parquet file's row groups: every row once per epoch, in
-batches as many as in memory, by (seed, epoch) alone, split between processes."""
+batches as many as in memory, by (seed, epoch) alone; several processes each read their
+own shards and take the same steps."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.common.errors import PipelineError
 from stages.training.batches import steps_per_epoch
-from stages.training.stream import TrainRows, epoch_plan, stream_batches, windows
+from stages.training.stream import (
+    TrainRows,
+    epoch_plan,
+    process_steps,
+    stream_batches,
+    windows,
+)
 
 
 @pytest.fixture
@@ -78,14 +86,29 @@ def test_a_stream_started_at_epoch_k_is_the_unbroken_stream_from_epoch_k(rows):
     assert any(not np.array_equal(a, b) for a, b in zip(unbroken, other_seed, strict=False))
 
 
-def test_processes_take_disjoint_strides_of_the_same_global_batches(rows):
-    first = _epochs(rows, epochs=1, process=0, processes=2)
-    second = _epochs(rows, epochs=1, process=1, processes=2)
-    assert len(first) == len(second) == steps_per_epoch(1_050, 64, processes=2)
-    whole = _epochs(rows, epochs=1)
-    for a, b, together in zip(first, second, whole, strict=False):
-        assert len(a) == len(b) == 32
-        assert sorted([*a.tolist(), *b.tolist()]) == sorted(together.tolist())
+def test_processes_read_disjoint_shards_and_take_the_same_steps(rows):
+    steps = process_steps(rows.shard_rows, 64, 2)
+    assert steps == (4 * 100 + 50) // 32  # the process dealt the 50-row shard
+    for epoch in range(3):
+        plans = [
+            epoch_plan(
+                rows.shard_rows, seed=7, epoch=epoch, shuffle_rows=300, process=p, processes=2
+            )
+            for p in (0, 1)
+        ]
+        shards = [{shard for group, _ in plan for shard in group} for plan in plans]
+        assert not shards[0] & shards[1] and shards[0] | shards[1] == set(range(11))
+        taken = [
+            _epochs(rows, first=epoch, epochs=epoch + 1, process=p, processes=2) for p in (0, 1)
+        ]
+        assert len(taken[0]) == len(taken[1]) == steps
+        for process, batches in enumerate(taken):
+            assert all(len(batch) == 32 for batch in batches)
+            ids = np.concatenate(batches)
+            assert len(set(ids.tolist())) == len(ids)  # each row at most once
+            assert {int(i) // 100 for i in ids} <= shards[process]  # from its own shards only
+    with pytest.raises(PipelineError, match="fewer than the 12 training processes"):
+        process_steps(rows.shard_rows, 96, 12)
 
 
 def test_a_sample_is_every_row_up_to_its_size_else_a_seeded_draw(rows):
@@ -120,7 +143,15 @@ def test_the_tf_data_stream_cuts_the_windows_into_the_same_batches(rows, process
     from stages.training.stream import stream_windows
 
     def windows(epoch):
-        return stream_windows(rows, _ids, seed=7, epoch=int(epoch), shuffle_rows=300)
+        return stream_windows(
+            rows,
+            _ids,
+            seed=7,
+            epoch=int(epoch),
+            shuffle_rows=300,
+            process=process,
+            processes=processes,
+        )
 
     fed = streamed_batches(
         windows,
@@ -128,8 +159,8 @@ def test_the_tf_data_stream_cuts_the_windows_into_the_same_batches(rows, process
         batch_size=64,
         first_epoch=1,
         epochs=3,
-        process=process,
         processes=processes,
+        steps=process_steps(rows.shard_rows, 64, processes) if processes > 1 else None,
     )
     expected = _epochs(rows, first=1, epochs=3, process=process, processes=processes)
     got = [batch.numpy() for (batch,) in fed]
