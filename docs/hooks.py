@@ -227,16 +227,16 @@ def scale_table() -> str:
             if r is None:
                 cells.append("")
                 continue
-            cell = f"{r['seconds']:,.1f} s, {r['peak_mb'] / 1024:.2f} GB"
+            cell = f"{r['seconds']:,.1f} s, {r['peak_mb'] / 1000:.2f} GB"
             if "workers_peak_mb" in r:
-                cell += f" (workers {r['workers_peak_mb'] / 1024:.2f} GB)"
+                cell += f" (workers {r['workers_peak_mb'] / 1000:.2f} GB)"
             cells.append(cell)
         shown = "train (1 epoch)" if stage == "train" else stage
         out.append(f"| {shown} | " + " | ".join(cells) + " |")
     out.append(
         "| end to end | "
         + " | ".join(
-            f"{run['end_to_end_s']:,.1f} s, peak {run['end_to_end_peak_mb'] / 1024:.2f} GB"
+            f"{run['end_to_end_s']:,.1f} s, peak {run['end_to_end_peak_mb'] / 1000:.2f} GB"
             for run in runs
         )
         + " |"

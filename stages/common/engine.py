@@ -52,6 +52,8 @@ def run_tasks(function: Callable[[T], Any], items: Sequence[T]) -> list[Any]:
     address = scheduler_address()
     if address:
         return _on_cluster(address, function, items)
+    if len(items) == 1:  # nothing to schedule: no scheduler started
+        return [function(items[0])]
     import dask
 
     tasks = [dask.delayed(function, pure=False)(item) for item in items]
