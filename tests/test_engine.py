@@ -241,3 +241,17 @@ def test_the_hash_split_stratifies_a_numeric_target_on_its_deciles():
         inside = codes[strata.of(target) == stratum]
         n = len(inside)
         assert (inside == 2).sum() == round(0.2 * n) and (inside == 1).sum() == round(0.1 * n)
+
+
+def test_an_unreachable_cluster_is_a_clear_error_and_writes_nothing(project, monkeypatch):
+    from stages.common import engine
+
+    run_stages("collect")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:1")
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "2s")
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 1
+    assert "DASK_SCHEDULER_ADDRESS=tcp://127.0.0.1:1: cannot reach the Dask scheduler" in (
+        result.output
+    )
+    assert not Path(paths.VALIDATED_TABLE).exists()

@@ -30,6 +30,7 @@ from stages.common.errors import PipelineError
 T = TypeVar("T")
 
 ADDRESS_VARIABLE = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT = "20s"
 
 
 def scheduler_address() -> str | None:
@@ -64,7 +65,7 @@ def _on_cluster(address: str, function: Callable, items: Sequence) -> list[Any]:
     from distributed import Client
 
     try:
-        client = Client(address, timeout="30s", set_as_default=False)
+        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except OSError as exc:
         raise PipelineError(
             f"{ADDRESS_VARIABLE}={address}: cannot reach the Dask scheduler ({exc})",
