@@ -246,12 +246,13 @@ def evaluate(params: Params) -> None:
 @stage_command(
     cli,
     extra=[
-        click.Argument(["input_path"], metavar="INPUT", type=click.Path(dir_okay=False)),
+        click.Argument(["input_path"], metavar="INPUT", type=click.Path()),
         click.Option(
             ["--output", "output_path"],
             required=True,
-            type=click.Path(dir_okay=False),
-            help="Where to write the predictions: CSV for a .csv name, else Parquet.",
+            type=click.Path(),
+            help="Where to write the predictions: CSV for a .csv name, else Parquet (a "
+            "folder of shards, one per file, when INPUT is a folder).",
         ),
         click.Option(
             ["--header/--no-header"],

@@ -88,7 +88,7 @@ def repo(tmp_path_factory) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "commit", "-qam", "small space"], repo)
     run(["dvc", "repro", "split"], repo)
-    (repo / "data/split/test.parquet").unlink()
+    shutil.rmtree(repo / "data/split/test.parquet")
     return repo
 
 
