@@ -133,6 +133,8 @@ def run(params: Params) -> None:
     parts = partitions(paths.VALIDATED_TABLE)
     rows = sum(part.rows for part in parts)
     with atomic_dir(paths.PREPARED_TABLE) as output:
+        for leftover in output.parent.glob(".tmp-hashes-*"):  # of a run that was killed
+            shutil.rmtree(leftover, ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix=".tmp-hashes-", dir=output.parent)).resolve()
         try:
             jobs = [
