@@ -170,10 +170,6 @@ def partitions(path: str | Path) -> list[Partition]:
     return found
 
 
-def table_rows(path: str | Path) -> int:
-    return sum(part.rows for part in partitions(path))
-
-
 def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:
     """A whole table (a file, or a folder of shards) as one frame."""
     files = shard_files(path)
