@@ -46,6 +46,15 @@ from stages.data.encoding import EncodingSpec
 
 TUNE_DIR = Path("reports/tune")
 JOURNAL = Path(".tune/journal.log")
+
+
+def journal_file() -> str:
+    """The journal's path as Optuna is given it: absolute, since Optuna's lock is a
+    symbolic link to this path and a relative one dangles, so that a lock a killed run left
+    is never found stale (its 30 s grace period) and the next run waits on it for ever."""
+    return str(JOURNAL.resolve())
+
+
 # Keys of the space that are not train keys: hidden_units = [hidden_width] * hidden_layers.
 LAYER_KEYS = ("hidden_layers", "hidden_width")
 
@@ -200,7 +209,7 @@ def run(params: Params, *, apply: bool = False) -> None:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    storage = JournalStorage(JournalFileBackend(str(JOURNAL)))
+    storage = JournalStorage(JournalFileBackend(journal_file()))
     name = study_name(params)
     study = optuna.create_study(
         study_name=name,
