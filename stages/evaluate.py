@@ -37,8 +37,10 @@ from stages.common.config import (
 from stages.common.errors import PipelineError
 from stages.common.io import (
     atomic_path,
+    drawn_rows,
     partitions,
     read_json,
+    rows_within,
     say,
     write_csv,
     write_json,
@@ -134,14 +136,13 @@ def score_test_split(model, spec: EncodingSpec, *, settings, seed: int):
     targets and the columns `evaluate.slices` groups by; the targets; the model's outputs;
     the inputs and targets of the rows permutation importance uses, None without it: every
     row when there are at most `evaluate.importance_rows`, else that many drawn by the
-    seed). Memory holds a
-    partition's inputs, a few numbers per row and the importance sample."""
+    seed). Memory holds a partition's inputs, a few numbers per row and the importance
+    sample."""
     parts = partitions(paths.split_table("test"))
     total = sum(part.rows for part in parts)
     chosen = None
     if settings.importance_repeats and total > settings.importance_rows:
-        rng = np.random.default_rng(seed)
-        chosen = np.sort(rng.choice(total, size=settings.importance_rows, replace=False))
+        chosen = drawn_rows(total, settings.importance_rows, seed=seed)
     vocabularies = model_vocabularies(model)
     keep = [ROW_ID, TARGET, *slice_columns(spec, settings.slices)]
     kept, targets, outputs, sample = [], [], [], []
@@ -154,8 +155,7 @@ def score_test_split(model, spec: EncodingSpec, *, settings, seed: int):
         if chosen is None and settings.importance_repeats:
             sample.append(x)
         elif chosen is not None:
-            inside = chosen[(chosen >= part.start) & (chosen < part.start + part.rows)]
-            sample.append(take_rows(x, inside - part.start))
+            sample.append(take_rows(x, rows_within(chosen, part.start, part.rows)))
     rows = pd.concat(kept, ignore_index=True)
     y_test = np.concatenate(targets)
     if not sample:

@@ -40,7 +40,7 @@ from stages.common.io import (
     write_json,
     write_shard,
 )
-from stages.data.encoding import row_id_name
+from stages.data.encoding import EncodingSpec, row_id_name
 from stages.data.preparation import later_copies, prepare_frame, row_hashes, spec_from_schema
 from stages.data.schema import load_schema
 
@@ -52,9 +52,8 @@ BUCKET_ROWS = 4_000_000
 @dataclass(frozen=True)
 class PrepareJob:
     partition: Partition
-    schema_path: str
-    target: str
-    task: str
+    spec: EncodingSpec
+    row_id: str  # the column of each row's number, as validate named it
     drop_duplicates: bool
     buckets: int
     scratch: Path
@@ -62,19 +61,12 @@ class PrepareJob:
     copies: np.ndarray | None = None
 
 
-def _spec(job: PrepareJob):
-    schema = load_schema(job.schema_path)
-    return schema, spec_from_schema(schema, target=job.target, task=job.task)
-
-
 def hash_partition(job: PrepareJob) -> tuple[int, int]:
     """Write each row's (hash, row number) into the bucket its hash falls in; return the
     partition's first and last row numbers."""
-    schema, _ = _spec(job)
-    row_id = row_id_name(schema.columns)
     frame = job.partition.read()
-    ids = frame[row_id].to_numpy(dtype="int64")
-    hashes = row_hashes(frame.drop(columns=[row_id]))
+    ids = frame[job.row_id].to_numpy(dtype="int64")
+    hashes = row_hashes(frame.drop(columns=[job.row_id]))
     bucket = hashes % np.uint64(job.buckets)
     for index in range(job.buckets):
         inside = bucket == index
@@ -95,13 +87,11 @@ def bucket_copies(job: tuple[Path, int]) -> np.ndarray:
 
 def prepare_partition(job: PrepareJob) -> dict[str, int]:
     """Drop and encode one partition's rows; write them as its shard; return the counts."""
-    schema, spec = _spec(job)
-    frame = job.partition.read()
     prepared, counts = prepare_frame(
-        frame,
-        spec=spec,
+        job.partition.read(),
+        spec=job.spec,
         drop_duplicates=job.drop_duplicates,
-        row_id=row_id_name(schema.columns),  # as validate named it
+        row_id=job.row_id,
         copies=job.copies,
     )
     write_shard(prepared, job.output, job.partition.index)
@@ -140,9 +130,8 @@ def run(params: Params) -> None:
             jobs = [
                 PrepareJob(
                     partition=part,
-                    schema_path=str(Path(params.dataset.schema_path).resolve()),
-                    target=params.dataset.target,
-                    task=params.dataset.task,
+                    spec=spec,
+                    row_id=row_id_name(schema.columns),
                     drop_duplicates=params.prepare.drop_duplicates,
                     buckets=max(1, -(-rows // BUCKET_ROWS)),
                     scratch=scratch,

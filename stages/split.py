@@ -27,7 +27,9 @@ from stages.common.errors import PipelineError
 from stages.common.io import (
     Partition,
     atomic_dir,
+    drawn_rows,
     partitions,
+    rows_within,
     say,
     unify_shards,
     write_json,
@@ -113,14 +115,12 @@ def hashed_assigner(parts: list[Partition], params: Params, spec: EncodingSpec):
 
 def _target_sample(parts: list[Partition], *, seed: int, rows: int = 1_000_000) -> np.ndarray:
     total = sum(part.rows for part in parts)
-    chosen = np.sort(
-        np.random.default_rng(seed).choice(total, size=min(rows, total), replace=False)
-    )
+    chosen = drawn_rows(total, min(rows, total), seed=seed)
     values = []
     for part in parts:
-        inside = chosen[(chosen >= part.start) & (chosen < part.start + part.rows)]
+        inside = rows_within(chosen, part.start, part.rows)
         if len(inside):
-            values.append(part.read([TARGET])[TARGET].to_numpy()[inside - part.start])
+            values.append(part.read([TARGET])[TARGET].to_numpy()[inside])
     return np.concatenate(values)
 
 

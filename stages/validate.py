@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandera.pandas import DataFrameSchema
 
 from stages.common import engine, paths
 from stages.common.config import Params, ValidateParams
@@ -56,7 +57,8 @@ class PartitionJob:
     """What one partition's task needs: everything a Dask worker cannot look up."""
 
     partition: Partition
-    schema_path: str
+    schema: DataFrameSchema  # with the target nullable (load_validation_schema)
+    schema_path: str  # for messages
     target: str
     missing_tokens: tuple[str, ...]
     policy: ValidateParams
@@ -75,7 +77,7 @@ def validate_partition(job: PartitionJob) -> dict[str, Any]:
     """Clean and judge one partition; write its valid rows and (under the quarantine
     policy) its invalid rows with their reasons as its shards; return its failure cases
     and counts. Whether the stage passes is decided on every partition's counts."""
-    schema = load_validation_schema(job.schema_path, job.target)
+    schema = job.schema
     raw = job.partition.read()
     tokens = list(job.missing_tokens)
     frame = clean_frame(raw, missing_tokens=tokens, schema=schema)
@@ -168,7 +170,7 @@ def run(params: Params) -> None:
     policy = params.validate_
     schema_path = params.dataset.schema_path
     target = params.dataset.target
-    load_validation_schema(schema_path, target)  # a bad schema is said before any task
+    schema = load_validation_schema(schema_path, target)  # a bad one is said before any task
     parts = partitions(paths.RAW_TABLE)
     with (
         atomic_dir(paths.VALIDATED_TABLE) as valid_folder,
@@ -177,7 +179,8 @@ def run(params: Params) -> None:
         jobs = [
             PartitionJob(
                 partition=part,
-                schema_path=str(Path(schema_path).resolve()),
+                schema=schema,
+                schema_path=schema_path,
                 target=target,
                 missing_tokens=tuple(params.prepare.missing_tokens),
                 policy=policy,

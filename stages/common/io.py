@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from stages.common.errors import PipelineError
@@ -168,6 +169,18 @@ def partitions(path: str | Path) -> list[Partition]:
                 found.append(Partition(file, group, start, rows, len(found)))
                 start += rows
     return found
+
+
+def drawn_rows(total: int, size: int, *, seed: int) -> np.ndarray:
+    """`size` of `total` row numbers drawn by `seed`, in order: a seeded sample of a table
+    read partition by partition (`rows_within` gives each partition its share)."""
+    return np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False))
+
+
+def rows_within(chosen: np.ndarray, start: int, rows: int) -> np.ndarray:
+    """The positions, within a partition of `rows` rows from row `start`, of the sorted row
+    numbers `chosen` that fall in it."""
+    return chosen[np.searchsorted(chosen, start) : np.searchsorted(chosen, start + rows)] - start
 
 
 def read_table(path: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stages.common.errors import PipelineError
-from stages.common.io import Partition, partitions
+from stages.common.io import Partition, drawn_rows, partitions, rows_within
 from stages.data.encoding import TARGET, EncodingSpec, targets
 
 # A window's seed: the epoch and the window's place in it, one number.
@@ -92,10 +92,10 @@ class TrainRows:
         total = self.rows
         if total <= max_rows:
             return self.everything()
-        chosen = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+        chosen = drawn_rows(total, max_rows, seed=seed)
         parts, start = [], 0
         for index, count in enumerate(self.shard_rows):
-            inside = chosen[(chosen >= start) & (chosen < start + count)] - start
+            inside = rows_within(chosen, start, count)
             if len(inside):
                 parts.append(self.shard(index).iloc[inside])
             start += count

@@ -90,3 +90,19 @@ def test_unify_shards_gives_every_shard_one_schema(tmp_path: Path):
     schemas = [pq.read_schema(file) for file in sorted(folder.iterdir())]
     assert schemas[0].remove_metadata().equals(schemas[1].remove_metadata())
     assert read_table(folder)["a"].tolist() == [1.0, 2.0, 0.5]
+
+
+def test_a_seeded_draw_gives_each_partition_its_share():
+    import numpy as np
+
+    from stages.common.io import drawn_rows, rows_within
+
+    chosen = drawn_rows(1_000, 100, seed=3)
+    assert len(set(chosen.tolist())) == 100 and (np.diff(chosen) > 0).all()
+    assert (chosen == drawn_rows(1_000, 100, seed=3)).all()
+    shares = [rows_within(chosen, start, 300) + start for start in (0, 300, 600, 900)]
+    assert np.concatenate(shares).tolist() == chosen.tolist()
+    assert all(
+        ((share >= start) & (share < start + 300)).all()
+        for share, start in zip(shares, (0, 300, 600, 900), strict=True)
+    )
