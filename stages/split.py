@@ -104,7 +104,7 @@ def hashed_assigner(parts: list[Partition], params: Params, spec: EncodingSpec):
         )
     if not split.stratify:  # one stratum: every row by its key alone
         histogram, strata = histogram.sum(axis=0, keepdims=True), hashsplit.Strata()
-    places, _ = hashsplit.thresholds(
+    places = hashsplit.thresholds(
         histogram, validation=split.validation, test=split.test, stratify=split.stratify
     )
     wanted = tuple(sorted({(stratum, bin_) for stratum, bin_, _ in places if bin_ >= 0}))

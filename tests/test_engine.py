@@ -231,7 +231,7 @@ def test_the_hash_split_stratifies_a_numeric_target_on_its_deciles():
     keys = hashsplit.row_keys(np.arange(20_000), seed=3)
     histogram = np.zeros((strata.count, 1 << hashsplit.BITS), dtype=np.int64)
     np.add.at(histogram, (strata.of(target), (keys >> hashsplit.SHIFT).astype(np.int64)), 1)
-    places, _ = hashsplit.thresholds(histogram, validation=0.1, test=0.2, stratify=True)
+    places = hashsplit.thresholds(histogram, validation=0.1, test=0.2, stratify=True)
     bins = (keys >> hashsplit.SHIFT).astype(np.int64)
     found = {(s, b): keys[(strata.of(target) == s) & (bins == b)] for s, b, _ in places}
     cuts = hashsplit.cut_keys(places, found, strata.count)

@@ -101,9 +101,9 @@ def stratum_counts(total: int, *, validation: float, test: float, stratify: bool
 
 def thresholds(
     histogram: np.ndarray, *, validation: float, test: float, stratify: bool
-) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+) -> list[tuple[int, int, int]]:
     """Per stratum, the two places its thresholds fall: (stratum, bin, rows of the bin
-    below the threshold) for each of test and test + validation; and the rows per stratum."""
+    below the threshold) for each of test and test + validation."""
     places = []
     totals = histogram.sum(axis=1)
     for stratum, counts in enumerate(histogram):
@@ -118,7 +118,7 @@ def thresholds(
             bin_ = int(np.searchsorted(cumulative, rows, side="left"))
             below = int(cumulative[bin_ - 1]) if bin_ else 0
             places.append((stratum, bin_, rows - below))
-    return places, totals
+    return places
 
 
 def cut_keys(
