@@ -1,7 +1,8 @@
 """evaluate: judge the trained model on the unseen test split, against baselines and gates.
 
 Reads models/network.keras (on Keras's numpy backend: no TensorFlow start),
-data/split/test.parquet (partition by partition: memory does not grow with its rows),
+data/split/test (partition by partition: memory does not grow with its rows; a split of
+more than `EXACT_ROWS` rows is judged in one pass, stages.evaluation.streamed),
 data/prepared/encoding.json, the baselines' test predictions
 (reports/baselines/predictions.parquet, fitted on the train split by the baselines stage)
 and the earlier stages' reports. Writes:
@@ -31,11 +32,10 @@ import numpy as np
 import pandas as pd
 
 from stages.common import paths
-from stages.common.config import (
-    Params,
-)
+from stages.common.config import Params
 from stages.common.errors import PipelineError
 from stages.common.io import (
+    EXACT_ROWS,
     atomic_path,
     drawn_rows,
     partitions,
@@ -56,7 +56,7 @@ from stages.data.encoding import (
     to_arrays,
 )
 from stages.evaluation.baselines import read_predictions, scores_of
-from stages.evaluation.figures import write_figures
+from stages.evaluation.figures import confusion_counts, reliability, write_figures
 from stages.evaluation.importance import slice_columns
 from stages.evaluation.report import (
     Findings,
@@ -64,17 +64,20 @@ from stages.evaluation.report import (
     render_report,
 )
 from stages.evaluation.scoring import (
+    Judged,
     bootstrap_intervals,
     check_gates,
     concat_outputs,
-    decision_report,
     headline_line,
     model_importance,
     model_outputs,
+    resampled_metrics,
     result_tables,
     slices_report,
     summary_metrics,
+    whole_decision_report,
 )
+from stages.evaluation.streamed import judge_streamed
 from stages.model.build import model_vocabularies
 from stages.model.files import load_model
 
@@ -86,8 +89,33 @@ def run(params: Params) -> None:
     settings, seed = params.evaluate, params.dataset.seed
     check_evaluate_params(spec.task, settings, [feature.name for feature in spec.features])
     model = load_model(paths.NETWORK)  # the splits are encoded already
+    training = read_json(paths.TRAIN_REPORT)
+    parts = partitions(paths.split_table("test"))
+    whole = sum(part.rows for part in parts) <= EXACT_ROWS
+    judge = judge_whole if whole else judge_streamed
+    judged = judge(model, parts, spec=spec, settings=settings, seed=seed, training=training)
+    gates = check_gates(judged.metrics, judged.baselines, settings.gates, judged.intervals)
+    found = Findings(
+        judged.metrics,
+        judged.baselines,
+        judged.intervals,
+        judged.decision,
+        judged.importance,
+        judged.slices,
+        gates,
+        judged.rows,
+    )
+    tables = _write_results(found, judged)
+    say("evaluate", headline_line(found, judged.threshold, task=spec.task, level=settings.interval))
+    _write_report(found, training=training, tables=tables, drawn=judged.drawn, spec=spec)
+    _check_verdict(found)
+
+
+def judge_whole(model, parts, *, spec: EncodingSpec, settings, seed: int, training) -> Judged:
+    """Everything evaluate reports, from the model's outputs on every test row held at
+    once (metrics exactly as scikit-learn gives them); writes the predictions file."""
     test_rows, y_test, outputs, importance_rows = score_test_split(
-        model, spec, settings=settings, seed=seed
+        model, parts, spec, settings=settings, seed=seed
     )
     # The headline is what the model decides, at its own threshold; accuracy at 0.5 beside.
     metrics = scores_of(y_test, outputs.predicted, task=spec.task, labels=outputs.labels)
@@ -99,46 +127,59 @@ def run(params: Params) -> None:
     )
     scored = read_json(paths.BASELINES_METRICS)  # the baselines stage scored the same rows
     baselines = {name: scored[name] for name in predictions}
-    intervals = bootstrap_intervals(
-        y_test,
-        outputs,
-        metrics,
-        predictions,
-        baselines,
-        task=spec.task,
-        settings=settings,
-        seed=seed,
+    samples = resampled_metrics(
+        y_test, outputs, predictions, task=spec.task, settings=settings, seed=seed
     )
-    training = read_json(paths.TRAIN_REPORT)
-    decision = None
-    if spec.task == "classification":
-        decision = decision_report(y_test, outputs, training=training.get("calibration"))
+    intervals = bootstrap_intervals(
+        samples, metrics, baselines, rows=len(y_test), settings=settings, seed=seed
+    )
     importance = None
     if importance_rows is not None:
         importance = model_importance(
             model, *importance_rows, spec=spec, settings=settings, seed=seed
         )
     slices = slices_report(test_rows, y_test, outputs, spec=spec, settings=settings, seed=seed)
-    gates = check_gates(metrics, baselines, settings.gates, intervals)
-    found = Findings(
-        metrics, baselines, intervals, decision, importance, slices, gates, len(y_test)
+    table, tables = result_tables(test_rows, y_test, outputs, spec=spec)
+    write_table(table, paths.EVALUATE_PREDICTIONS)
+    if spec.task == "regression":
+        drawn = {"scatter": tables["predicted_vs_actual"]}
+        return Judged(
+            metrics,
+            baselines,
+            intervals,
+            None,
+            importance,
+            slices,
+            len(y_test),
+            None,
+            tables,
+            drawn,
+        )
+    decision = whole_decision_report(y_test, outputs, training=training.get("calibration"))
+    drawn = {
+        "confusion": confusion_counts(y_test, outputs.labels, len(spec.classes)),
+        "before": reliability(y_test, outputs.uncalibrated),
+        "threshold": outputs.threshold,
+    }
+    return Judged(
+        metrics,
+        baselines,
+        intervals,
+        decision,
+        importance,
+        slices,
+        len(y_test),
+        outputs.threshold,
+        tables,
+        drawn,
     )
-    tables = _write_results(found, test_rows, y_test, outputs, spec=spec)
-    say("evaluate", headline_line(found, outputs, task=spec.task, level=settings.interval))
-    _write_report(
-        found, training=training, tables=tables, outputs=outputs, y_test=y_test, spec=spec
-    )
-    _check_verdict(found)
 
 
-def score_test_split(model, spec: EncodingSpec, *, settings, seed: int):
-    """The model on the test split, in one pass partition by partition: (the rows' ids,
-    targets and the columns `evaluate.slices` groups by; the targets; the model's outputs;
-    the inputs and targets of the rows permutation importance uses, None without it: every
-    row when there are at most `evaluate.importance_rows`, else that many drawn by the
-    seed). Memory holds a partition's inputs, a few numbers per row and the importance
-    sample."""
-    parts = partitions(paths.split_table("test"))
+def score_test_split(model, parts, spec: EncodingSpec, *, settings, seed: int):
+    """The model on the test split's partitions, one by one: (the rows' ids, targets and
+    the columns `evaluate.slices` groups by; the targets; the model's outputs; the inputs
+    and targets of the rows permutation importance uses, None without it: every row when
+    there are at most `evaluate.importance_rows`, else that many drawn by the seed)."""
     total = sum(part.rows for part in parts)
     chosen = None
     if settings.importance_repeats and total > settings.importance_rows:
@@ -164,32 +205,29 @@ def score_test_split(model, spec: EncodingSpec, *, settings, seed: int):
     return rows, y_test, concat_outputs(outputs), (concat_inputs(sample), y_sample)
 
 
-def _write_results(found: Findings, test_rows, y_test, outputs, *, spec: EncodingSpec) -> dict:
-    """metrics.json and the files beside it, the plots' data and the test predictions;
-    returns the plots' tables."""
-    write_json(summary_metrics(found, outputs), paths.EVALUATE_METRICS)
+def _write_results(found: Findings, judged: Judged) -> dict:
+    """metrics.json and the files beside it, the plots' data; returns the plots' tables."""
+    write_json(summary_metrics(found, judged.threshold), paths.EVALUATE_METRICS)
     write_json(found.intervals, paths.EVALUATE_INTERVALS)
     write_json(found.slices, paths.EVALUATE_SLICES)
     write_json(found.decision or {}, paths.EVALUATE_DECISION)  # a regressor has neither
-    table, tables = result_tables(test_rows, y_test, outputs, spec=spec)
+    tables = dict(judged.tables)
     if found.importance is not None:
         tables["importance"] = found.importance
     for name, frame in tables.items():
         write_csv(frame, f"{paths.EVALUATE_PLOTS}/{name}.csv")
-    write_table(table, paths.EVALUATE_PREDICTIONS)
     return tables
 
 
-def _write_report(found: Findings, *, training, tables, outputs, y_test, spec) -> None:
-    figures = write_figures(
-        training=training, tables=tables, outputs=outputs, y_true=y_test, found=found, spec=spec
-    )
+def _write_report(found: Findings, *, training, tables, drawn, spec) -> None:
+    figures = write_figures(training=training, tables=tables, found=found, spec=spec, drawn=drawn)
     report = render_report(
         validation=read_json(paths.VALIDATE_REPORT),
         splits=read_json(paths.SPLIT_REPORT),
         training=training,
         found=found,
         figures=figures,
+        fitted=read_json(paths.BASELINES_FIT),
     )
     with atomic_path(paths.REPORT, suffix=".md") as tmp:
         tmp.write_text(report, encoding="utf-8")

@@ -25,6 +25,7 @@ from stages.common import engine, paths
 from stages.common.config import Params
 from stages.common.errors import PipelineError
 from stages.common.io import (
+    EXACT_ROWS,  # up to this many rows, the split is drawn in memory; past it, by row hashes
     Partition,
     atomic_dir,
     drawn_rows,
@@ -38,10 +39,6 @@ from stages.common.io import (
 from stages.data import hashsplit
 from stages.data.encoding import TARGET, EncodingSpec
 from stages.data.splitting import check_class_counts, split_assignment, split_report
-
-# Up to this many rows, the split is drawn in memory (the rows of a table that grew past it
-# are assigned by their ids' hashes instead).
-EXACT_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)

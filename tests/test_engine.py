@@ -255,3 +255,68 @@ def test_an_unreachable_cluster_is_a_clear_error_and_writes_nothing(project, mon
         result.output
     )
     assert not Path(paths.VALIDATED_TABLE).exists()
+
+
+def test_a_large_test_split_is_judged_in_one_pass_as_the_whole_split_is(project, monkeypatch):
+    """baselines and evaluate on a test split past EXACT_ROWS (here 100 rows, in partitions
+    of 100) add up per partition what they compute on the whole split: the same decisions,
+    metrics, slices and files; ROC AUC and the curves from score histograms, within a
+    hair."""
+    import numpy as np
+
+    from stages import baselines, evaluate
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["train"]["epochs"] = 2
+    params["evaluate"].update(slices=["age", "workclass"], resamples=200, interval_rows=1000)
+    params["evaluate"]["gates"] = {}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setattr(io, "ROW_GROUP_ROWS", 100)
+    run_stages(*DATA_STAGES, "baselines", "train", "evaluate")
+    assert len(io.partitions(paths.split_table("test"))) > 1
+    names = ["metrics", "intervals", "slices", "calibration"]
+    whole = {name: json.loads(Path(f"reports/evaluate/{name}.json").read_text()) for name in names}
+    whole_rows = pd.read_parquet(paths.EVALUATE_PREDICTIONS)
+    whole_plots = {
+        name: pd.read_csv(f"reports/evaluate/plots/{name}.csv")
+        for name in ("confusion", "calibration", "roc", "importance")
+    }
+    whole_baselines = json.loads(Path(paths.BASELINES_METRICS).read_text())
+    baseline_rows = pd.read_parquet(paths.BASELINES_PREDICTIONS)
+    monkeypatch.setattr(baselines, "EXACT_ROWS", 100)
+    run_stages("baselines")
+    pd.testing.assert_frame_equal(pd.read_parquet(paths.BASELINES_PREDICTIONS), baseline_rows)
+    for name, scores in json.loads(Path(paths.BASELINES_METRICS).read_text()).items():
+        assert scores == pytest.approx(whole_baselines[name], abs=1e-3), name
+    monkeypatch.setattr(evaluate, "EXACT_ROWS", 100)
+    judged = []
+    judge = evaluate.judge_streamed
+    monkeypatch.setattr(
+        evaluate, "judge_streamed", lambda *args, **kw: judged.append(1) or judge(*args, **kw)
+    )
+    said = run_stages("evaluate")
+    assert judged == [1]
+    streamed = {
+        name: json.loads(Path(f"reports/evaluate/{name}.json").read_text()) for name in names
+    }
+    pd.testing.assert_frame_equal(pd.read_parquet(paths.EVALUATE_PREDICTIONS), whole_rows)
+    pd.testing.assert_frame_equal(
+        pd.read_csv("reports/evaluate/plots/confusion.csv"), whole_plots["confusion"]
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_csv("reports/evaluate/plots/importance.csv"), whole_plots["importance"]
+    )
+    auc = whole["metrics"].pop("roc_auc")
+    assert abs(streamed["metrics"].pop("roc_auc") - auc) < 1e-3
+    for metric, value in whole["metrics"].items():
+        assert streamed["metrics"][metric] == pytest.approx(value, abs=2e-6), metric
+    assert streamed["slices"] == whole["slices"]  # every sampled row: the same groups
+    assert streamed["calibration"] == whole["calibration"]
+    for name in ("model", "baselines"):
+        flat = pd.json_normalize(whole["intervals"][name]).iloc[0]
+        again = pd.json_normalize(streamed["intervals"][name]).iloc[0]
+        assert np.allclose(np.stack(again.to_numpy()), np.stack(flat.to_numpy()), atol=1e-3)
+    roc = pd.read_csv("reports/evaluate/plots/roc.csv")
+    assert roc["fpr"].is_monotonic_increasing and roc["tpr"].is_monotonic_increasing
+    assert (roc[["fpr", "tpr"]].iloc[-1] == 1.0).all()
+    assert "test rows" in said and Path(paths.REPORT).exists()

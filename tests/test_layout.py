@@ -23,7 +23,12 @@ OUTPUTS = {
     },
     "prepare": {paths.PREPARED_TABLE, paths.ENCODING_SPEC, paths.PREPARE_REPORT},
     "split": {*(paths.split_table(name) for name in paths.SPLIT_NAMES), paths.SPLIT_REPORT},
-    "baselines": {paths.BASELINES_PREDICTIONS, paths.BASELINES_METRICS, paths.BASELINES_TUNING},
+    "baselines": {
+        paths.BASELINES_PREDICTIONS,
+        paths.BASELINES_METRICS,
+        paths.BASELINES_TUNING,
+        paths.BASELINES_FIT,
+    },
     "train": {
         paths.MODEL,
         paths.NETWORK,

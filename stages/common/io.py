@@ -92,6 +92,10 @@ def read_json(path: str | Path) -> Any:
 # Rows per Parquet row group: the shards that training streams, a few per shuffle window.
 ROW_GROUP_ROWS = 500_000
 BATCH_ROWS = 500_000
+# A table of at most this many rows may be held whole where that gives exact results
+# (split's assignment, evaluate's metrics); a larger one is worked through partition by
+# partition, with sketches where a whole-table computation is needed.
+EXACT_ROWS = 1_000_000
 
 
 def write_table(frame: pd.DataFrame, target: str | Path) -> None:
@@ -327,6 +331,45 @@ class ShardWriter:
 def write_csv(frame: pd.DataFrame, target: str | Path) -> None:
     with atomic_path(target, suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False)
+
+
+class FileWriter:
+    """One Parquet or CSV file (by `target`'s suffix) written a frame at a time, each
+    frame a Parquet row group; it appears, complete, only when the block ends without
+    error. The frames share the first one's columns and types."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+        self.parquet = self.target.suffix == ".parquet"
+        self._writer = None
+        self._started = False
+
+    def __enter__(self) -> FileWriter:
+        self._atomic = atomic_path(self.target, suffix=self.target.suffix)
+        self.tmp = self._atomic.__enter__()
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if not self.parquet:
+            frame.to_csv(self.tmp, index=False, mode="a", header=not self._started)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.tmp, table.schema)
+            self._writer.write_table(table.cast(self._writer.schema))
+        self._started = True
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        if self._writer is not None:
+            self._writer.close()
+        if exc_type is None and not self._started:
+            exc = PipelineError(f"{self.target}: no rows to write")
+            self._atomic.__exit__(type(exc), exc, None)
+            raise exc
+        return bool(self._atomic.__exit__(exc_type, exc, traceback))
 
 
 def file_sha256(path: Path) -> str:

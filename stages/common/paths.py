@@ -27,6 +27,8 @@ BASELINES_METRICS = "reports/baselines/metrics.json"
 # tuned_gradient_boosting's study: the params it chose and their validation score ({} when
 # it is not listed).
 BASELINES_TUNING = "reports/baselines/tuning.json"
+# How many train rows the baselines were fitted on, of how many ({} when none is listed).
+BASELINES_FIT = "reports/baselines/fit.json"
 
 MODEL = "models/model.keras"
 # The same network on encoded rows (no text layers): what evaluate and predict load, on

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from stages.common.errors import PipelineError
-from stages.common.io import read_table
+from stages.common.io import BATCH_ROWS, read_table
 from stages.data.encoding import ROW_ID
 
 
@@ -189,6 +189,22 @@ def prediction_frame(row_ids: pd.Series, predictions: dict[str, np.ndarray]) -> 
     return pd.DataFrame(columns)
 
 
+def _prediction_columns(path: str, found: list[str], *, names: list[str], n_classes: int):
+    """Each named baseline's columns in the predictions file (which has `found`)."""
+    columns = {}
+    for name in names:
+        wanted = [name] if n_classes == 0 else [f"{name}:{k}" for k in range(n_classes)]
+        if not set(wanted) <= set(found):
+            raise PipelineError(f"{path}: no predictions of baseline '{name}'; re-run baselines")
+        columns[name] = wanted
+    return columns
+
+
+def _values(frame: pd.DataFrame, columns: dict[str, list[str]], n_classes: int) -> dict:
+    values = {name: frame[wanted].to_numpy(dtype="float64") for name, wanted in columns.items()}
+    return {name: v[:, 0] if n_classes == 0 else v for name, v in values.items()}
+
+
 def read_predictions(
     path: str, *, names: list[str], row_ids: pd.Series, n_classes: int
 ) -> dict[str, np.ndarray]:
@@ -196,11 +212,46 @@ def read_predictions(
     frame = read_table(path)
     if not frame[ROW_ID].equals(row_ids.reset_index(drop=True)):
         raise PipelineError(f"{path}: not the test split's rows; re-run the baselines stage")
-    predictions = {}
-    for name in names:
-        wanted = [name] if n_classes == 0 else [f"{name}:{k}" for k in range(n_classes)]
-        if not set(wanted) <= set(frame.columns):
-            raise PipelineError(f"{path}: no predictions of baseline '{name}'; re-run baselines")
-        values = frame[wanted].to_numpy(dtype="float64")
-        predictions[name] = values[:, 0] if n_classes == 0 else values
-    return predictions
+    columns = _prediction_columns(path, list(frame.columns), names=names, n_classes=n_classes)
+    return _values(frame, columns, n_classes)
+
+
+class PredictionRows:
+    """The baselines' predictions file read alongside the test split, a partition's rows
+    at a time (`take`), checked against the partition's row ids; `finish` checks that no
+    row is left over."""
+
+    def __init__(self, path: str, *, names: list[str], n_classes: int) -> None:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.ParquetFile(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise PipelineError(f"{path}: not a readable Parquet file ({exc})") from None
+        self.path, self.n_classes = path, n_classes
+        found = table.schema_arrow.names
+        self.columns = _prediction_columns(path, found, names=names, n_classes=n_classes)
+        read = [ROW_ID, *(column for wanted in self.columns.values() for column in wanted)]
+        self.batches = table.iter_batches(batch_size=BATCH_ROWS, columns=read)
+        self.held = pd.DataFrame(columns=read)
+
+    def _mismatch(self) -> PipelineError:
+        return PipelineError(f"{self.path}: not the test split's rows; re-run the baselines stage")
+
+    def take(self, row_ids: pd.Series) -> dict[str, np.ndarray]:
+        """The predictions of the next rows, which must be `row_ids`."""
+        wanted = len(row_ids)
+        while len(self.held) < wanted:
+            batch = next(self.batches, None)
+            if batch is None:
+                raise self._mismatch()
+            self.held = pd.concat([self.held, batch.to_pandas()], ignore_index=True)
+        chunk = self.held.iloc[:wanted]
+        self.held = self.held.iloc[wanted:].reset_index(drop=True)
+        if not np.array_equal(chunk[ROW_ID].to_numpy(), row_ids.to_numpy()):
+            raise self._mismatch()
+        return _values(chunk, self.columns, self.n_classes)
+
+    def finish(self) -> None:
+        if len(self.held) or next(self.batches, None) is not None:
+            raise self._mismatch()

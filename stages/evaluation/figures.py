@@ -4,11 +4,6 @@ figures of reports/report.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from stages.evaluation.scoring import Outputs
-
 from pathlib import Path
 from typing import Any
 
@@ -98,16 +93,24 @@ def reliability(y_true: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"predicted_probability": predicted, "observed_frequency": observed})
 
 
+def confusion_counts(y_true: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Test rows per actual (rows) and decided (columns) class."""
+    cells = np.bincount(y_true * n_classes + labels, minlength=n_classes * n_classes)
+    return cells.reshape(n_classes, n_classes)
+
+
 def write_figures(
     *,
     training: dict[str, Any],
     tables: dict[str, pd.DataFrame],
-    outputs: Outputs,
-    y_true: np.ndarray,
     found: Findings,
     spec: EncodingSpec,
+    drawn: dict[str, Any],
 ) -> dict[str, str]:
-    """Every figure of the report as a PNG; returns their paths relative to the report."""
+    """Every figure of the report as a PNG; returns their paths relative to the report.
+    `drawn` holds what the tables do not: for a classifier the confusion counts, the
+    reliability table before calibration and the threshold; for a regressor the rows of
+    the scatter plot."""
     folder = Path(paths.FIGURES)
     written = {"curves": folder / "training_curves.png"}
     plot_history(
@@ -118,9 +121,9 @@ def write_figures(
     )
     if spec.task == "regression":
         written["scatter"] = folder / "predicted_vs_actual.png"
-        plot_predicted_vs_actual(tables["predicted_vs_actual"], target=written["scatter"])
+        plot_predicted_vs_actual(drawn["scatter"], target=written["scatter"])
     else:
-        written |= _classifier_figures(tables, outputs, y_true, found, spec=spec, folder=folder)
+        written |= _classifier_figures(tables, drawn, found, spec=spec, folder=folder)
     if found.importance is not None and len(found.importance):
         written["importance"] = folder / "importance.png"
         score = "R2" if spec.task == "regression" else "ROC AUC"
@@ -132,7 +135,7 @@ def write_figures(
     return {name: str(path.relative_to(base)) for name, path in written.items()}
 
 
-def _classifier_figures(tables, outputs, y_true, found, *, spec, folder: Path) -> dict:
+def _classifier_figures(tables, drawn, found, *, spec, folder: Path) -> dict:
     """The confusion matrix, ROC and precision-recall curves, and the reliability diagram."""
     written = {
         "confusion": folder / "confusion.png",
@@ -140,21 +143,21 @@ def _classifier_figures(tables, outputs, y_true, found, *, spec, folder: Path) -
         "calibration": folder / "calibration.png",
     }
     plot_confusion(
-        tables["confusion"],
+        drawn["confusion"],
         classes=spec.classes,
         target=written["confusion"],
-        threshold=outputs.threshold,
+        threshold=drawn["threshold"],
     )
     plot_curves(
         tables["roc"],
         tables["precision_recall"],
         auc=found.metrics["roc_auc"],
         target=written["roc_pr"],
-        threshold=outputs.threshold,
+        threshold=drawn["threshold"],
     )
     test = found.decision["test"]
     plot_reliability(
-        reliability(y_true, outputs.uncalibrated),
+        drawn["before"],
         tables["calibration"],
         errors=(test["calibration_error_before"], test["calibration_error_after"]),
         target=written["calibration"],

@@ -118,8 +118,30 @@ def slice_columns(spec: EncodingSpec, names: list[str]) -> list[str]:
     return columns
 
 
-def slice_labels(rows: pd.DataFrame, spec: EncodingSpec, column: str) -> pd.Series:
-    """The group of each encoded test row by one feature column, as text."""
+def _numbers(rows: pd.DataFrame, feature) -> pd.Series:
+    """A number column's values, missing where its indicator says so."""
+    values = rows[value_column(feature.name)].astype("float64")
+    return values.where(rows[feature.indicator] == 0) if feature.indicator else values
+
+
+def quartile_edges(rows: pd.DataFrame, spec: EncodingSpec, column: str) -> np.ndarray | None:
+    """The quartiles of a number column on these rows (None for a column of another kind):
+    what `slice_labels` cuts by when it labels rows a part at a time."""
+    feature = next(feature for feature in spec.features if feature.name == column)
+    if feature.kind != "numeric" or not len(rows):
+        return None
+    values = _numbers(rows, feature)
+    if values.notna().sum() == 0:
+        return None
+    return pd.qcut(values, 4, duplicates="drop", retbins=True)[1]
+
+
+def slice_labels(
+    rows: pd.DataFrame, spec: EncodingSpec, column: str, edges: np.ndarray | None = None
+) -> pd.Series:
+    """The group of each encoded test row by one feature column, as text; a number by
+    its quartiles on these rows, or by `edges` (`quartile_edges` of a sample, the ends
+    holding every value beyond them)."""
     feature = next(feature for feature in spec.features if feature.name == column)
     if feature.kind == "categorical":
         names = np.asarray([*(feature.vocabulary or []), MISSING], dtype=object)
@@ -131,10 +153,12 @@ def slice_labels(rows: pd.DataFrame, spec: EncodingSpec, column: str) -> pd.Seri
         years = rows[part_column(column, DATE_PARTS[0])]
         labels = years.round().astype("Int64").astype("string")
     else:
-        values = rows[value_column(column)].astype("float64")
-        if feature.indicator:
-            values = values.where(rows[feature.indicator] == 0)
-        bins = pd.qcut(values, 4, duplicates="drop")
+        values = _numbers(rows, feature)
+        if edges is None:
+            bins = pd.qcut(values, 4, duplicates="drop")
+        else:
+            inside = values.clip(edges[0], edges[-1])
+            bins = pd.cut(inside, edges, include_lowest=True, duplicates="drop")
         labels = bins.map(lambda b: f"{b.left:.4g} to {b.right:.4g}", na_action="ignore")
         labels = labels.astype("string")
     if feature.indicator:
@@ -156,20 +180,35 @@ def slice_metrics(
     """Per group: rows, the mean of `per_row` (1/0 for a right/wrong prediction, or an
     absolute error) and its bootstrap interval; and the largest gap between two groups
     of at least MIN_SLICE_ROWS rows."""
-    table = []
+    found = {}
     for value in sorted(groups.unique()):
         mask = (groups == value).to_numpy()
         part = per_row[mask]
         samples = mean_samples(part, resamples=resamples, seed=seed, max_rows=max_rows)
-        table.append(
-            {
-                "value": value,
-                "rows": int(mask.sum()),
-                metric: round(float(part.mean()), 6),
-                "interval": interval(samples, level),
-                "ranked": bool(mask.sum() >= MIN_SLICE_ROWS),
-            }
-        )
+        found[value] = (int(mask.sum()), float(part.mean()), samples)
+    overall = float(per_row.mean()) if per_row.size else float("nan")
+    return slice_table(found, overall, metric=metric, lower_is_better=lower_is_better, level=level)
+
+
+def slice_table(
+    found: dict[str, tuple[int, float, np.ndarray]],
+    overall: float,
+    *,
+    metric: str,
+    lower_is_better: bool,
+    level: float,
+) -> dict:
+    """`slice_metrics`'s result from each group's (rows, mean, resampled means)."""
+    table = [
+        {
+            "value": value,
+            "rows": rows,
+            metric: round(mean, 6),
+            "interval": interval(samples, level),
+            "ranked": bool(rows >= MIN_SLICE_ROWS),
+        }
+        for value, (rows, mean, samples) in sorted(found.items())
+    ]
     ranked = [group for group in table if group["ranked"]]
     gap = None
     if len(ranked) > 1:
@@ -180,5 +219,5 @@ def slice_metrics(
             "best": best["value"],
             "gap": round(abs(best[metric] - worst[metric]), 6),
         }
-    overall = round(float(per_row.mean()), 6) if per_row.size else float("nan")
+    overall = round(overall, 6) if np.isfinite(overall) else float("nan")
     return {"metric": metric, "overall": overall, "groups": table, "largest_gap": gap}

@@ -115,10 +115,28 @@ def bootstrap(
         name: (scores[keep], None if labels is None else labels[keep])
         for name, (scores, labels) in predictions.items()
     }
-    spread = _resampled(y_true[keep], sampled, task=task, resamples=resamples, seed=seed)
-    at_sample = _resampled(y_true[keep], sampled, task=task, resamples=0, seed=seed)
     on_all = _resampled(y_true, predictions, task=task, resamples=0, seed=seed)
-    shrink = np.sqrt(max_rows / rows)
+    return narrowed_bootstrap(
+        y_true[keep], sampled, on_all, rows=rows, task=task, resamples=resamples, seed=seed
+    )
+
+
+def narrowed_bootstrap(
+    y_sample: np.ndarray,
+    sampled: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    on_all: dict[str, dict[str, float]],
+    *,
+    rows: int,
+    task: str,
+    resamples: int,
+    seed: int,
+) -> dict[str, dict[str, np.ndarray]]:
+    """`bootstrap` on a seeded sample of `rows` rows: the sample's resampled values, their
+    distance from the sample's own value narrowed by sqrt(sample / rows), around the
+    metrics on every row (`on_all`, per prediction set)."""
+    spread = _resampled(y_sample, sampled, task=task, resamples=resamples, seed=seed)
+    at_sample = _resampled(y_sample, sampled, task=task, resamples=0, seed=seed)
+    shrink = np.sqrt(len(y_sample) / rows)
     return {
         name: {
             metric: on_all[name][metric] + (values - at_sample[name][metric]) * shrink
@@ -167,14 +185,25 @@ def mean_samples(
     rows = values.size
     if max_rows is not None and rows > max_rows:
         sample = values[np.random.default_rng(seed).choice(rows, size=max_rows, replace=False)]
-        spread = mean_samples(sample, resamples=resamples, seed=seed)
-        return values.mean() + (spread - sample.mean()) * np.sqrt(max_rows / rows)
+        return narrowed_means(sample, values.mean(), rows=rows, resamples=resamples, seed=seed)
     return np.concatenate(
         [
             counts.astype("float64") @ values / counts.sum(axis=1)
             for counts in resample_counts(rows, resamples, seed)
         ]
     )
+
+
+def narrowed_means(
+    sample: np.ndarray, mean: float, *, rows: int, resamples: int, seed: int
+) -> np.ndarray:
+    """`mean_samples` of `rows` values from a sample of them: the sample's resampled means,
+    their distance from its mean narrowed by sqrt(sample / rows), around `mean` (the mean
+    of every value). No value in the sample: no interval (NaN)."""
+    if not sample.size:
+        return np.full(1, np.nan)
+    spread = mean_samples(sample, resamples=resamples, seed=seed)
+    return mean + (spread - sample.mean()) * np.sqrt(sample.size / rows)
 
 
 def interval(values: np.ndarray, level: float) -> list[float]:
@@ -221,29 +250,40 @@ def _classification_scorer(y_true: np.ndarray, proba: np.ndarray, labels: np.nda
     def score(weights: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
         total = weights.sum(axis=1)
         confusion = _sums(weights, cells).reshape(-1, n_classes, n_classes)
-        hits = np.diagonal(confusion, axis1=1, axis2=2)
-        actual, predicted = confusion.sum(axis=2), confusion.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(actual > 0, hits / actual, 0.0)
-            precision = np.where(predicted > 0, hits / predicted, 0.0)
-            f1_denominator = 2 * hits + (predicted - hits) + (actual - hits)
-            f1 = np.where(f1_denominator > 0, 2 * hits / f1_denominator, 0.0)
-            balanced = np.nanmean(np.where(actual > 0, hits / actual, np.nan), axis=1)
             aucs = np.stack([_weighted_auc(counts, *ranking) for ranking in rankings], axis=1)
             roc_auc = np.nanmean(aucs, axis=1)
         calibration = np.abs(_sums(weights, right) - _sums(weights, sure)).sum(axis=1)
         return {
-            "accuracy": hits.sum(axis=1) / total,
-            "balanced_accuracy": balanced,
-            "precision_macro": precision.mean(axis=1),
-            "recall_macro": recall.mean(axis=1),
-            "f1_macro": f1.mean(axis=1),
+            **confusion_scores(confusion),
             "roc_auc": roc_auc,
             "log_loss": weights @ surprise / total,
             "calibration_error": calibration / total,
         }
 
     return score
+
+
+def confusion_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, balanced accuracy and macro precision, recall and F1 of confusion
+    matrices (resamples x actual x predicted), as scikit-learn gives them (a class never
+    predicted has precision 0, one never present recall 0; balanced accuracy averages the
+    classes present)."""
+    hits = np.diagonal(confusion, axis1=1, axis2=2)
+    actual, predicted = confusion.sum(axis=2), confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(actual > 0, hits / actual, 0.0)
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        f1_denominator = 2 * hits + (predicted - hits) + (actual - hits)
+        f1 = np.where(f1_denominator > 0, 2 * hits / f1_denominator, 0.0)
+        balanced = np.nanmean(np.where(actual > 0, hits / actual, np.nan), axis=1)
+    return {
+        "accuracy": hits.sum(axis=1) / actual.sum(axis=1),
+        "balanced_accuracy": balanced,
+        "precision_macro": precision.mean(axis=1),
+        "recall_macro": recall.mean(axis=1),
+        "f1_macro": f1.mean(axis=1),
+    }
 
 
 def _ranking(positive: np.ndarray, scores: np.ndarray) -> tuple:

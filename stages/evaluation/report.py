@@ -81,7 +81,7 @@ def _figure(plt, target: str | Path, figure) -> None:
 
 
 def plot_confusion(
-    confusion: pd.DataFrame,
+    counts: np.ndarray,
     *,
     classes: list[str],
     target: str | Path,
@@ -89,9 +89,7 @@ def plot_confusion(
 ) -> None:
     """Counts of test rows per actual (rows) and predicted (columns) class."""
     plt = _pyplot()
-    counts = pd.crosstab(confusion["actual"], confusion["predicted"]).reindex(
-        index=classes, columns=classes, fill_value=0
-    )
+    counts = pd.DataFrame(counts, index=classes, columns=classes)
     size = min(4 + 0.5 * len(classes), 12)
     figure, axis = plt.subplots(figsize=(size, size * 0.85), layout="constrained")
     image = axis.imshow(counts.to_numpy(), cmap="Blues")
@@ -528,9 +526,11 @@ def render_report(
     training: dict[str, Any],
     found: Findings,
     figures: dict[str, str],
+    fitted: dict[str, Any] | None = None,
 ) -> str:
     """The report as Markdown; `figures` maps each figure (curves, scatter, confusion,
-    roc_pr, calibration, importance, slices) to its path relative to the report."""
+    roc_pr, calibration, importance, slices) to its path relative to the report; `fitted`
+    says how many train rows the baselines were fitted on (reports/baselines/fit.json)."""
     metrics, baselines, intervals, decision, importance, slices, gates, metrics_rows = found
     regression = "scatter" in figures
     split_lines = "\n".join(
@@ -565,9 +565,7 @@ def render_report(
 
 ## Test metrics against baselines
 
-Baselines are fitted on the same train split and scored on the same test split
-({metrics_rows:,} rows). Intervals: {intervals["resamples"]:,} bootstrap resamples of the test
-rows (seed {intervals["seed"]}).
+{_baselines_fitted(fitted, metrics_rows)} {_resampled(intervals, metrics_rows)}
 
 {_metrics_table(metrics, baselines, intervals)}
 {_differences_table(metrics, intervals)}
@@ -580,6 +578,29 @@ rows (seed {intervals["seed"]}).
 
 {_gates_section(gates)}
 """
+
+
+def _baselines_fitted(fitted: dict[str, Any] | None, test_rows: int) -> str:
+    """Which train rows the baselines were fitted on: all, or a seeded sample."""
+    scored = f"scored on the same test split ({test_rows:,} rows)."
+    if not fitted or fitted.get("fitted_rows") == fitted.get("train_rows"):
+        return f"Baselines are fitted on the same train split and {scored}"
+    return (
+        f"Baselines are fitted on {fitted['fitted_rows']:,} of the {fitted['train_rows']:,} "
+        f"train rows (drawn by seed {fitted['seed']}: `evaluate.baseline_rows`) and {scored}"
+    )
+
+
+def _resampled(intervals: dict[str, Any], test_rows: int) -> str:
+    """Where the intervals come from: resamples of every test row, or of a sample."""
+    said = f"Intervals: {intervals['resamples']:,} bootstrap resamples of the test rows"
+    sample = intervals.get("resampled_rows", test_rows)
+    if sample < test_rows:
+        said += (
+            f" (of a seeded sample of {sample:,}, their spread narrowed by "
+            f"sqrt({sample:,} / {test_rows:,}): `evaluate.interval_rows`)"
+        )
+    return f"{said}, seed {intervals['seed']}."
 
 
 def _validity(validation: dict[str, Any]) -> str:

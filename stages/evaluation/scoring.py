@@ -180,12 +180,16 @@ def model_outputs(model, inputs, *, task: str) -> Outputs:
 
 
 def decision_report(
-    y_true: np.ndarray, outputs: Outputs, *, training: dict[str, Any] | None
+    before: dict[str, float],
+    after: dict[str, float],
+    decided: dict[str, float],
+    *,
+    threshold: float | None,
+    training: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Calibration (fitted on validation rows by train) before and after on the test rows;
-    for two classes, the metrics at 0.5 and at the model's threshold."""
-    before = classification_metrics(y_true, outputs.uncalibrated)
-    after = classification_metrics(y_true, outputs.predicted)
+    """Calibration (fitted on validation rows by train) before and after on the test rows
+    (the metrics of the uncalibrated and calibrated probabilities at their most probable
+    class); for two classes, the metrics at 0.5 and at the model's threshold (`decided`)."""
     fitted = training or {}
     report: dict[str, Any] = {
         "method": fitted.get("method"),
@@ -198,16 +202,26 @@ def decision_report(
             "calibration_error_after": after["calibration_error"],
         },
     }
-    if outputs.threshold is not None:
-        decided = classification_metrics(y_true, outputs.predicted, outputs.labels)
+    if threshold is not None:
         kept = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro")
         report["threshold"] = {
             "rule": fitted.get("threshold_rule"),
-            "value": round(outputs.threshold, 6),
+            "value": round(threshold, 6),
             "test_at_0.5": {name: after[name] for name in kept},
             "test_at_threshold": {name: decided[name] for name in kept},
         }
     return report
+
+
+def whole_decision_report(y_true: np.ndarray, outputs: Outputs, *, training) -> dict[str, Any]:
+    """`decision_report` from the model's outputs on every test row."""
+    return decision_report(
+        classification_metrics(y_true, outputs.uncalibrated),
+        classification_metrics(y_true, outputs.predicted),
+        classification_metrics(y_true, outputs.predicted, outputs.labels),
+        threshold=outputs.threshold,
+        training=training,
+    )
 
 
 def slices_report(
@@ -243,11 +257,25 @@ def slices_report(
 
 
 def bootstrap_intervals(
-    y_test, outputs: Outputs, metrics, predictions, baselines, *, task, settings, seed
+    samples: dict[str, dict[str, np.ndarray]], metrics, baselines, *, rows, settings, seed
 ) -> dict[str, Any]:
-    """Bootstrap intervals of every metric of the model and the baselines, on the same
-    resamples of the test rows, and of the model's difference to each baseline."""
-    samples = bootstrap(
+    """Bootstrap intervals of every metric of the model and the baselines (`samples`, from
+    the same resamples of the test rows), and of the model's difference to each baseline."""
+    intervals = metric_intervals(
+        samples,
+        {"model": metrics, **baselines},
+        level=settings.interval,
+        resamples=settings.resamples,
+        seed=seed,
+    )
+    intervals["resampled_rows"] = min(rows, settings.interval_rows)
+    return intervals
+
+
+def resampled_metrics(y_test, outputs: Outputs, predictions, *, task, settings, seed) -> dict:
+    """Every metric of the model and of each baseline's `predictions` on the same
+    bootstrap resamples of the test rows (`bootstrap`)."""
+    return bootstrap(
         y_test,
         {
             "model": (outputs.predicted, outputs.labels),
@@ -258,15 +286,6 @@ def bootstrap_intervals(
         seed=seed,
         max_rows=settings.interval_rows,
     )
-    intervals = metric_intervals(
-        samples,
-        {"model": metrics, **baselines},
-        level=settings.interval,
-        resamples=settings.resamples,
-        seed=seed,
-    )
-    intervals["resampled_rows"] = min(len(y_test), settings.interval_rows)
-    return intervals
 
 
 def model_importance(model, x_test, y_test, *, spec, settings, seed) -> pd.DataFrame | None:
@@ -288,12 +307,12 @@ def model_importance(model, x_test, y_test, *, spec, settings, seed) -> pd.DataF
     )
 
 
-def summary_metrics(found, outputs: Outputs) -> dict[str, Any]:
+def summary_metrics(found, threshold: float | None) -> dict[str, Any]:
     """metrics.json: the test metrics at the model's decisions, the rows, and for two
     classes the threshold and the accuracy at 0.5 beside."""
     summary = {**found.metrics, "test_rows": found.rows}
-    if outputs.threshold is not None:
-        summary["threshold"] = round(outputs.threshold, 6)
+    if threshold is not None:
+        summary["threshold"] = round(threshold, 6)
         summary["accuracy_at_0.5"] = found.decision["threshold"]["test_at_0.5"]["accuracy"]
     return summary
 
@@ -310,7 +329,7 @@ def result_tables(test_rows, y_test, outputs: Outputs, *, spec) -> tuple[pd.Data
     return table, tables
 
 
-def headline_line(found, outputs: Outputs, *, task: str, level: float) -> str:
+def headline_line(found, threshold: float | None, *, task: str, level: float) -> str:
     """The line evaluate prints: the headline metric with its interval, the second, and
     the baselines' headline."""
     headline, second = HEADLINE[task], SECOND[task]
@@ -318,9 +337,9 @@ def headline_line(found, outputs: Outputs, *, task: str, level: float) -> str:
     low, high = found.intervals["model"][headline]
     against = ", ".join(f"{name} {s[headline]:.4f}" for name, s in found.baselines.items())
     decided = ""
-    if outputs.threshold is not None:
-        decided = f" at the model's threshold {outputs.threshold:.3f}"
-        if outputs.threshold != 0.5:
+    if threshold is not None:
+        decided = f" at the model's threshold {threshold:.3f}"
+        if threshold != 0.5:
             at_half = found.decision["threshold"]["test_at_0.5"]["accuracy"]
             decided += f" (at 0.5: {at_half:.4f})"
     return (
@@ -329,3 +348,19 @@ def headline_line(found, outputs: Outputs, *, task: str, level: float) -> str:
         f"{metrics[second]:.4f} (baselines' {metric_label(headline)}: {against or 'none'}) -> "
         f"{paths.EVALUATE_METRICS}"
     )
+
+
+class Judged(NamedTuple):
+    """What evaluate found on the test split, before the gates: as `Findings`, with the
+    plots' tables still to write and what the figures draw beside them."""
+
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    intervals: dict[str, Any]
+    decision: dict[str, Any] | None
+    importance: pd.DataFrame | None
+    slices: dict[str, Any]
+    rows: int
+    threshold: float | None
+    tables: dict[str, pd.DataFrame]  # the plots' data still to write
+    drawn: dict[str, Any]  # as `write_figures` takes it
