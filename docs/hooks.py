@@ -218,10 +218,23 @@ def scale_table() -> str:
     scale = json.loads(path.read_text())
     runs = scale["data_stages"]
     names = [f"{run['rows'] / 1e6:g}M rows, {run.get('engine', 'embedded')}" for run in runs]
-    out = ["| stage | " + " | ".join(names) + " |", "|---" * (len(runs) + 1) + "|"]
+    embedded = sorted(
+        (run for run in runs if run.get("engine", "embedded") == "embedded"),
+        key=lambda run: run["rows"],
+    )
+    growth = embedded[-1]["rows"] > embedded[0]["rows"] if embedded else False
+    if growth:  # how far each stage's peak grew from the fewest rows to the most
+        small, large = embedded[0], embedded[-1]
+        names.append(f"peak at {large['rows'] / 1e6:g}M / at {small['rows'] / 1e6:g}M")
+    out = ["| stage | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     stages = list(runs[0]["stages"])
     for stage in stages:
         cells = []
+        if growth:
+            ratio = large["stages"][stage]["peak_mb"] / small["stages"][stage]["peak_mb"] - 1
+            cells_after = [f"{ratio:+.0%}"]
+        else:
+            cells_after = []
         for run in runs:
             r = run["stages"].get(stage)
             if r is None:
@@ -232,15 +245,12 @@ def scale_table() -> str:
                 cell += f" (workers {r['workers_peak_mb'] / 1000:.2f} GB)"
             cells.append(cell)
         shown = "train (1 epoch)" if stage == "train" else stage
-        out.append(f"| {shown} | " + " | ".join(cells) + " |")
-    out.append(
-        "| end to end | "
-        + " | ".join(
-            f"{run['end_to_end_s']:,.1f} s, peak {run['end_to_end_peak_mb'] / 1000:.2f} GB"
-            for run in runs
-        )
-        + " |"
-    )
+        out.append(f"| {shown} | " + " | ".join(cells + cells_after) + " |")
+    ends = [
+        f"{run['end_to_end_s']:,.1f} s, peak {run['end_to_end_peak_mb'] / 1000:.2f} GB"
+        for run in runs
+    ]
+    out.append("| end to end | " + " | ".join(ends + ([""] if growth else [])) + " |")
     out.append(f"\n{scale['machine']}.")
     if scale.get("note"):
         out += ["", scale["note"]]

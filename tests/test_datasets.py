@@ -70,7 +70,7 @@ def test_penguins_csv(repo: Path):
     assert schema["columns"]["island"]["checks"]["isin"] == ["Biscoe", "Dream", "Torgersen"]
 
 
-def test_penguins_body_mass_regression(repo: Path):
+def test_penguins_body_mass_regression(repo: Path, monkeypatch):
     """A numeric target with many values is inferred as regression, end to end."""
     (repo / "penguins.csv").write_bytes((DATA / "penguins.csv").read_bytes())
     # 204 train rows: one narrow layer generalises better than the Adult-sized network.
@@ -89,6 +89,7 @@ def test_penguins_body_mass_regression(repo: Path):
     assert "predicted_vs_actual.png" in report and "| r2 |" in report
     training = json.loads((repo / "reports/train/report.json").read_text())
     assert training["task"] == "regression" and "val_r2" in training["history"]
+    judged_in_one_pass(repo, metrics, monkeypatch)
 
     # Raw rows get a number each, in grams, from `stages predict`.
     run([sys.executable, "-m", "stages", "predict", "penguins.csv", "--output", "mass.csv"], repo)
@@ -97,6 +98,33 @@ def test_penguins_body_mass_regression(repo: Path):
     scored = predicted["error"].isna() & actual.notna()
     assert scored.sum() >= 330 and predicted["predicted"].dtype == "float64"
     assert r2_score(actual[scored], predicted["predicted"][scored]) >= 0.8
+
+
+def judged_in_one_pass(repo: Path, metrics: dict, monkeypatch) -> None:
+    """baselines and evaluate judge the test split again as they judge one past EXACT_ROWS
+    (added up partition by partition): MAE, RMSE and R2 are the same (to float32's
+    precision: scikit-learn sums the float32 predictions in float32)."""
+    from click.testing import CliRunner
+
+    from stages import baselines, evaluate
+    from stages.cli import cli
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(baselines, "EXACT_ROWS", 10)
+    monkeypatch.setattr(evaluate, "EXACT_ROWS", 10)
+    for stage in ("baselines", "evaluate"):
+        result = CliRunner().invoke(cli, [stage], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    again = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    scored = json.loads((repo / "reports/baselines/metrics.json").read_text())
+    expected = {k: v for k, v in metrics.items() if k != "baseline"}
+    assert again == pytest.approx(expected, rel=1e-6, abs=2e-6)
+    assert scored.keys() == metrics["baseline"].keys()
+    for name, values in scored.items():
+        assert values == pytest.approx(metrics["baseline"][name], rel=1e-6, abs=2e-6), name
+    plot = (repo / "reports/evaluate/plots/predicted_vs_actual.csv").read_text().splitlines()
+    assert len(plot) == metrics["test_rows"] + 1
+    assert (repo / "reports/evaluate/figures/predicted_vs_actual.png").stat().st_size > 0
 
 
 def test_breast_cancer_gzip_semicolons(repo: Path):

@@ -233,7 +233,7 @@ class PredictionRows:
         self.columns = _prediction_columns(path, found, names=names, n_classes=n_classes)
         read = [ROW_ID, *(column for wanted in self.columns.values() for column in wanted)]
         self.batches = table.iter_batches(batch_size=BATCH_ROWS, columns=read)
-        self.held = pd.DataFrame(columns=read)
+        self.held = next(self.batches).to_pandas() if table.metadata.num_rows else None
 
     def _mismatch(self) -> PipelineError:
         return PipelineError(f"{self.path}: not the test split's rows; re-run the baselines stage")
@@ -241,11 +241,14 @@ class PredictionRows:
     def take(self, row_ids: pd.Series) -> dict[str, np.ndarray]:
         """The predictions of the next rows, which must be `row_ids`."""
         wanted = len(row_ids)
-        while len(self.held) < wanted:
+        while self.held is None or len(self.held) < wanted:
             batch = next(self.batches, None)
             if batch is None:
                 raise self._mismatch()
-            self.held = pd.concat([self.held, batch.to_pandas()], ignore_index=True)
+            more = batch.to_pandas()
+            self.held = (
+                more if self.held is None else pd.concat([self.held, more], ignore_index=True)
+            )
         chunk = self.held.iloc[:wanted]
         self.held = self.held.iloc[wanted:].reset_index(drop=True)
         if not np.array_equal(chunk[ROW_ID].to_numpy(), row_ids.to_numpy()):
@@ -253,5 +256,5 @@ class PredictionRows:
         return _values(chunk, self.columns, self.n_classes)
 
     def finish(self) -> None:
-        if len(self.held) or next(self.batches, None) is not None:
+        if (self.held is not None and len(self.held)) or next(self.batches, None) is not None:
             raise self._mismatch()

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from sklearn import metrics as skm
 
 # Bins of the expected calibration error (Guo et al., 2017: equal-width bins of the
 # predicted class's probability).
@@ -37,6 +36,8 @@ def classification_metrics(
 ) -> dict[str, float]:
     """Test metrics from true class indices and predicted probabilities (rows x classes);
     the labels are `y_pred`, or the most probable class."""
+    from sklearn import metrics as skm  # not at import: the stages that only add up skip it
+
     n_classes = proba.shape[1]
     if y_pred is None:
         y_pred = proba.argmax(axis=1)
@@ -65,6 +66,8 @@ def classification_metrics(
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Test metrics of predicted against actual values."""
+    from sklearn import metrics as skm
+
     y_true, y_pred = np.ravel(y_true), np.ravel(y_pred)
     values = {
         "mae": skm.mean_absolute_error(y_true, y_pred),
@@ -299,17 +302,22 @@ def _weighted_auc(
     counts: np.ndarray, order: np.ndarray, starts: np.ndarray | None, positive: np.ndarray
 ) -> np.ndarray:
     """ROC AUC per resample: the chance that a positive row outscores a negative one,
-    ties counting half. In integers (int16 counts, int32 sums): exact, and light on
-    memory traffic, which is what it costs."""
-    sorted_counts = counts[:, order]
+    ties counting half. In integers: exact, and light on memory traffic, which is what it
+    costs (int32 while no product can pass 2**31, as on any test split held whole)."""
+    rows, most = counts.shape[1], int(counts.max(initial=0))
+    wide = np.int64 if 2 * rows * max(most, 1) >= 2**31 else np.int32
+    sorted_counts = counts[:, order].astype(wide)
     pos = sorted_counts * positive
     neg = sorted_counts - pos
     if starts is not None:  # tied scores: one group each
-        pos = np.add.reduceat(pos, starts, axis=1, dtype=np.int32)
-        neg = np.add.reduceat(neg, starts, axis=1, dtype=np.int32)
-    below = np.cumsum(neg, axis=1, dtype=np.int32)
-    below -= neg
-    ranked_pairs = (pos.astype(np.int64) * (2 * below + neg)).sum(axis=1)
+        pos = np.add.reduceat(pos, starts, axis=1)
+        neg = np.add.reduceat(neg, starts, axis=1)
+    ranked = np.cumsum(neg, axis=1)  # negatives below each group, then 2 * that + ties
+    ranked -= neg
+    ranked *= 2
+    ranked += neg
+    ranked *= pos
+    ranked_pairs = ranked.sum(axis=1, dtype=np.int64)
     pairs = 2.0 * pos.sum(axis=1, dtype=np.int64) * neg.sum(axis=1, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return ranked_pairs / pairs
