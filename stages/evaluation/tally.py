@@ -5,10 +5,11 @@ classes and of the most probable ones), the log loss's sum, the calibration erro
 and per class a histogram of its scores among the rows of that class and among the others.
 Every metric but ROC AUC is then the one scikit-learn computes on the whole arrays (the same
 sums); ROC AUC, the curves and the reliability bins come from the histograms, whose bins
-keep a score's float32 value to 12 significant bits (a relative 2**-12): pairs whose scores
-share a bin count as ties. A `ValueTally` keeps a regressor's error sums and the targets'
-mean and spread (merged partition by partition, Chan et al.), which give MAE, RMSE and R2
-exactly. Memory is a few megabytes per class, whatever the rows.
+keep a score's float32 value to 12 significant bits (a bin is at most 2**-11 of its
+scores wide): pairs whose scores share a bin count as ties. A `ValueTally` keeps a
+regressor's error sums and the targets' mean and spread (merged partition by partition,
+Chan et al.), which give MAE, RMSE and R2 exactly. Memory is a few megabytes per class,
+whatever the rows.
 """
 
 from __future__ import annotations
