@@ -141,26 +141,14 @@ def judge_whole(model, parts, *, spec: EncodingSpec, settings, seed: int, traini
     slices = slices_report(test_rows, y_test, outputs, spec=spec, settings=settings, seed=seed)
     table, tables = result_tables(test_rows, y_test, outputs, spec=spec)
     write_table(table, paths.EVALUATE_PREDICTIONS)
-    if spec.task == "regression":
-        drawn = {"scatter": tables["predicted_vs_actual"]}
-        return Judged(
-            metrics,
-            baselines,
-            intervals,
-            None,
-            importance,
-            slices,
-            len(y_test),
-            None,
-            tables,
-            drawn,
-        )
-    decision = whole_decision_report(y_test, outputs, training=training.get("calibration"))
-    drawn = {
-        "confusion": confusion_counts(y_test, outputs.labels, len(spec.classes)),
-        "before": reliability(y_test, outputs.uncalibrated),
-        "threshold": outputs.threshold,
-    }
+    decision, drawn = None, {"scatter": tables.get("predicted_vs_actual")}
+    if spec.task == "classification":
+        decision = whole_decision_report(y_test, outputs, training=training.get("calibration"))
+        drawn = {
+            "confusion": confusion_counts(y_test, outputs.labels, len(spec.classes)),
+            "before": reliability(y_test, outputs.uncalibrated),
+            "threshold": outputs.threshold,
+        }
     return Judged(
         metrics,
         baselines,

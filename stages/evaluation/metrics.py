@@ -21,14 +21,28 @@ CALIBRATION_BINS = 15
 CHUNK_CELLS = 16_000_000
 
 
-def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray) -> float:
-    """How far the predicted class's probability is from how often that class is right,
-    averaged over 15 equal-width bins weighted by their rows (0: perfectly calibrated)."""
+def calibration_sums(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per equal-width bin of the predicted class's probability: the rows whose predicted
+    class is right, and the sum of that probability (sums: they add over row ranges)."""
     confidence = proba.max(axis=1)
     bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
     right = np.bincount(bins, weights=proba.argmax(axis=1) == y_true, minlength=CALIBRATION_BINS)
-    sure = np.bincount(bins, weights=confidence, minlength=CALIBRATION_BINS)
+    return right, np.bincount(bins, weights=confidence, minlength=CALIBRATION_BINS)
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """How far the predicted class's probability is from how often that class is right,
+    averaged over 15 equal-width bins weighted by their rows (0: perfectly calibrated)."""
+    right, sure = calibration_sums(y_true, proba)
     return float(np.abs(right - sure).sum() / len(y_true))
+
+
+def surprises(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Each row's log loss: minus the log of its true class's probability (normalised and
+    clipped as scikit-learn's log_loss does)."""
+    normalized = proba / proba.sum(axis=1, keepdims=True)
+    eps = np.finfo(normalized.dtype).eps
+    return -np.log(np.clip(normalized[np.arange(len(y_true)), y_true], eps, 1 - eps))
 
 
 def classification_metrics(
@@ -242,9 +256,7 @@ def _classification_scorer(y_true: np.ndarray, proba: np.ndarray, labels: np.nda
         rankings = [_ranking(y_true == 1, proba[:, 1])]
     else:
         rankings = [_ranking(y_true == c, proba[:, c]) for c in range(n_classes)]
-    normalized = proba / proba.sum(axis=1, keepdims=True)
-    eps = np.finfo(normalized.dtype).eps
-    surprise = -np.log(np.clip(normalized[np.arange(len(y_true)), y_true], eps, 1 - eps))
+    surprise = surprises(y_true, proba)
     confidence = proba.max(axis=1)
     bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
     right = _members(bins, CALIBRATION_BINS, proba.argmax(axis=1) == y_true)

@@ -224,6 +224,14 @@ def whole_decision_report(y_true: np.ndarray, outputs: Outputs, *, training) -> 
     )
 
 
+def slice_scores(y_true: np.ndarray, outputs: Outputs, *, task: str) -> tuple[str, np.ndarray]:
+    """The metric the slices report, and each row's share of it: 1/0 for a right/wrong
+    decision (accuracy), or the absolute error (MAE) for regression."""
+    if task == "regression":
+        return "mae", np.abs(np.ravel(outputs.predicted) - np.ravel(y_true))
+    return "accuracy", (outputs.labels == y_true).astype("float64")
+
+
 def slices_report(
     test_rows: pd.DataFrame,
     y_true: np.ndarray,
@@ -235,12 +243,7 @@ def slices_report(
 ) -> dict[str, Any]:
     """Per `evaluate.slices` column: the model's accuracy (mean absolute error for
     regression) per group of test rows."""
-    if spec.task == "regression":
-        per_row = np.abs(np.ravel(outputs.predicted) - np.ravel(y_true))
-        metric = "mae"
-    else:
-        per_row = (outputs.labels == y_true).astype("float64")
-        metric = "accuracy"
+    metric, per_row = slice_scores(y_true, outputs, task=spec.task)
     return {
         column: slice_metrics(
             slice_labels(test_rows, spec, column),

@@ -39,6 +39,7 @@ from stages.evaluation.scoring import (
     model_outputs,
     prediction_table,
     regression_table,
+    slice_scores,
 )
 from stages.evaluation.tally import ClassTally, ValueTally, rounded
 from stages.model.build import model_vocabularies
@@ -112,7 +113,7 @@ class _TestPass:
         self.tally = ClassTally(n_classes) if self.classify else ValueTally()
         self.before = ClassTally(n_classes) if self.classify else None
         self.groups: dict[str, dict] = {column: {} for column in settings.slices}
-        self.kept, self.threshold = _Kept(), None
+        self.kept, self.threshold, self.metric = _Kept(), None, None
 
     def add(self, part: Partition) -> pd.DataFrame:
         """Score one partition and add it up; returns its rows of the predictions file."""
@@ -131,11 +132,10 @@ class _TestPass:
                 classes=self.spec.classes,
                 labels=outputs.labels,
             )
-            per_row = (outputs.labels == y).astype("float64")
         else:
             self.tally.add(y, outputs.predicted)
             table = regression_table(frame[ROW_ID], y, outputs.predicted)
-            per_row = np.abs(np.ravel(outputs.predicted) - np.ravel(y))
+        self.metric, per_row = slice_scores(y, outputs, task=self.spec.task)
         labels = {
             column: slice_labels(frame, self.spec, column, self.edges.get(column))
             for column in self.settings.slices
@@ -239,9 +239,7 @@ def judge_streamed(
     metrics = rounded(judged.tally.metrics())
     scored = read_json(paths.BASELINES_METRICS)  # the baselines stage scored the same rows
     baselines = {name: scored[name] for name in settings.baselines}
-    slices = _slices(
-        judged.groups, judged.kept, settings=settings, task=spec.task, seed=seed, total=judged.total
-    )
+    slices = _slices(judged.groups, judged.kept, settings=settings, metric=judged.metric, seed=seed)
     tables, drawn = judged.figures()
     return Judged(
         metrics,
@@ -257,9 +255,8 @@ def judge_streamed(
     )
 
 
-def _slices(groups: dict, kept: _Kept, *, settings, task: str, seed: int, total: int) -> dict:
+def _slices(groups: dict, kept: _Kept, *, settings, metric: str, seed: int) -> dict:
     """`slices_report` from the groups' sums, the intervals from the sampled rows."""
-    metric = "mae" if task == "regression" else "accuracy"
     per_row, labels = kept.joined("per_row"), kept.joined("groups") or {}
     report = {}
     for column, found in groups.items():
@@ -272,7 +269,8 @@ def _slices(groups: dict, kept: _Kept, *, settings, task: str, seed: int, total:
                 mean,
                 narrowed_means(in_sample, mean, rows=rows, resamples=settings.resamples, seed=seed),
             )
-        overall = sum(value for _, value in found.values()) / max(total, 1)
+        rows = sum(rows for rows, _ in found.values())
+        overall = sum(value for _, value in found.values()) / max(rows, 1)
         report[column] = slice_table(
             summed,
             overall,

@@ -17,7 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.evaluation.metrics import CALIBRATION_BINS, confusion_scores
+from stages.evaluation.metrics import (
+    CALIBRATION_BINS,
+    calibration_sums,
+    confusion_scores,
+    surprises,
+)
 
 # float32 bits dropped from a score to make its bin: 23 - 12 = 11 mantissa bits kept.
 SCORE_SHIFT = 12
@@ -124,14 +129,10 @@ class ClassTally:
         decided = likeliest if labels is None else labels
         self.decided += np.bincount(y_true * k + decided, minlength=k * k).reshape(k, k)
         self.likeliest += np.bincount(y_true * k + likeliest, minlength=k * k).reshape(k, k)
-        normalized = proba / proba.sum(axis=1, keepdims=True)
-        eps = np.finfo(normalized.dtype).eps
-        chosen = normalized[np.arange(len(y_true)), y_true]
-        self.surprise += float(-np.log(np.clip(chosen, eps, 1 - eps)).sum())
-        confidence = proba.max(axis=1)
-        bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
-        self.right += np.bincount(bins, weights=likeliest == y_true, minlength=CALIBRATION_BINS)
-        self.sure += np.bincount(bins, weights=confidence, minlength=CALIBRATION_BINS)
+        self.surprise += float(surprises(y_true, proba).sum())
+        right, sure = calibration_sums(y_true, proba)
+        self.right += right
+        self.sure += sure
         if k == 2:
             self.rankings[0].add(y_true == 1, proba[:, 1])
         else:
