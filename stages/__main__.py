@@ -1,8 +1,16 @@
+"""`python -m stages` and the `stages` command: the process's settings, then the CLI."""
+
 import sys
 
-from stages.cli import main
-from stages.common.runtime import quiet_native_stderr, use_inference_backend
 
-quiet_native_stderr()
-use_inference_backend(sys.argv[1:])
-main()
+def run() -> None:
+    from stages.cli import main
+    from stages.common.runtime import quiet_native_stderr, use_inference_backend
+
+    quiet_native_stderr()
+    use_inference_backend(sys.argv[1:])
+    main()
+
+
+if __name__ == "__main__":
+    run()
