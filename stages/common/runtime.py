@@ -132,6 +132,35 @@ def use_inference_backend(argv: list[str]) -> None:
         os.environ.setdefault("KERAS_BACKEND", "numpy")
 
 
+# glibc's malloc settings (mallopt's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD).
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = -3, -1
+# Arrays up to this size come from the heap, not a mapping of their own (glibc's ceiling).
+HEAP_ARRAY_BYTES = 32 * 2**20
+# Freed heap memory kept for the next arrays, up to this much, rather than handed back.
+KEPT_FREE_BYTES = 512 * 2**20
+
+
+def keep_freed_memory(argv: list[str]) -> None:
+    """For `python -m stages <command>`: a command that runs a trained network keeps the
+    memory of the arrays it frees for the next ones, rather than returning it to the
+    kernel. Each call into the network makes arrays of the same sizes, a few MB each, that
+    glibc would hand back and fault in again, page by page (Adult's permutation importance:
+    70 calls, about 6 GB of pages faulted in; 30 calls on the test split: 2.1-2.8 s, 1.7 s
+    with the memory kept). Nothing changes where the C library is not glibc."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command not in INFERENCE_COMMANDS or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(_MMAP_THRESHOLD, HEAP_ARRAY_BYTES)
+    mallopt(_TRIM_THRESHOLD, KEPT_FREE_BYTES)
+
+
 def join_cluster(cluster: Cluster) -> None:
     """Connect this process to the others and shard every batch across all their devices."""
     import jax
