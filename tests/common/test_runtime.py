@@ -176,7 +176,7 @@ def test_the_inference_commands_reuse_the_memory_they_free():
         )
         return int(run.stdout)
 
-    kept, returned = faults("evaluate"), faults("train")
+    kept, returned = faults("evaluate"), faults("serve")
     # 40 rounds of 32 MB: handed back, at least 8 MB of it faults in again each round
     # (81,000 faults here); kept, the first round's pages serve the rest (1,500).
     assert returned > 40 * 1_500
