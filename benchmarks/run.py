@@ -60,24 +60,38 @@ DATA_STAGES = ("collect", "validate", "prepare", "split")
 MODEL_STAGES = ("baselines", "train", "evaluate")
 
 
+# Runs a command in a process of its own and writes its peak memory (KB) to argv[1]. The
+# peak the kernel reports for a process includes what its parent held when it started
+# (Linux keeps the high-water mark across exec), and this process may hold the generated
+# rows: forked from this small launcher, the command's peak is its own.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as peak:
+    peak.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def timed(command: list[str], cwd: Path, *, env: dict | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak memory (MB) and output of one command."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env or ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{output[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, output
+    with tempfile.NamedTemporaryFile(prefix="peak-", suffix=".kb") as peak:
+        start = time.perf_counter()
+        process = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, peak.name, *command],
+            cwd=cwd,
+            env=env or ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        seconds = time.perf_counter() - start
+        if process.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{process.stdout[-3000:]}")
+        return seconds, int(Path(peak.name).read_text()) / 1024, process.stdout
 
 
 def copy_project_files(target: Path) -> Path:
@@ -173,10 +187,16 @@ def bench_noop(reps: int) -> dict:
 
 
 def worker_peaks_mb(client) -> int:
-    """The largest peak resident memory of a cluster's workers since they started."""
-    import resource
+    """The largest peak resident memory of a cluster's workers since they started: each
+    one's own (VmHWM), not what the process that started it held, which rusage counts."""
 
-    peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    def own_peak_kb() -> int:  # defined here: Dask ships it to the workers by value
+        for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmHWM in /proc/self/status")
+
+    peaks = client.run(own_peak_kb)
     return round(max(peaks.values()) / 1024)
 
 
