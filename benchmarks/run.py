@@ -60,38 +60,39 @@ DATA_STAGES = ("collect", "validate", "prepare", "split")
 MODEL_STAGES = ("baselines", "train", "evaluate")
 
 
-# Runs a command in a process of its own and writes its peak memory (KB) to argv[1]. The
-# peak the kernel reports for a process includes what its parent held when it started
-# (Linux keeps the high-water mark across exec), and this process may hold the generated
-# rows: forked from this small launcher, the command's peak is its own.
+# Runs a command in a process of its own and writes its wall seconds and peak memory (KB)
+# to argv[1]. The peak the kernel reports for a process includes what its parent held
+# when it started (Linux keeps the high-water mark across exec), and this process may hold
+# the generated rows: forked from this small launcher, the command's peak is its own. The
+# launcher times the command itself, so its own start is not counted.
 LAUNCHER = """
-import os, sys
+import os, sys, time
+start = time.perf_counter()
 pid = os.fork()
 if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as peak:
-    peak.write(str(usage.ru_maxrss))
+with open(sys.argv[1], "w") as measured:
+    measured.write(f"{time.perf_counter() - start} {usage.ru_maxrss}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
 def timed(command: list[str], cwd: Path, *, env: dict | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak memory (MB) and output of one command."""
-    with tempfile.NamedTemporaryFile(prefix="peak-", suffix=".kb") as peak:
-        start = time.perf_counter()
+    with tempfile.NamedTemporaryFile(prefix="timed-", suffix=".txt") as measured:
         process = subprocess.run(
-            [sys.executable, "-c", LAUNCHER, peak.name, *command],
+            [sys.executable, "-c", LAUNCHER, measured.name, *command],
             cwd=cwd,
             env=env or ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        seconds = time.perf_counter() - start
         if process.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{process.stdout[-3000:]}")
-        return seconds, int(Path(peak.name).read_text()) / 1024, process.stdout
+        seconds, peak_kb = Path(measured.name).read_text().split()
+        return float(seconds), int(peak_kb) / 1024, process.stdout
 
 
 def copy_project_files(target: Path) -> Path:
