@@ -121,13 +121,18 @@ INFERENCE_COMMANDS = frozenset({"evaluate", "predict", "serve"})
 BATCH_INFERENCE_COMMANDS = INFERENCE_COMMANDS - {"serve"}
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The command `python -m stages` was given: its first argument that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def use_inference_backend(argv: list[str]) -> None:
     """For `python -m stages <command>`, before Keras is imported: a command that only runs
     a trained network gets Keras's numpy backend, unless KERAS_BACKEND names another.
     Loading the network and predicting then take no TensorFlow start (about 5 s here);
     the outputs equal TensorFlow's to float32 rounding. (A process that goes on to train,
     such as a test runner calling the commands in turn, keeps its backend.)"""
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    command = command_of(argv)
     # Keras's numpy backend imports JAX when it loads; without JAX, TensorFlow runs it.
     if command in INFERENCE_COMMANDS and importlib.util.find_spec("jax") is not None:
         os.environ.setdefault("KERAS_BACKEND", "numpy")
@@ -149,7 +154,7 @@ def keep_freed_memory(argv: list[str]) -> None:
     hand back and fault in again, page by page (Adult's permutation importance, 15 calls
     of 32,540 rows: 270,000-380,000 page faults and 3.9-4.3 s, against 30,000-64,000 and
     3.3-3.5 s with the memory kept). Nothing changes where the C library is not glibc."""
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    command = command_of(argv)
     if command not in BATCH_INFERENCE_COMMANDS or not sys.platform.startswith("linux"):
         return
     import ctypes
