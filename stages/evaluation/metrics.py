@@ -27,10 +27,19 @@ CHUNK_CELLS = 1_000_000
 def calibration_sums(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per equal-width bin of the predicted class's probability: the rows whose predicted
     class is right, and the sum of that probability (sums: they add over row ranges)."""
+    bins, right, confidence = _calibration_rows(y_true, proba)
+    return (
+        np.bincount(bins, weights=right, minlength=CALIBRATION_BINS),
+        np.bincount(bins, weights=confidence, minlength=CALIBRATION_BINS),
+    )
+
+
+def _calibration_rows(y_true: np.ndarray, proba: np.ndarray):
+    """Each row's calibration bin (of the predicted class's probability), whether its
+    predicted class is right, and that probability."""
     confidence = proba.max(axis=1)
     bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
-    right = np.bincount(bins, weights=proba.argmax(axis=1) == y_true, minlength=CALIBRATION_BINS)
-    return right, np.bincount(bins, weights=confidence, minlength=CALIBRATION_BINS)
+    return bins, proba.argmax(axis=1) == y_true, confidence
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -260,9 +269,8 @@ def _classification_scorer(y_true: np.ndarray, proba: np.ndarray, labels: np.nda
     else:
         rankings = [_ranking(y_true == c, proba[:, c]) for c in range(n_classes)]
     surprise = surprises(y_true, proba)
-    confidence = proba.max(axis=1)
-    bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
-    right = _members(bins, CALIBRATION_BINS, proba.argmax(axis=1) == y_true)
+    bins, hit, confidence = _calibration_rows(y_true, proba)
+    right = _members(bins, CALIBRATION_BINS, hit)
     sure = _members(bins, CALIBRATION_BINS, confidence)
 
     def score(weights: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
