@@ -233,7 +233,7 @@ class PredictionRows:
         self.columns = _prediction_columns(path, found, names=names, n_classes=n_classes)
         read = [ROW_ID, *(column for wanted in self.columns.values() for column in wanted)]
         self.batches = table.iter_batches(batch_size=BATCH_ROWS, columns=read)
-        self.held = next(self.batches).to_pandas() if table.metadata.num_rows else None
+        self.held: pd.DataFrame | None = None  # read but not yet taken
 
     def _mismatch(self) -> PipelineError:
         return PipelineError(f"{self.path}: not the test split's rows; re-run the baselines stage")

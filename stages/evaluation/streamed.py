@@ -269,8 +269,8 @@ def _slices(groups: dict, kept: _Kept, *, settings, metric: str, seed: int) -> d
                 mean,
                 narrowed_means(in_sample, mean, rows=rows, resamples=settings.resamples, seed=seed),
             )
-        rows = sum(rows for rows, _ in found.values())
-        overall = sum(value for _, value in found.values()) / max(rows, 1)
+        total = sum(rows for rows, _ in found.values())
+        overall = sum(value for _, value in found.values()) / max(total, 1)
         report[column] = slice_table(
             summed,
             overall,
