@@ -1,5 +1,12 @@
 """Assigning prepared rows to train, validation and test: seeded, stratified on the
 target (its deciles for regression), every class in every split.
+
+The draw is scikit-learn's `train_test_split` (a `StratifiedShuffleSplit`, or a
+`ShuffleSplit` with `split.stratify: false`), written out here in numpy: the split stage
+runs in a process of its own, where importing scikit-learn (0.55 s, most of it SciPy's
+statistics) took longer than splitting Adult. The same seed gives the same rows as
+scikit-learn does (tests/test_split.py draws both on many shapes), and the split does not
+move when a scikit-learn release changes its private helpers.
 """
 
 from __future__ import annotations
@@ -9,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from stages.common import paths
 from stages.common.errors import PipelineError
@@ -39,25 +45,65 @@ def _too_small_fixes(too_small: pd.Series, counts: pd.Series, share: float) -> l
     return fixes
 
 
+def _approximate_mode(class_counts: np.ndarray, n_draws: int, rng) -> np.ndarray:
+    """Rows drawn from each class: their share of `n_draws`, rounded down, then one more
+    for the classes with the largest remainders (ties broken by `rng`), to make the total
+    (scikit-learn's `utils.extmath._approximate_mode`)."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (tied,) = np.where(remainder == value)
+            add_now = min(len(tied), need_to_add)
+            floored[rng.choice(tied, size=add_now, replace=False)] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
+
+
+def _hold_out(
+    values: np.ndarray, share: float, *, seed: int, stratify: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions kept and held out: `ceil(share * rows)` held out, drawn by `seed` as
+    scikit-learn's `train_test_split(..., test_size=share, random_state=seed,
+    stratify=values if stratify else None)` draws them."""
+    n_rows = len(values)
+    n_held = math.ceil(share * n_rows)
+    n_kept = n_rows - n_held
+    if n_kept <= 0:
+        raise PipelineError(f"cannot split {n_rows} rows: holding out {share:.0%} leaves none")
+    rng = np.random.RandomState(seed)
+    if not stratify:
+        permutation = rng.permutation(n_rows)
+        return permutation[n_held:], permutation[:n_held]
+    classes, codes, class_counts = np.unique(values, return_inverse=True, return_counts=True)
+    if class_counts.min() < 2 or min(n_kept, n_held) < len(classes):
+        raise PipelineError(
+            f"cannot split {n_rows} rows: every class needs at least 2 rows and each part "
+            f"at least one row of each of the {len(classes)} classes"
+        )
+    members = np.split(np.argsort(codes, kind="stable"), np.cumsum(class_counts)[:-1])
+    kept_counts = _approximate_mode(class_counts, n_kept, rng)
+    held_counts = _approximate_mode(class_counts - kept_counts, n_held, rng)
+    kept, held = [], []
+    for rows, n_k, n_h in zip(members, kept_counts, held_counts, strict=True):
+        shuffled = rows.take(rng.permutation(len(rows)), mode="clip")
+        kept.append(shuffled[:n_k])
+        held.append(shuffled[n_k : n_k + n_h])
+    return rng.permutation(np.concatenate(kept)), rng.permutation(np.concatenate(held))
+
+
 def _seeded_split(
     values: np.ndarray, *, validation: float, test: float, seed: int, stratify: bool
 ) -> np.ndarray:
     """0 train, 1 validation, 2 test per row: test first, then validation from the rest."""
-    positions = np.arange(len(values))
-    try:
-        rest, test_rows = train_test_split(
-            positions, test_size=test, random_state=seed, stratify=values if stratify else None
-        )
-        _, validation_rows = train_test_split(
-            rest,
-            test_size=validation / (1 - test),
-            random_state=seed,
-            stratify=values[rest] if stratify else None,
-        )
-    except ValueError as exc:
-        raise PipelineError(f"cannot split {len(values)} rows: {exc}") from None
+    rest, test_rows = _hold_out(values, test, seed=seed, stratify=stratify)
+    _, held = _hold_out(values[rest], validation / (1 - test), seed=seed, stratify=stratify)
     assignment = np.zeros(len(values), dtype="int8")
-    assignment[validation_rows] = 1
+    assignment[rest[held]] = 1
     assignment[test_rows] = 2
     return assignment
 

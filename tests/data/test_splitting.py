@@ -1,8 +1,10 @@
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import train_test_split
 
 from stages.common.errors import PipelineError
-from stages.data.splitting import split_frame, split_report
+from stages.data.splitting import _seeded_split, split_frame, split_report
 
 from ..conftest import labelled_frame
 
@@ -67,3 +69,38 @@ def test_report_counts_classes_per_split():
     assert {name: len(rows) for name, rows in splits.items()} == {
         name: part["rows"] for name, part in report.items()
     }
+
+
+def sklearn_split(values, *, validation, test, seed, stratify):
+    """The split as scikit-learn's train_test_split draws it: test, then validation."""
+    positions = np.arange(len(values))
+    rest, test_rows = train_test_split(
+        positions, test_size=test, random_state=seed, stratify=values if stratify else None
+    )
+    _, validation_rows = train_test_split(
+        rest,
+        test_size=validation / (1 - test),
+        random_state=seed,
+        stratify=values[rest] if stratify else None,
+    )
+    assignment = np.zeros(len(values), dtype="int8")
+    assignment[validation_rows], assignment[test_rows] = 1, 2
+    return assignment
+
+
+@pytest.mark.parametrize("stratify", [True, False])
+def test_the_split_draws_the_rows_scikit_learn_draws(stratify):
+    """Row for row scikit-learn's train_test_split, on tables of many sizes, class counts
+    (balanced, skewed, tied remainders) and shares."""
+    draw = np.random.default_rng(0)
+    for case in range(60):
+        rows = int(draw.integers(120, 3000))
+        n_classes = int(draw.integers(2, 9))
+        weights = draw.dirichlet(np.ones(n_classes) * (0.3 if case % 3 else 5.0))
+        values = draw.choice(n_classes, size=rows, p=weights)
+        values[: n_classes * 12] = np.repeat(np.arange(n_classes), 12)  # enough rows per class
+        validation, test = (float(x) for x in draw.choice([0.1, 0.15, 0.2, 0.25, 1 / 3], 2))
+        seed = int(draw.integers(0, 2**31))
+        options = dict(validation=validation, test=test, seed=seed, stratify=stratify)
+        ours, theirs = _seeded_split(values, **options), sklearn_split(values, **options)
+        np.testing.assert_array_equal(ours, theirs, err_msg=str((rows, n_classes, options)))
