@@ -6,10 +6,10 @@ target by default, seeded from `dataset.seed`, and every class must land in ever
 A numeric target (regression) is stratified on its deciles, so every split spans its range.
 
 A table of up to `EXACT_ROWS` rows is split in memory from its target column (the rows
-scikit-learn's stratified split draws, stages/data/splitting.py). A larger one is split by a seeded hash of each row's
-id, in the same numbers per stratum, in passes that hold a histogram, not the rows
-(stages/data/hashsplit.py). Either way one Dask task per partition (stages/common/engine.py)
-then copies the partition's rows into its shard of each split.
+scikit-learn's stratified split draws, stages/data/splitting.py). A larger one is split by
+a seeded hash of each row's id, in the same numbers per stratum, in passes that hold a
+histogram, not the rows (stages/data/hashsplit.py). Either way one Dask task per partition
+(stages/common/engine.py) then copies the partition's rows into its shard of each split.
 """
 
 from __future__ import annotations

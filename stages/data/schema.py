@@ -10,12 +10,15 @@ reason it is encoded through a vocabulary learned from train rows and an embeddi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from stages.common.errors import PipelineError
+
+if TYPE_CHECKING:  # pandera loads where a schema is read: train and evaluate never read one
+    import pandera.pandas as pa
 
 FINITE_CHECK = "finite"
 
@@ -27,6 +30,8 @@ def _finite(series: pd.Series) -> pd.Series:
 
 def load_schema(path: str | Path) -> pa.DataFrameSchema:
     """Read a pandera YAML schema; float columns also get a check that rejects inf."""
+    import pandera.pandas as pa
+
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: schema file not found (params: dataset.schema)")

@@ -11,13 +11,17 @@ a batch, in training or at prediction time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from stages.common.errors import PipelineError
 from stages.data.encoding import DATE_PARTS, EncodingSpec, part_column, value_column
 from stages.data.schema import date_formats
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 
 def is_datetime_dtype(dtype) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from stages.data.encoding import EncodingSpec
 
@@ -62,6 +61,8 @@ def bin_edges(
     column's train minimum and maximum close the outer bins. Returns the position of each
     numeric column among the encoded columns and its sorted edges.
     """
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor  # only for bins
+
     indices, edges = [], []
     tree_type = DecisionTreeRegressor if spec.task == "regression" else DecisionTreeClassifier
     min_rows = max(1, round(MIN_BIN_SHARE * len(features)))
