@@ -233,7 +233,9 @@ def configure_device(device: str, mixed_precision: bool) -> tuple[Any, str]:
         if gpus:
             tf.config.set_visible_devices([], "GPU")
         if mixed_precision:
-            print("train: mixed precision needs a GPU; training in float32 on the CPU", flush=True)
+            from stages.common.io import say  # not at import: io loads pandas
+
+            say("train", "mixed precision needs a GPU; training in float32 on the CPU")
         return None, "CPU"
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)

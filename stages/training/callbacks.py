@@ -15,6 +15,7 @@ import pandas as pd
 
 from stages.common.config import TrainParams
 from stages.common.errors import PipelineError
+from stages.common.io import say
 from stages.training.resume import EpochBackup
 
 
@@ -67,11 +68,11 @@ class OverfittingMonitor(keras.callbacks.Callback):
         if flagged and flagged[-1]["epoch"] == epoch + 1:
             self.flagged.append(flagged[-1])
             name = "R2" if self.score == "r2" else self.score
-            print(
+            say(
+                "train",
                 f"overfitting watch: epoch {epoch + 1}: validation {name} "
                 f"{logs[val_name]:.4f} trails training {name} {logs[train_name]:.4f} "
                 f"by more than {self.gap}",
-                flush=True,
             )
 
     def state(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from stages.common.io import atomic_path, file_sha256
+from stages.common.io import atomic_path, file_sha256, say
 
 PACKAGE = Path(__file__).resolve().parents[1]  # stages/
 
@@ -92,14 +92,13 @@ class EpochBackup(keras.callbacks.Callback):
                 meta = json.loads(str(saved["meta"]))
                 arrays = {name: saved[name] for name in saved.files if name != "meta"}
         except Exception as exc:  # a damaged file: numpy, zipfile and json raise many types
-            print(f"train: ignoring an unreadable backup {self.path} ({exc})", flush=True)
+            say("train", f"ignoring an unreadable backup {self.path} ({exc})")
             self.discard()
             return 0
         if meta.get("key") != self.key:
-            print(
-                f"train: ignoring the backup in {self.path}: it was made from other data, "
-                "params or code",
-                flush=True,
+            say(
+                "train",
+                f"ignoring the backup in {self.path}: it was made from other data, params or code",
             )
             self.discard()
             return 0
