@@ -5,8 +5,8 @@ The draw is scikit-learn's `train_test_split` (a `StratifiedShuffleSplit`, or a
 `ShuffleSplit` with `split.stratify: false`), written out here in numpy: the split stage
 runs in a process of its own, where importing scikit-learn (0.55 s, most of it SciPy's
 statistics) took longer than splitting Adult. The same seed gives the same rows as
-scikit-learn does (tests/test_split.py draws both on many shapes), and the split does not
-move when a scikit-learn release changes its private helpers.
+scikit-learn does (tests/data/test_splitting.py draws both on many shapes), and the split
+does not move when a scikit-learn release changes its private helpers.
 """
 
 from __future__ import annotations
