@@ -1,5 +1,6 @@
 """Where training runs: the cluster from the environment, the device, task-specific params."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -60,9 +61,6 @@ def test_steps_per_execution_never_run_past_an_epoch():
 
 def test_tensorflows_start_up_noise_is_dropped_and_everything_else_kept():
     """Native writes to file descriptor 2 go through the filter, line by line."""
-    import subprocess
-    import sys
-
     script = """
 import os, sys
 from stages.common.runtime import quiet_native_stderr
@@ -126,10 +124,6 @@ def test_without_jax_the_inference_commands_keep_tensorflow(monkeypatch):
 def test_keras_loads_for_training_without_the_modules_it_never_uses():
     """In a fresh process: TensorFlow and Keras load without JAX and pyplot, a model
     still fits, and both modules import as usual afterwards."""
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import sys\n"
         "from stages.common.runtime import unused_modules_kept_out, UNUSED_IN_TRAINING\n"
